@@ -1,0 +1,89 @@
+"""The one interface every backend implements, and the result every backend returns.
+
+Comparison and report code see only :class:`RunResult`; they never learn which framework produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+
+from ..config import RunConfig
+from ..data import Dataset
+from ..params import Params
+
+# progress(done_steps, total_steps): called now and then while training.
+Progress = Callable[[int, int], None]
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run on this machine; the message says why and what to do about it."""
+
+
+class BackendError(RuntimeError):
+    """The backend started but failed; the message names the failure (e.g. a Julia exception)."""
+
+
+@dataclass
+class RunResult:
+    """What one backend measured in one run. Arrays are float64 whatever the run's dtype.
+
+    Loss sums add per-sample losses (each computed in the run's dtype) in float64, so that summation
+    order never shows up as a difference between backends.
+    """
+
+    step_losses: np.ndarray  # (epochs * n_train,): the loss of every Adam step, before that step's update
+    epoch_train_loss: np.ndarray  # (epochs,): sum of that epoch's step losses
+    epoch_test_loss: np.ndarray  # (epochs,): test-set loss sum after each epoch
+    train_loss_before: float  # train-set loss sum before training
+    test_loss_before: float  # test-set loss sum before training
+    test_loss_after: float  # test-set loss sum after the last epoch
+    final_params: Params
+    probe_predictions: np.ndarray  # (n_probes,): last output for each probe after training
+    seconds: float  # wall time of training and evaluation inside the backend
+    notes: dict = field(default_factory=dict)  # backend-specific facts worth printing (versions, options)
+
+    def to_dict(self) -> dict:
+        return {
+            "step_losses": self.step_losses.tolist(),
+            "epoch_train_loss": self.epoch_train_loss.tolist(),
+            "epoch_test_loss": self.epoch_test_loss.tolist(),
+            "train_loss_before": float(self.train_loss_before),
+            "test_loss_before": float(self.test_loss_before),
+            "test_loss_after": float(self.test_loss_after),
+            "final_params": self.final_params.to_dict(),
+            "probe_predictions": self.probe_predictions.tolist(),
+            "seconds": float(self.seconds),
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunResult":
+        arr = lambda key: np.asarray(d[key], dtype=np.float64)  # noqa: E731
+        return cls(
+            step_losses=arr("step_losses"),
+            epoch_train_loss=arr("epoch_train_loss"),
+            epoch_test_loss=arr("epoch_test_loss"),
+            train_loss_before=float(d["train_loss_before"]),
+            test_loss_before=float(d["test_loss_before"]),
+            test_loss_after=float(d["test_loss_after"]),
+            final_params=Params.from_dict(d["final_params"]),
+            probe_predictions=arr("probe_predictions"),
+            seconds=float(d["seconds"]),
+            notes=dict(d.get("notes", {})),
+        )
+
+
+class Backend(Protocol):
+    """(config, data, initial params) -> RunResult. Adding a backend is adding a module with one of these."""
+
+    name: str
+
+    def unavailable_reason(self) -> Optional[str]:
+        """None when the backend can run here; otherwise one paragraph: why not, and how to enable it."""
+        ...
+
+    def train(self, config: RunConfig, data: Dataset, initial: Params, progress: Optional[Progress] = None) -> RunResult:
+        ...

@@ -1,0 +1,155 @@
+"""The PyTorch backend: the idiomatic port a user would write, trained per sample with an optimizer.
+
+``nn.RNN`` offers only tanh and relu and keeps two biases, so the port is a small module with Flux's
+single bias; for tanh it equals ``nn.RNN`` with ``bias_ih = b`` and ``bias_hh = 0`` frozen (tested).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..adam import BETA1, BETA2, EPSILON
+from ..config import RunConfig
+from ..data import Dataset
+from ..params import Params
+from .base import Progress, RunResult
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+OPTIMIZERS = ("torch", "optimisers")
+
+
+class SumRNN(nn.Module):
+    """Flux's ``RNN(in => out, sigma)``: ``h_t = sigma((Wi x_t + Wh h_{t-1}) + b)``, ``h_0 = 0`` (not trained).
+
+    ``forward`` takes one sequence ``(len, in)`` (PyTorch's time-first layout, no batch) and returns every
+    hidden state ``(len, out)``, like Flux's ``rnn(x)`` returns ``out x len``.
+    """
+
+    def __init__(self, params: Params, activation: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.weight_ih = nn.Parameter(torch.tensor(params.Wi, dtype=dtype))  # (out, in), as Flux's Wi
+        self.weight_hh = nn.Parameter(torch.tensor(params.Wh, dtype=dtype))  # (out, out), as Flux's Wh
+        self.bias = nn.Parameter(torch.tensor(params.bias, dtype=dtype))  # (out,): ONE bias, as Flux
+        self.activation = {"identity": nn.Identity(), "tanh": nn.Tanh()}[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(self.weight_hh.shape[0], dtype=x.dtype)
+        states = []
+        for x_t in x:
+            h = self.activation((self.weight_ih @ x_t + self.weight_hh @ h) + self.bias)
+            states.append(h)
+        return torch.stack(states)
+
+    def to_params(self) -> Params:
+        as_np = lambda t: t.detach().to(torch.float64).numpy().copy()  # noqa: E731
+        return Params(as_np(self.weight_ih), as_np(self.weight_hh), as_np(self.bias))
+
+
+class OptimisersAdam(torch.optim.Optimizer):
+    """``torch.optim`` optimizer with Optimisers.jl 0.4 Adam's arithmetic (see ``fluxparity.adam``).
+
+    Constants are converted to the parameter's dtype, ``beta^t`` is a running product in that dtype, and
+    the update is ``x - ((m / (1 - beta1_t)) / (sqrt(v / (1 - beta2_t)) + eps)) * eta``, op by op.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(BETA1, BETA2), eps: float = EPSILON) -> None:
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                as_t = lambda v: torch.tensor(v, dtype=p.dtype)  # noqa: E731  (T(o.eta) etc.)
+                one, b1, b2 = as_t(1.0), as_t(group["betas"][0]), as_t(group["betas"][1])
+                state = self.state[p]
+                if not state:
+                    state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
+                    state["beta1_t"], state["beta2_t"] = b1.clone(), b2.clone()
+                m, v, g = state["m"], state["v"], p.grad
+                m.copy_(b1 * m + (one - b1) * g)
+                v.copy_(b2 * v + (one - b2) * (g * g))
+                p.sub_(((m / (one - state["beta1_t"])) / (torch.sqrt(v / (one - state["beta2_t"])) + as_t(group["eps"])))
+                       * as_t(group["lr"]))
+                state["beta1_t"] = state["beta1_t"] * b1
+                state["beta2_t"] = state["beta2_t"] * b2
+        return loss
+
+
+def make_optimizer(kind: str, params, lr: float) -> torch.optim.Optimizer:
+    if kind == "torch":
+        return torch.optim.Adam(params, lr=lr, betas=(BETA1, BETA2), eps=EPSILON)
+    if kind == "optimisers":
+        return OptimisersAdam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {kind!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+def _as_inputs(sequences, dtype: torch.dtype) -> list[torch.Tensor]:
+    # Boundary: float64 (len,) NumPy -> (len, in=1) tensors in the run's dtype, once.
+    return [torch.tensor(s, dtype=dtype).reshape(-1, 1) for s in sequences]
+
+
+@torch.no_grad()
+def _loss_sum(model: SumRNN, inputs, labels) -> float:
+    """Sum of |last output - label|, each term in the run's dtype, accumulated in float64."""
+    return float(sum(float((model(x)[-1, 0] - y).abs()) for x, y in zip(inputs, labels)))
+
+
+class TorchBackend:
+    """``optimizer="torch"``: ``torch.optim.Adam`` (what a port would use); ``"optimisers"``: Optimisers.jl arithmetic."""
+
+    name = "torch"
+
+    def __init__(self, optimizer: str = "torch") -> None:
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        self.optimizer = optimizer
+
+    def unavailable_reason(self) -> Optional[str]:
+        return None
+
+    def train(self, config: RunConfig, data: Dataset, initial: Params,
+              progress: Optional[Progress] = None) -> RunResult:
+        dtype = TORCH_DTYPES[config.dtype]
+        torch.set_num_threads(1)  # scalar work: threads only add overhead
+        model = SumRNN(initial, config.activation, dtype)
+        train_x, test_x, probe_x = (_as_inputs(s, dtype) for s in (data.train_sequences, data.test_sequences, data.probes))
+        train_y, test_y = (torch.tensor(y, dtype=dtype) for y in (data.train_labels, data.test_labels))
+        opt = make_optimizer(self.optimizer, model.parameters(), config.lr)
+        n, epochs = len(train_x), config.epochs
+        step_losses = np.zeros(n * epochs)
+        epoch_train, epoch_test = np.zeros(epochs), np.zeros(epochs)
+        start = time.perf_counter()
+        train_before, test_before = _loss_sum(model, train_x, train_y), _loss_sum(model, test_x, test_y)
+        for epoch in range(epochs):
+            for i, (x, y) in enumerate(zip(train_x, train_y)):
+                opt.zero_grad()
+                loss = (model(x)[-1, 0] - y).abs()
+                loss.backward()
+                opt.step()
+                step_losses[epoch * n + i] = loss.item()
+            epoch_train[epoch] = step_losses[epoch * n:(epoch + 1) * n].sum()
+            epoch_test[epoch] = _loss_sum(model, test_x, test_y)
+            if progress is not None:
+                progress((epoch + 1) * n, epochs * n)
+        with torch.no_grad():
+            probes = np.array([float(model(x)[-1, 0]) for x in probe_x])
+        return RunResult(
+            step_losses=step_losses,
+            epoch_train_loss=epoch_train,
+            epoch_test_loss=epoch_test,
+            train_loss_before=train_before,
+            test_loss_before=test_before,
+            test_loss_after=float(epoch_test[-1]),
+            final_params=model.to_params(),
+            probe_predictions=probes,
+            seconds=time.perf_counter() - start,
+            notes={"optimizer": self.optimizer, "torch": torch.__version__, "path": "plain"},
+        )

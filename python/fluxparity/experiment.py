@@ -1,0 +1,88 @@
+"""Run the tutorial's experiments in several backends on identical inputs and collect what they measured."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .backends import BackendError, RunResult, get_backend
+from .compare import Parity, compare_results
+from .config import RunConfig
+from .data import Dataset, generate_dataset
+from .params import Params, initial_params
+
+
+@dataclass
+class Run:
+    """One (activation, dtype) experiment: the same data and initial params in every backend."""
+
+    config: RunConfig
+    initial_params: Params
+    results: dict[str, RunResult]
+    parity: Parity
+
+
+@dataclass
+class Experiment:
+    settings: dict  # samples, seed, epochs, lr, backends, activations, dtypes, options
+    data: Dataset
+    runs: list[Run]
+    skipped: dict[str, str] = field(default_factory=dict)  # backend -> why it was not run
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if any(r.parity.verdict == "fail" for r in self.runs) else "pass"
+
+
+def seeds_for(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """Independent streams for the data and the initial weights, both fixed by one user-facing seed."""
+    data_seed, param_seed = np.random.SeedSequence(seed).spawn(2)
+    return data_seed, param_seed
+
+
+def versions(backend_names: Sequence[str]) -> dict:
+    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in ("fluxparity", "numpy", "torch", "numba", "juliacall"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    found["backends"] = list(backend_names)
+    return found
+
+
+# progress(backend, run_label, done_steps, total_steps)
+ExperimentProgress = Callable[[str, str, int, int], None]
+
+
+def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activations: Sequence[str],
+                   dtypes: Sequence[str], backends: Mapping[str, object], skipped: Optional[dict] = None,
+                   progress: Optional[ExperimentProgress] = None, options: Optional[dict] = None) -> Experiment:
+    """Train every (activation, dtype) run in every backend and compare them pairwise."""
+    data_seed, param_seed = seeds_for(seed)
+    data = generate_dataset(samples, data_seed)
+    initial = initial_params(param_seed)
+    runs = []
+    for activation in activations:
+        for dtype in dtypes:
+            config = RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr)
+            results = {}
+            for name, backend in backends.items():
+                report = None if progress is None else (
+                    lambda done, total, _n=name, _l=config.label: progress(_n, _l, done, total))
+                try:
+                    results[name] = backend.train(config, data, initial, report)
+                except BackendError:
+                    raise
+                except Exception as exc:  # a backend bug must name the backend and run it came from
+                    raise BackendError(f"backend {name!r} failed on {config.label}: {type(exc).__name__}: {exc}") from exc
+            runs.append(Run(config, initial, results, compare_results(dtype, lr, results, data)))
+    settings = dict(samples=samples, seed=seed, epochs=epochs, lr=lr, backends=list(backends),
+                    activations=list(activations), dtypes=list(dtypes), **(options or {}))
+    return Experiment(settings, data, runs, dict(skipped or {}), versions(list(backends)))

@@ -1,0 +1,29 @@
+"""report.md: the same tables as the terminal report, every check included, as Markdown."""
+
+from __future__ import annotations
+
+from ._tables import Table, findings, run_tables
+
+
+def _md_table(table: Table) -> str:
+    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+    lines = [f"### {table.title}", "", "| " + " | ".join(map(esc, table.header)) + " |",
+             "|" + "|".join("---" for _ in table.header) + "|"]
+    lines += ["| " + " | ".join(map(esc, row)) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def experiment_markdown(experiment) -> str:
+    s = experiment.settings
+    out = [f"# fluxparity report: {experiment.verdict.upper()}", "",
+           f"{s['samples']} training and {2 * s['samples']} test sequences, {s['epochs']} epochs, learning rate "
+           f"{s['lr']}, seed {s['seed']}. Backends: {', '.join(s['backends'])}.", ""]
+    for name, why in experiment.skipped.items():
+        out += [f"*{name} was not run:* {why}", ""]
+    out += ["Versions: " + ", ".join(f"{k} {v}" for k, v in experiment.versions.items() if k != "backends"), ""]
+    for run in experiment.runs:
+        out += [f"## {run.config.activation} / {run.config.dtype}: {run.parity.verdict.upper()}", ""]
+        out += ["\n\n".join(_md_table(t) for t in run_tables(run, experiment.data)), ""]
+        out += [f"- {line}" for line in findings(run, experiment.data)] + [""]
+    out += ["How to read the checks: docs/parity.md. Curves: loss_curves.png. Every number: report.json.", ""]
+    return "\n".join(out)

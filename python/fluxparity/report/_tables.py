@@ -1,0 +1,101 @@
+"""The content shared by the terminal and Markdown reports, as (title, header, rows) tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EPOCHS_SHOWN = (1, 2, 3, 5, 10, 20, 30, 40, 50)
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def _num(x: float) -> str:
+    if x is None or not np.isfinite(x):
+        return str(x)
+    if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
+        return f"{x:.4e}"
+    return f"{x:.6g}" if abs(x) >= 1000 else f"{x:.6f}".rstrip("0").rstrip(".") if "." in f"{x:.6f}" else f"{x:.6f}"
+
+
+def _sci(x: float) -> str:
+    return f"{x:.2e}"
+
+
+def _seq(values) -> str:
+    return "[" + ",".join(f"{v:g}" for v in values) + "]"
+
+
+def run_tables(run, data) -> list[Table]:
+    names = list(run.results)
+    res = run.results
+    n_test = len(data.test_labels)
+    tables = [Table(
+        "The tutorial's numbers",
+        ["", *names],
+        [
+            ["train loss before", *(_num(res[n].train_loss_before) for n in names)],
+            ["test loss before", *(_num(res[n].test_loss_before) for n in names)],
+            ["test loss after", *(_num(res[n].test_loss_after) for n in names)],
+            ["mean |error| per test sample", *(_num(res[n].test_loss_after / n_test) for n in names)],
+            ["seconds", *(f"{res[n].seconds:.2f}" for n in names)],
+        ],
+    )]
+    epochs = len(next(iter(res.values())).epoch_test_loss)
+    shown = [e for e in EPOCHS_SHOWN if e <= epochs] or [epochs]
+    if shown[-1] != epochs:
+        shown.append(epochs)
+    tables.append(Table("Test loss after each epoch", ["epoch", *names],
+                        [[str(e), *(_num(res[n].epoch_test_loss[e - 1]) for n in names)] for e in shown]))
+    tables.append(Table(
+        "Probe predictions after training",
+        ["probe", "true sum", *names],
+        [[_seq(p), f"{y:g}", *(f"{res[n].probe_predictions[i]:.4f}" for n in names)]
+         for i, (p, y) in enumerate(zip(data.probes, data.probe_labels))],
+    ))
+    tables.append(Table(
+        "Final parameters",
+        ["param", "initial", *names],
+        [[name, f"{float(np.ravel(value)[0]):.6g}", *(f"{float(np.ravel(getattr(res[n].final_params, name))[0]):.8g}"
+                                                      for n in names)]
+         for name, value in run.initial_params.items()],
+    ))
+    tables.append(Table(
+        f"Parity checks: {run.parity.verdict.upper()}",
+        ["pair", "quantity", "max abs", "max rel", "first divergent", "result", "rule"],
+        [[f"{c.a} vs {c.b}", c.quantity, _sci(c.max_abs), _sci(c.max_rel),
+          "-" if c.first_divergent_step is None else str(c.first_divergent_step),
+          ("pass" if c.passed else "FAIL") if c.judged else ("info" if c.passed else "info: differs"), c.rule]
+         for c in run.parity.checks],
+    ))
+    return tables
+
+
+def findings(run, data) -> list[str]:
+    """Plain sentences a reader needs: where float32 trajectories separated, whether each model learned."""
+    lines = []
+    for c in run.parity.checks:
+        if not c.judged and c.quantity == "step_losses" and c.first_divergent_step is not None:
+            n = len(data.train_labels)
+            step = c.first_divergent_step
+            lines.append(f"{c.a} and {c.b}: step losses separate at step {step} (epoch {step // n + 1}, sample "
+                         f"{step % n}) beyond {c.rule}; judged on epoch 1 and on the outcome instead.")
+    for c in run.parity.failed():
+        lines.append(f"FAIL {c.a} vs {c.b}: {c.quantity}[{c.worst_index}]: max abs {c.max_abs:.3e} breaks {c.rule}.")
+    labels = data.probe_labels
+    for name, r in run.results.items():
+        err = np.abs(r.probe_predictions - labels)
+        if run.config.activation == "identity":
+            lines.append(f"{name}: probe predictions within {err.max():.3g} of the true sums.")
+        else:
+            sat = np.abs(r.probe_predictions - 1.0).max()
+            expected = float(np.sum(data.test_labels) - len(data.test_labels))
+            lines.append(f"{name}: tanh saturates: probe predictions within {sat:.2g} of 1.0; test loss "
+                         f"{r.test_loss_after:.6g} vs sum(test labels) - N = {expected:.6g}.")
+    return lines
