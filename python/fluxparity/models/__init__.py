@@ -1,0 +1,67 @@
+"""Recurrent models beyond the tutorial — RNN, LSTM, GRU, GRUv3, with an optional Dense head — in Flux's
+parameter layout, with a NumPy reference (forward and hand-written backprop through time), the idiomatic
+PyTorch modules, weight conversion both ways, and a weights file Julia reads (``julia/weights.jl``).
+
+Layouts at this package's boundaries: parameters are Flux's ``(out, in)`` matrices (= PyTorch's);
+sequences are Flux's ``(in, len, batch)`` in NumPy and PyTorch's ``(len, batch, in)`` in tensors.
+See ``docs/porting.md`` for the Flux -> PyTorch correspondence and the tests that pin it.
+"""
+
+from ._activations import sigmoid_fast as sigmoid_fast, tanh_fast as tanh_fast
+from ._npz import FORMAT as FORMAT, load_npz as load_npz, save_npz as save_npz
+from ._params import (
+    KINDS as KINDS,
+    RNN_ACTIVATIONS as RNN_ACTIVATIONS,
+    CellParams as CellParams,
+    DenseParams as DenseParams,
+    GRUParams as GRUParams,
+    GRUv3Params as GRUv3Params,
+    LSTMParams as LSTMParams,
+    Params as Params,
+    RNNParams as RNNParams,
+    SequenceModel as SequenceModel,
+    flat_params as flat_params,
+    init_cell as init_cell,
+    init_dense as init_dense,
+    init_model as init_model,
+    with_flat_params as with_flat_params,
+)
+from ._reference import (
+    Trace as Trace,
+    abs_last_output_loss as abs_last_output_loss,
+    backward as backward,
+    forward as forward,
+    outputs as outputs,
+    value_and_grad as value_and_grad,
+)
+# PyTorch-side names load on first use, so that the Flux backend's process can use this package (params,
+# reference, weights file) without ever importing torch: juliacall and torch must not share a process
+# unless juliacall came first (docs: flux-semantics §6).
+_TORCH_NAMES = {
+    "freeze_hidden_biases": "._convert",
+    "from_module": "._convert",
+    "from_state_dict": "._convert",
+    "gradients_to_flux": "._convert",
+    "to_state_dict": "._convert",
+    "GRUv3": "._torch",
+    "OneBiasRNN": "._torch",
+    "SequenceModule": "._torch",
+    "build_module": "._torch",
+    "empty_module": "._torch",
+    "flux_to_torch_layout": "._torch",
+    "run": "._torch",
+    "run_with_gradients": "._torch",
+    "torch_to_flux_layout": "._torch",
+}
+
+
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_TORCH_NAMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_TORCH_NAMES))

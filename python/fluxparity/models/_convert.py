@@ -1,0 +1,226 @@
+"""Flux-layout parameters <-> PyTorch ``state_dict``, both ways, with the one-bias rule.
+
+Weights need no reshaping: Flux's ``Wi (G·hidden, in)`` IS ``weight_ih_l0 (G·hidden, in)``, ``Wh`` is
+``weight_hh_l0``, with the same gate blocks in the same order (LSTM i, f, g, o; GRU r, z, n). Biases:
+
+- Flux has ONE bias; ``nn.RNN``/``nn.LSTM``/``nn.GRU`` have two. Flux -> torch: ``bias_ih_l0 = bias``,
+  ``bias_hh_l0 = 0``, and ``bias_hh_l0`` must be frozen (:func:`freeze_hidden_biases`): if both trained,
+  each would receive the full gradient and Adam would move their sum about twice as far as Flux's one bias.
+- torch -> Flux: ``bias = bias_ih_l0 + bias_hh_l0`` (copied as is when ``bias_hh_l0`` is all zero). For GRU
+  that folding is exact only for the r and z blocks: a nonzero ``b_hn`` sits inside ``r ⊙ (W_hn h + b_hn)``
+  and has no Flux counterpart, so it is refused.
+- The custom modules (:class:`OneBiasRNN`, :class:`GRUv3`) have one ``bias_l0``, copied as is.
+
+State-dict names: a bare cell maps to the module's own names (``weight_ih_l0``, ...); a
+:class:`SequenceModel` maps to :class:`SequenceModule`'s (``rnn.weight_ih_l0``, ..., ``head.weight``,
+``head.bias``; Flux ``Dense.weight (out, hidden)`` is ``nn.Linear.weight (out, hidden)``).
+Dtypes are always given explicitly; values are copied, never shared.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._params import (
+    CELL_TYPES,
+    CellParams,
+    DenseParams,
+    GRUv3Params,
+    Params,
+    RNNParams,
+    SequenceModel,
+)
+from ._torch import GRUv3, OneBiasRNN
+
+_HIDDEN_BIAS = re.compile(r"(^|\.)bias_hh_l\d+(_reverse)?$")
+_ONE_BIAS_NAMES = {"weight_ih_l0", "weight_hh_l0", "bias_l0"}
+_TWO_BIAS_NAMES = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"}
+
+
+def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(np.array(a), dtype=dtype)
+
+
+def _uses_one_bias(cell: CellParams, one_bias_rnn: bool) -> bool:
+    if cell.kind == "rnn":
+        return cell.activation == "identity" or one_bias_rnn
+    return cell.kind == "gruv3"
+
+
+def _cell_state_dict(cell: CellParams, dtype: torch.dtype, one_bias_rnn: bool) -> dict[str, torch.Tensor]:
+    bias = getattr(cell, cell.array_names[2])
+    sd = {"weight_ih_l0": _tensor(cell.Wi, dtype), "weight_hh_l0": _tensor(cell.Wh, dtype)}
+    if _uses_one_bias(cell, one_bias_rnn):
+        sd["bias_l0"] = _tensor(bias, dtype)
+    else:
+        sd["bias_ih_l0"] = _tensor(bias, dtype)
+        sd["bias_hh_l0"] = torch.zeros(bias.shape, dtype=dtype)
+    if isinstance(cell, GRUv3Params):
+        sd["weight_hh_tilde_l0"] = _tensor(cell.Wh_htilde, dtype)
+    return sd
+
+
+def to_state_dict(params: Params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> dict[str, torch.Tensor]:
+    """Flux-layout ``params`` -> a ``state_dict`` for the matching module of :mod:`._torch`.
+
+    Args:
+        params: a cell (keys without prefix) or a :class:`SequenceModel` (keys ``rnn.*`` and ``head.*``).
+        dtype: the tensors' dtype (e.g. ``torch.float64``); values are converted to it explicitly here.
+        one_bias_rnn: target :class:`OneBiasRNN` for tanh/relu RNNs too (identity RNNs always are).
+
+    Returns:
+        ``{name: tensor}``; shapes are Flux's (``weight_ih_l0 (G·hidden, in)``, ...), ``bias_hh_l0`` zeros.
+    """
+    if not isinstance(params, SequenceModel):
+        return _cell_state_dict(params, dtype, one_bias_rnn)
+    sd = {f"rnn.{k}": v for k, v in _cell_state_dict(params.cell, dtype, one_bias_rnn).items()}
+    if params.head is not None:
+        sd["head.weight"] = _tensor(params.head.weight, dtype)
+        sd["head.bias"] = _tensor(params.head.bias, dtype)
+    return sd
+
+
+def _numpy(t: torch.Tensor, dtype) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(dtype, copy=True)
+
+
+def _infer_kind(sd: dict[str, torch.Tensor]) -> str:
+    if "weight_hh_tilde_l0" in sd:
+        return "gruv3"
+    rows, cols = sd["weight_hh_l0"].shape
+    kinds = {1: "rnn", 3: "gru", 4: "lstm"}
+    if rows % cols or rows // cols not in kinds:
+        raise ValueError(f"weight_hh_l0 of shape {tuple(sd['weight_hh_l0'].shape)} is no RNN/GRU/LSTM layer")
+    return kinds[rows // cols]
+
+
+def _flux_bias(sd: dict[str, torch.Tensor], kind: str, dtype) -> np.ndarray:
+    if "bias_l0" in sd:
+        return _numpy(sd["bias_l0"], dtype)
+    b_ih, b_hh = sd["bias_ih_l0"], sd["bias_hh_l0"]
+    if not torch.any(b_hh != 0):
+        return _numpy(b_ih, dtype)  # copied, not added: keeps -0.0 and every bit of b_ih
+    if kind == "gru" and torch.any(b_hh.chunk(3)[2] != 0):
+        raise ValueError("nn.GRU's b_hn (third block of bias_hh_l0) is nonzero: Flux's GRU has no such bias")
+    return _numpy(b_ih + b_hh, dtype)
+
+
+def _cell_from_state_dict(sd: dict[str, torch.Tensor], dtype, activation: Optional[str]) -> CellParams:
+    kind = _infer_kind(sd)
+    expected = set(_ONE_BIAS_NAMES if "bias_l0" in sd else _TWO_BIAS_NAMES)
+    if kind == "gruv3":
+        expected |= {"weight_hh_tilde_l0"}
+    if set(sd) != expected:
+        raise ValueError(
+            f"state_dict names {sorted(sd)} are not one single-layer, unidirectional {kind} layer "
+            f"(expected {sorted(expected)})"
+        )
+    cls = CELL_TYPES[kind]
+    arrays = {
+        "Wi": _numpy(sd["weight_ih_l0"], dtype),
+        "Wh": _numpy(sd["weight_hh_l0"], dtype),
+        cls.array_names[2]: _flux_bias(sd, kind, dtype),
+    }
+    if kind == "gruv3":
+        arrays["Wh_htilde"] = _numpy(sd["weight_hh_tilde_l0"], dtype)
+    if kind == "rnn":
+        if activation is None:
+            raise ValueError("an RNN's activation is not in its state_dict: pass activation=")
+        return RNNParams(**arrays, activation=activation)
+    return cls(**arrays)
+
+
+def from_state_dict(state_dict: dict[str, torch.Tensor], *, dtype, activation: Optional[str] = None) -> Params:
+    """Inverse of :func:`to_state_dict`: a ``state_dict`` -> Flux-layout parameters as NumPy arrays.
+
+    Args:
+        state_dict: a module's names (-> a cell) or :class:`SequenceModule`'s ``rnn.*``/``head.*`` (-> a
+            :class:`SequenceModel`). The kind is read from the shapes (and ``weight_hh_tilde_l0`` for GRUv3).
+        dtype: the NumPy dtype of the returned arrays (e.g. ``np.float64``).
+        activation: required for an RNN (``"identity"``, ``"tanh"`` or ``"relu"``): it is not in a state_dict.
+    """
+    if not any(k.startswith("rnn.") for k in state_dict):
+        return _cell_from_state_dict(dict(state_dict), dtype, activation)
+    unknown = [k for k in state_dict if not k.startswith(("rnn.", "head."))]
+    if unknown:
+        raise ValueError(f"unexpected state_dict names {unknown}")
+    cell = _cell_from_state_dict({k[4:]: v for k, v in state_dict.items() if k.startswith("rnn.")}, dtype, activation)
+    head = None
+    if "head.weight" in state_dict:
+        head = DenseParams(_numpy(state_dict["head.weight"], dtype), _numpy(state_dict["head.bias"], dtype))
+    return SequenceModel(cell, head)
+
+
+def module_activation(rnn: nn.Module) -> Optional[str]:
+    """The activation of a recurrent module (``nn.RNN``/:class:`OneBiasRNN`), None for the gated ones."""
+    if isinstance(rnn, (nn.RNN, OneBiasRNN)):
+        return rnn.nonlinearity
+    return None
+
+
+def _check_single_layer(rnn: nn.Module) -> None:
+    if isinstance(rnn, nn.RNNBase):
+        if rnn.num_layers != 1 or rnn.bidirectional or not rnn.bias or getattr(rnn, "proj_size", 0):
+            raise ValueError(f"{rnn}: only single-layer, unidirectional layers with biases map to one Flux cell")
+    elif not isinstance(rnn, (OneBiasRNN, GRUv3)):
+        raise TypeError(f"{type(rnn).__name__} is not a recurrent module this package converts")
+
+
+def from_module(module: nn.Module, *, dtype) -> Params:
+    """A module of :mod:`._torch` (or a bare ``nn.RNN``/``nn.LSTM``/``nn.GRU``) -> Flux-layout parameters.
+
+    A :class:`SequenceModule` gives a :class:`SequenceModel`; a bare recurrent module gives a cell.
+    """
+    rnn = getattr(module, "rnn", module)
+    _check_single_layer(rnn)
+    return from_state_dict(module.state_dict(), dtype=dtype, activation=module_activation(rnn))
+
+
+def freeze_hidden_biases(module: nn.Module) -> list[str]:
+    """Freeze every ``bias_hh_l*`` of ``module`` (``requires_grad = False``) and return their names.
+
+    With ``bias_hh = 0`` frozen, PyTorch trains exactly Flux's one bias (``bias_ih``): the frozen tensor gets
+    no ``.grad`` and ``torch.optim`` optimizers skip it. Raises ValueError if one of them is not all zero —
+    a frozen nonzero ``bias_hh`` is a different model from Flux's.
+    """
+    frozen = []
+    for name, p in module.named_parameters():
+        if _HIDDEN_BIAS.search(name):
+            if torch.any(p.detach() != 0):
+                raise ValueError(f"{name} is not zero: Flux's one-bias model needs bias_hh = 0")
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def gradients_to_flux(grads: dict[str, Optional[torch.Tensor]], like: Params, *, dtype) -> Params:
+    """PyTorch gradients by parameter name (as ``named_parameters()``/``state_dict`` names them) -> the Flux
+    layout of ``like``, as NumPy arrays of ``dtype``.
+
+    The one bias's gradient is ``bias_ih_l0``'s (or ``bias_l0``'s): d loss / d b = d loss / d bias_ih when
+    ``b = bias_ih + bias_hh``. A frozen ``bias_hh_l0`` (gradient None) is simply not read.
+    """
+    model = like if isinstance(like, SequenceModel) else SequenceModel(like)
+    prefix = "rnn." if isinstance(like, SequenceModel) else ""
+
+    def grad(name: str) -> np.ndarray:
+        g = grads.get(prefix + name if not name.startswith("head.") else name)
+        if g is None:
+            raise ValueError(f"no gradient for {name!r} (frozen or unused?)")
+        return _numpy(g, dtype)
+
+    cell = model.cell
+    bias_name = "bias_l0" if (prefix + "bias_l0") in grads else "bias_ih_l0"
+    arrays = {"Wi": grad("weight_ih_l0"), "Wh": grad("weight_hh_l0"), cell.array_names[2]: grad(bias_name)}
+    if isinstance(cell, GRUv3Params):
+        arrays["Wh_htilde"] = grad("weight_hh_tilde_l0")
+    cell_grads = cell.replace_arrays(arrays)
+    if not isinstance(like, SequenceModel):
+        return cell_grads
+    head = None if model.head is None else DenseParams(grad("head.weight"), grad("head.bias"))
+    return SequenceModel(cell_grads, head)
