@@ -81,6 +81,29 @@ def _loss_sum(x, lengths, labels, w, hs, kind, f32):
     return total
 
 
+def _loss_and_gradient(x, start, length, label, w, hs, g, zero, one, kind, f32):
+    """Forward one sequence, then backpropagate |h_len - label| through time into g = [dWi, dWh, db].
+
+    Returns the residual h_len - label (the loss is its absolute value).
+    """
+    residual = _forward(x, start, length, w, hs, kind, f32) - label
+    # d|r|/dr = sign(r), and 0 at r = 0 (ChainRules and PyTorch agree).
+    dh = np.sign(residual)
+    g[0] = zero
+    g[1] = zero
+    g[2] = zero
+    for t in range(length - 1, -1, -1):
+        if kind == IDENTITY:
+            da = dh
+        else:
+            da = dh * (one - hs[t + 1] * hs[t + 1])  # tanh' from the output: 1 - y^2
+        g[0] += da * x[start + t]
+        g[1] += da * hs[t]
+        g[2] += da
+        dh = da * w[1]
+    return residual
+
+
 def train_kernel(x, lengths, labels, test_x, test_lengths, test_labels, probe_x, probe_lengths,
                  w, c, f32, epochs, kind, step_losses, epoch_train, epoch_test, before, probe_out, hs):
     """Train in place. w = [Wi, Wh, b, 0] and c (constants) in T, f32 = (T is float32); outputs float64."""
@@ -97,23 +120,9 @@ def train_kernel(x, lengths, labels, test_x, test_lengths, test_labels, probe_x,
         epoch_sum = 0.0
         for i in range(n):
             length = lengths[i]
-            residual = _forward(x, start, length, w, hs, kind, f32) - labels[i]
+            residual = _loss_and_gradient(x, start, length, labels[i], w, hs, g, c[ZERO], one, kind, f32)
             step_losses[epoch * n + i] = np.float64(np.abs(residual))
             epoch_sum += np.float64(np.abs(residual))
-            # d|r|/dr = sign(r), 0 at r = 0 (ChainRules and PyTorch agree); then back through time.
-            dh = np.sign(residual)
-            g[0] = c[ZERO]
-            g[1] = c[ZERO]
-            g[2] = c[ZERO]
-            for t in range(length - 1, -1, -1):
-                if kind == IDENTITY:
-                    da = dh
-                else:
-                    da = dh * (one - hs[t + 1] * hs[t + 1])  # tanh' from the output: 1 - y^2
-                g[0] += da * x[start + t]
-                g[1] += da * hs[t]
-                g[2] += da
-                dh = da * w[1]
             # Optimisers.jl 0.4 Adam, operation by operation in T.
             for k in range(3):
                 m[k] = b1 * m[k] + (one - b1) * g[k]
@@ -145,12 +154,27 @@ def compiled_kernel():
         except ImportError:
             return None
         namespace = dict(globals())
-        for name in ("_horner32", "_activate", "_forward", "_loss_sum", "train_kernel"):
+        for name in ("_horner32", "_activate", "_forward", "_loss_sum", "_loss_and_gradient", "train_kernel"):
             fn = globals()[name]
             copy = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
             namespace[name] = numba.njit(cache=True)(copy)
         _compiled = namespace["train_kernel"]
     return _compiled
+
+
+def loss_and_gradient(sequence, label: float, params: Params, activation: str, dtype: str = "float64",
+                      tanh: str = "exact") -> tuple[float, Params]:
+    """The loss ``|h_len - label|`` of one sequence ``(len,)`` and its gradient, by the backend's own BPTT."""
+    t = np.dtype(dtype)
+    kind = IDENTITY if activation == "identity" else (TANH_FAST if tanh == "fast" else TANH)
+    x = np.asarray(sequence, dtype=t)
+    w = np.array([params.Wi[0, 0], params.Wh[0, 0], params.bias[0], 0.0], dtype=t)
+    g, hs = np.zeros(3, dtype=t), np.zeros(len(x) + 1, dtype=t)
+    residual = _loss_and_gradient(x, 0, len(x), t.type(label), w, hs, g, t.type(0), t.type(1), kind,
+                                  t == np.float32)
+    grad = Params(Wi=np.array([[g[0]]], dtype=np.float64), Wh=np.array([[g[1]]], dtype=np.float64),
+                  bias=np.array([g[2]], dtype=np.float64))
+    return float(abs(residual)), grad
 
 
 class ReferenceBackend:

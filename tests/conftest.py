@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+
+from fluxparity.data import generate_dataset
+from fluxparity.experiment import seeds_for
+from fluxparity.params import initial_params
+
+
+@pytest.fixture(autouse=True)
+def _numpy_errors_raise():
+    # A silent overflow or invalid operation in a backend is a bug, never a number to compare.
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow is benign
+        yield
+
+
+def make_inputs(samples: int, seed: int = 0):
+    """The data and initial parameters ``fluxparity compare --samples N --seed S`` would use."""
+    data_seed, param_seed = seeds_for(seed)
+    return generate_dataset(samples, data_seed), initial_params(param_seed)
+
+
+@pytest.fixture
+def small_inputs():
+    return make_inputs(40, seed=1)

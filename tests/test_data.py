@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from fluxparity.data import PROBES, generate_dataset, pack, unpack
+
+
+def test_lengths_values_and_labels_follow_the_tutorial():
+    data = generate_dataset(500, seed=3)
+    assert len(data.train_sequences) == 500 and len(data.test_sequences) == 1000
+    for seqs, labels in ((data.train_sequences, data.train_labels), (data.test_sequences, data.test_labels)):
+        lengths = np.array([len(s) for s in seqs])
+        assert lengths.min() == 2 and lengths.max() == 7  # uniform 2..7: both ends occur in 500 draws
+        values = np.concatenate(seqs)
+        assert values.dtype == np.float64
+        assert set(np.unique(values)) == set(range(1, 11))
+        np.testing.assert_array_equal(labels, [s.sum() for s in seqs])
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    a, b, c = generate_dataset(50, seed=7), generate_dataset(50, seed=7), generate_dataset(50, seed=8)
+    assert all(np.array_equal(x, y) for x, y in zip(a.train_sequences, b.train_sequences))
+    assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a.train_sequences, c.train_sequences))
+
+
+def test_probes_are_the_tutorials():
+    data = generate_dataset(1, seed=0)
+    assert [s.tolist() for s in data.probes] == [[1, 2, 3], [1, -2, 30], [1, 0, 30], [1, 1, 1]]
+    assert data.probe_labels.tolist() == [6, 29, 31, 3]
+    assert len(PROBES) == 4
+
+
+def test_pack_round_trips():
+    data = generate_dataset(30, seed=1)
+    values, lengths = pack(data.train_sequences)
+    assert values.dtype == np.float64 and lengths.dtype == np.int64
+    assert all(np.array_equal(a, b) for a, b in zip(unpack(values, lengths), data.train_sequences))
+
+
+def test_dict_round_trip():
+    data = generate_dataset(10, seed=2)
+    back = type(data).from_dict(data.to_dict())
+    np.testing.assert_array_equal(back.test_labels, data.test_labels)
+    assert all(np.array_equal(a, b) for a, b in zip(back.test_sequences, data.test_sequences))
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5])
+def test_bad_sample_count_is_rejected(bad):
+    with pytest.raises(ValueError, match=str(bad)):
+        generate_dataset(bad, seed=0)

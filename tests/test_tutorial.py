@@ -1,0 +1,32 @@
+"""The tutorial's story: the identity RNN learns to sum; with tanh it saturates at 1 and cannot."""
+
+import numpy as np
+import pytest
+
+from fluxparity.backends.pytorch import TorchBackend
+from fluxparity.backends.reference import ReferenceBackend
+from fluxparity.config import RunConfig
+
+from conftest import make_inputs
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_identity_model_learns_the_sum(dtype):
+    data, initial = make_inputs(1000, seed=0)
+    result = ReferenceBackend().train(RunConfig("identity", dtype, epochs=50), data, initial)
+    assert result.test_loss_after < 0.01 * result.test_loss_before
+    np.testing.assert_allclose(result.probe_predictions, data.probe_labels, atol=0.1)
+
+
+@pytest.mark.parametrize("backend,samples,epochs,atol", [
+    (ReferenceBackend(), 1000, 50, 1e-3),
+    (ReferenceBackend(tanh="fast"), 1000, 50, 1e-3),
+    (TorchBackend(), 200, 10, 2e-2),  # smaller, to keep the suite quick: already within 0.02 of 1
+], ids=["reference", "reference-tanh_fast", "torch"])
+def test_tanh_model_saturates_at_one(backend, samples, epochs, atol):
+    data, initial = make_inputs(samples, seed=0)
+    result = backend.train(RunConfig("tanh", "float64", epochs=epochs), data, initial)
+    np.testing.assert_allclose(result.probe_predictions, 1.0, atol=atol)
+    # Every output is ~1, so the test loss is sum(labels) - N: the model cannot learn.
+    expected = data.test_labels.sum() - len(data.test_labels)
+    np.testing.assert_allclose(result.test_loss_after, expected, rtol=1e-3)
