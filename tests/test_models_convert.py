@@ -1,0 +1,232 @@
+"""Weight conversion Flux layout <-> PyTorch state_dict, and the .npz weights file Julia reads.
+
+Round trips must be exact: compared bit for bit (so a -0.0 turning into +0.0 would fail too).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from numpy.lib import format as npy_format
+
+from fluxparity import models
+
+FLOAT64_PARITY = dict(rtol=0.0, atol=1e-10)
+
+MODELS = [("rnn", "identity"), ("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh"), ("gruv3", "tanh")]
+MODEL_IDS = ["rnn-identity", "rnn-tanh", "rnn-relu", "lstm", "gru", "gruv3"]
+DTYPES = [(np.float32, torch.float32), (np.float64, torch.float64)]
+DTYPE_IDS = ["float32", "float64"]
+
+
+@pytest.fixture(autouse=True)
+def float64_everywhere():
+    """Tensors made without an explicit dtype are float64 here (every call below passes one anyway)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _params(kind, activation, head, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    model = models.init_model(kind, 3, 4, 2 if head else None, seed=rng, dtype=np.float64, activation=activation)
+    # arbitrary float64 values (not float32 numbers), and a -0.0 in the bias
+    flat = {n: rng.standard_normal(a.shape) for n, a in models.flat_params(model).items()}
+    bias_name = next(n for n in flat if n in ("cell.bias", "cell.b"))
+    flat[bias_name][0] = -0.0
+    return models.with_flat_params(model, flat).astype(dtype)
+
+
+def _assert_bitwise_equal(actual: dict, expected: dict):
+    assert actual.keys() == expected.keys()
+    for name, a in actual.items():
+        e = expected[name]
+        assert a.dtype == e.dtype and a.shape == e.shape, name
+        np.testing.assert_array_equal(a.view(f"u{a.itemsize}"), e.view(f"u{e.itemsize}"), err_msg=name)
+
+
+@pytest.mark.parametrize("one_bias_rnn", [False, True], ids=["builtin", "one-bias"])
+@pytest.mark.parametrize("head", [False, True], ids=["no-head", "dense-head"])
+@pytest.mark.parametrize("kind,activation", MODELS, ids=MODEL_IDS)
+def test_state_dict_names_and_shapes_match_torch_modules(kind, activation, head, one_bias_rnn):
+    params = _params(kind, activation, head, np.float64)
+    module = models.empty_module(params, dtype=torch.float64, one_bias_rnn=one_bias_rnn)
+    converted = models.to_state_dict(params, dtype=torch.float64, one_bias_rnn=one_bias_rnn)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == {
+        k: tuple(v.shape) for k, v in module.state_dict().items()
+    }
+
+
+@pytest.mark.parametrize("dtypes", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("head", [False, True], ids=["no-head", "dense-head"])
+@pytest.mark.parametrize("kind,activation", MODELS, ids=MODEL_IDS)
+def test_flux_to_torch_to_flux_is_exact(kind, activation, head, dtypes):
+    np_dtype, torch_dtype = dtypes
+    params = _params(kind, activation, head, np_dtype)
+    state_dict = models.to_state_dict(params, dtype=torch_dtype)
+    assert {v.dtype for v in state_dict.values()} == {torch_dtype}
+    back = models.from_state_dict(state_dict, dtype=np_dtype, activation=activation if kind == "rnn" else None)
+    _assert_bitwise_equal(models.flat_params(back), models.flat_params(params))
+
+
+@pytest.mark.parametrize("kind,activation", MODELS, ids=MODEL_IDS)
+def test_flux_to_module_to_flux_is_exact(kind, activation):
+    params = _params(kind, activation, True, np.float64)
+    module = models.build_module(params, dtype=torch.float64)
+    _assert_bitwise_equal(models.flat_params(models.from_module(module, dtype=np.float64)), models.flat_params(params))
+
+
+@pytest.mark.parametrize("kind,activation", MODELS, ids=MODEL_IDS)
+def test_torch_to_flux_to_torch_is_exact(kind, activation):
+    torch.manual_seed(0)
+    module = models.empty_module(_params(kind, activation, True, np.float64), dtype=torch.float64)  # torch's init
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "bias_hh" in name:
+                p.zero_()  # Flux's one-bias model
+    original = {k: v.numpy().copy() for k, v in module.state_dict().items()}
+    params = models.from_module(module, dtype=np.float64)
+    again = models.to_state_dict(params, dtype=torch.float64)
+    _assert_bitwise_equal({k: v.numpy() for k, v in again.items()}, original)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_nonzero_hidden_bias_folds_into_flux_bias(kind):
+    """RNN and LSTM add bias_ih and bias_hh before any nonlinearity: Flux's one bias is their sum."""
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(3, 4, dtype=torch.float64) if kind == "rnn" else torch.nn.LSTM(3, 4, dtype=torch.float64)
+    assert torch.count_nonzero(rnn.bias_hh_l0) > 0  # PyTorch's default init
+    params = models.from_module(rnn, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((3, 5, 2))
+    hidden, _ = rnn(models.flux_to_torch_layout(x, dtype=torch.float64))
+    # every step's hidden state: the module with two biases vs the reference with their sum
+    torch.testing.assert_close(
+        models.torch_to_flux_layout(hidden), models.outputs(params, x, fast=False), **FLOAT64_PARITY
+    )
+
+
+def test_gru_nonzero_b_hn_is_refused():
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(3, 4, dtype=torch.float64)  # default init: b_hn != 0, inside r ⊙ (W_hn h + b_hn)
+    with pytest.raises(ValueError, match="b_hn"):
+        models.from_module(gru, dtype=np.float64)
+
+
+def test_conversion_to_float32_rounds_explicitly():
+    cell = _params("lstm", "tanh", False, np.float64).cell
+    state_dict = models.to_state_dict(cell, dtype=torch.float32)
+    # float64 -> float32 happens here, once, by request: exactly NumPy's rounding of every weight
+    _assert_bitwise_equal(
+        {"Wi": state_dict["weight_ih_l0"].numpy(), "Wh": state_dict["weight_hh_l0"].numpy()},
+        {"Wi": cell.Wi.astype(np.float32), "Wh": cell.Wh.astype(np.float32)},
+    )
+
+
+def test_freeze_hidden_biases_refuses_a_nonzero_bias():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="bias_hh_l0 is not zero"):
+        models.freeze_hidden_biases(torch.nn.LSTM(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "rnn",
+    [
+        lambda: torch.nn.LSTM(2, 3, num_layers=2, dtype=torch.float64),
+        lambda: torch.nn.GRU(2, 3, bidirectional=True, dtype=torch.float64),
+        lambda: torch.nn.LSTM(2, 3, proj_size=2, dtype=torch.float64),
+    ],
+    ids=["two-layers", "bidirectional", "projection"],
+)
+def test_modules_with_no_flux_cell_are_refused(rnn):
+    with pytest.raises(ValueError, match="single-layer"):
+        models.from_module(rnn(), dtype=np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=DTYPE_IDS)
+@pytest.mark.parametrize("head", [False, True], ids=["no-head", "dense-head"])
+@pytest.mark.parametrize("kind,activation", MODELS, ids=MODEL_IDS)
+def test_npz_round_trip_is_exact(tmp_path, kind, activation, head, dtype):
+    params = _params(kind, activation, head, dtype)
+    path = tmp_path / "weights.npz"
+    models.save_npz(path, params)
+    loaded = models.load_npz(path)
+    assert loaded.cell.kind == kind and getattr(loaded.cell, "activation", activation) == activation
+    expected = params if isinstance(params, models.SequenceModel) else models.SequenceModel(params)
+    _assert_bitwise_equal(models.flat_params(loaded), models.flat_params(expected))
+
+
+def _npzjl_read(raw: bytes) -> np.ndarray:
+    """What NPZ.jl 0.4.3 (`_npzreadarray`) makes of one .npy member, written again in NumPy: read the data
+    into a column-major array of the reversed shape, then `permutedims` it (reverse the axes) — unless the
+    header says fortran_order, then read it column-major with the shape as is."""
+    header_len = int.from_bytes(raw[8:10], "little")
+    assert raw[:8] == b"\x93NUMPY\x01\x00"  # format version 1.0, which NPZ.jl reads
+    header = ast.literal_eval(raw[10 : 10 + header_len].decode("latin1"))
+    dtype = np.dtype(header["descr"])
+    assert header["descr"] in ("<f4", "<f8", "|u1") and len(header["shape"]) >= 1  # no 0-d, no strings
+    data = np.frombuffer(raw[10 + header_len :], dtype=dtype)
+    shape = tuple(header["shape"])
+    if header["fortran_order"]:
+        return data.reshape(shape, order="F")
+    return data.reshape(shape[::-1], order="F").transpose(range(len(shape))[::-1])
+
+
+def test_npz_file_reads_in_julia_with_flux_shapes(tmp_path):
+    params = _params("gruv3", "tanh", True, np.float32)
+    path = tmp_path / "weights.npz"
+    models.save_npz(path, params)
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            # ZipFile.jl 0.10: no data descriptors; stored members; 32-bit sizes in the central directory
+            assert info.flag_bits & 0x08 == 0 and info.compress_type == zipfile.ZIP_STORED
+            assert info.file_size < 0xFFFFFFFF and info.header_offset < 0xFFFFFFFF
+        seen = {info.filename[: -len(".npy")]: _npzjl_read(archive.read(info)) for info in archive.infolist()}
+    expected = {f"cell.{n}": a for n, a in params.cell.arrays().items()}
+    expected.update({f"head.{n}": a for n, a in params.head.arrays().items()})
+    _assert_bitwise_equal({n: a for n, a in seen.items() if n in expected}, expected)
+    assert bytes(seen["kind"]) == b"gruv3" and bytes(seen["format"]) == models.FORMAT.encode()
+
+
+def _npzjl_member(a: np.ndarray) -> bytes:
+    """One .npy member as NPZ.jl 0.4.3 `npzwritearray` writes it: version 1.0, fortran_order True,
+    Julia's tuple syntax for the shape, padded to 16 bytes, then the column-major data."""
+    descr = {"float32": "<f4", "float64": "<f8", "uint8": "<u1"}[a.dtype.name]
+    shape = "(" + ", ".join(map(str, a.shape)) + (",)" if a.ndim == 1 else ")")
+    header = f"{{'descr': '{descr}', 'fortran_order': True, 'shape': {shape}, }}"
+    n = 6 + 2 + 2 + len(header)
+    pad = (n + 15) // 16 * 16 - n
+    if pad > 0:
+        header += " " * (pad - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + a.tobytes(order="F")
+
+
+def test_npz_written_by_julia_loads_with_flux_shapes(tmp_path):
+    params = _params("lstm", "tanh", True, np.float64)
+    path = tmp_path / "from_julia.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, a in models._npz.file_entries(params).items():
+            archive.writestr(name + ".npy", _npzjl_member(a))
+    _assert_bitwise_equal(models.flat_params(models.load_npz(path)), models.flat_params(params))
+
+
+def test_models_package_works_without_importing_torch(tmp_path):
+    """The Flux backend's process must never import torch (juliacall first, or not at all)."""
+    script = (
+        "import sys, numpy as np\n"
+        "from fluxparity import models\n"
+        "p = models.init_model('gru', 1, 2, 1, seed=0, dtype=np.float64)\n"
+        f"models.save_npz({str(tmp_path / 'w.npz')!r}, p)\n"
+        f"models.load_npz({str(tmp_path / 'w.npz')!r})\n"
+        "models.value_and_grad(p, np.ones((1, 3)), models.abs_last_output_loss(2.0))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
