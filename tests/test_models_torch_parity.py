@@ -200,5 +200,15 @@ def test_torch_default_init_differs_from_flux():
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(3, 16, dtype=torch.float64)
     bound = 1 / np.sqrt(16)
-    assert all(float(p.abs().max()) <= bound for p in lstm.parameters())
+    assert all(float(p.detach().abs().max()) <= bound for p in lstm.parameters())
     assert torch.count_nonzero(lstm.bias_ih_l0) == lstm.bias_ih_l0.numel()
+
+
+def test_relu_gradient_at_zero_is_zero_in_both():
+    """Every pre-activation exactly 0: NNlib's relu rule (Ω > 0) and torch.relu's backward both give 0."""
+    cell = models.RNNParams(Wi=np.zeros((2, 1)), Wh=np.zeros((2, 2)), bias=np.zeros(2), activation="relu")
+    x, d_outputs = np.ones((1, 3, 1)), np.ones((2, 3, 1))
+    reference = models.backward(models.forward(cell, x, fast=False), d_outputs)
+    _, torch_grads = models.run_with_gradients(models.build_module(cell, dtype=torch.float64), x, d_outputs)
+    assert np.all(reference.bias == 0)
+    assert torch.count_nonzero(torch_grads["rnn.bias_ih_l0"]) == 0
