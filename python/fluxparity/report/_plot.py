@@ -6,6 +6,8 @@ from itertools import combinations
 
 import numpy as np
 
+ZERO_FLOOR = 1e-18  # where exact agreement is drawn; dotted/dashed lines: float32/float64 eps
+
 
 def plot_loss_curves(experiment, path) -> None:
     import matplotlib
@@ -27,14 +29,17 @@ def plot_loss_curves(experiment, path) -> None:
         top.grid(True, which="both", alpha=0.3)
         top.legend()
         for (a_name, a), (b_name, b) in combinations(run.results.items(), 2):
-            diff = np.abs(np.concatenate([[a.test_loss_before - b.test_loss_before],
-                                          a.epoch_test_loss - b.epoch_test_loss]))
-            # log scale cannot show exact zeros; mark them at the axis floor instead of hiding them
-            floor = np.finfo(np.float64).tiny
-            bottom.plot(np.arange(len(diff)), np.maximum(diff, floor), marker=".", label=f"|{a_name} - {b_name}|")
+            va = np.concatenate([[a.test_loss_before], a.epoch_test_loss])
+            vb = np.concatenate([[b.test_loss_before], b.epoch_test_loss])
+            rel = np.abs(va - vb) / np.maximum(np.maximum(np.abs(va), np.abs(vb)), np.finfo(float).tiny)
+            # A log axis cannot show exact agreement: draw 0 at the floor, below float64's resolution.
+            bottom.plot(np.arange(len(rel)), np.maximum(rel, ZERO_FLOOR), marker=".", label=f"{a_name} vs {b_name}")
+        bottom.set_ylim(bottom=ZERO_FLOOR / 3)
+        bottom.axhline(np.finfo(np.float32).eps, color="grey", lw=0.8, ls=":")
+        bottom.axhline(np.finfo(np.float64).eps, color="grey", lw=0.8, ls="--")
         bottom.set_yscale("log")
         bottom.set_xlabel("epoch (0 = before training)")
-        bottom.set_ylabel("|difference| of test loss sums")
+        bottom.set_ylabel(f"relative difference (0 drawn at {ZERO_FLOOR:g})")
         bottom.grid(True, which="both", alpha=0.3)
         if len(run.results) > 1:
             bottom.legend()
