@@ -137,3 +137,21 @@ def test_fast_activations_keep_their_input_dtype():
     for f in (tanh_fast, sigmoid_fast):
         assert f(np.ones(3, dtype=np.float32)).dtype == np.float32
         assert f(np.ones(3, dtype=np.float64)).dtype == np.float64
+
+
+def test_nnlib_docstring_examples():
+    """The values NNlib's docstrings print from a Julia session: tanh_fast(0.5f0) = 0.46211714f0 (tanh gives
+    0.46211717f0) and sigmoid_fast(0.2f0) = 0.54983395f0."""
+    assert tanh_fast(np.array([0.5], dtype=np.float32))[0] == np.float32("0.46211714")
+    assert np.float32(np.tanh(0.5)) == np.float32("0.46211717")  # tanh rounded once to float32
+    assert sigmoid_fast(np.array([0.2], dtype=np.float32))[0] == np.float32("0.54983395")
+
+
+def test_huge_inputs_saturate_without_floating_point_errors():
+    huge32 = np.array([3e38, -3e38, np.inf, -np.inf], dtype=np.float32)
+    huge64 = np.array([1e300, -1e300, np.inf, -np.inf])
+    with np.errstate(all="raise"):  # an overflow in a discarded branch must not leak out
+        assert tanh_fast(huge32).tolist() == [1.0, -1.0, 1.0, -1.0]
+        assert tanh_fast(huge64).tolist() == [1.0, -1.0, 1.0, -1.0]
+        assert sigmoid_fast(huge32).tolist() == [1.0, 0.0, 1.0, 0.0]
+        assert sigmoid_fast(huge64).tolist() == [1.0, 0.0, 1.0, 0.0]

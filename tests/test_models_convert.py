@@ -39,7 +39,7 @@ def _params(kind, activation, head, dtype, seed=0):
     rng = np.random.default_rng(seed)
     model = models.init_model(kind, 3, 4, 2 if head else None, seed=rng, dtype=np.float64, activation=activation)
     # arbitrary float64 values (not float32 numbers), and a -0.0 in the bias
-    flat = {n: rng.standard_normal(a.shape) for n, a in models.flat_params(model).items()}
+    flat = {n: rng.standard_normal(a.shape, dtype=np.float64) for n, a in models.flat_params(model).items()}
     bias_name = next(n for n in flat if n in ("cell.bias", "cell.b"))
     flat[bias_name][0] = -0.0
     return models.with_flat_params(model, flat).astype(dtype)
@@ -105,7 +105,7 @@ def test_nonzero_hidden_bias_folds_into_flux_bias(kind):
     rnn = torch.nn.RNN(3, 4, dtype=torch.float64) if kind == "rnn" else torch.nn.LSTM(3, 4, dtype=torch.float64)
     assert torch.count_nonzero(rnn.bias_hh_l0) > 0  # PyTorch's default init
     params = models.from_module(rnn, dtype=np.float64)
-    x = np.random.default_rng(0).standard_normal((3, 5, 2))
+    x = np.random.default_rng(0).standard_normal((3, 5, 2), dtype=np.float64)
     hidden, _ = rnn(models.flux_to_torch_layout(x, dtype=torch.float64))
     # every step's hidden state: the module with two biases vs the reference with their sum
     torch.testing.assert_close(
@@ -225,7 +225,7 @@ def test_models_package_works_without_importing_torch(tmp_path):
         "p = models.init_model('gru', 1, 2, 1, seed=0, dtype=np.float64)\n"
         f"models.save_npz({str(tmp_path / 'w.npz')!r}, p)\n"
         f"models.load_npz({str(tmp_path / 'w.npz')!r})\n"
-        "models.value_and_grad(p, np.ones((1, 3)), models.abs_last_output_loss(2.0))\n"
+        "models.value_and_grad(p, np.ones((1, 3), dtype=np.float64), models.abs_last_output_loss(2.0))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

@@ -74,12 +74,12 @@ def test_rnn_keeps_its_activation():
 
 def test_wrong_shapes_are_rejected_with_the_array_name():
     with pytest.raises(ValueError, match=r"LSTMParams.bias: expected shape \(8,\)"):
-        models.LSTMParams(Wi=np.zeros((8, 1)), Wh=np.zeros((8, 2)), bias=np.zeros(6))
+        models.LSTMParams(Wi=np.zeros((8, 1), dtype=np.float64), Wh=np.zeros((8, 2), dtype=np.float64), bias=np.zeros(6, dtype=np.float64))
 
 
 def test_mixed_dtypes_are_rejected():
     with pytest.raises(TypeError, match="same floating dtype"):
-        models.GRUParams(Wi=np.zeros((3, 1)), Wh=np.zeros((3, 1)), b=np.zeros(3, dtype=np.float32))
+        models.GRUParams(Wi=np.zeros((3, 1), dtype=np.float64), Wh=np.zeros((3, 1), dtype=np.float64), b=np.zeros(3, dtype=np.float32))
 
 
 def test_head_must_match_the_hidden_size():

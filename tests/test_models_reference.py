@@ -36,10 +36,10 @@ def _case(kind, activation, size, head, seed=1):
     params = models.init_model(
         kind, n_in, n_hidden, 2 if head else None, seed=rng, dtype=np.float64, activation=activation
     )
-    flat = {n: a + 0.3 * rng.standard_normal(a.shape) for n, a in models.flat_params(params).items()}
+    flat = {n: a + 0.3 * rng.standard_normal(a.shape, dtype=np.float64) for n, a in models.flat_params(params).items()}
     params = models.with_flat_params(params, flat)
-    x = rng.standard_normal((n_in, length, batch))
-    d_outputs = rng.standard_normal((params.output_size, length, batch))
+    x = rng.standard_normal((n_in, length, batch), dtype=np.float64)
+    d_outputs = rng.standard_normal((params.output_size, length, batch), dtype=np.float64)
     return params, x, d_outputs
 
 
@@ -114,7 +114,7 @@ def _gruv3_by_hand(cell, x, *, docstring: bool):
     Wi_r, Wi_z, Wi_n = np.split(cell.Wi, 3)
     Wh_r, Wh_z, Wh_n = np.split(cell.Wh, 3)
     b_r, b_z, b_n = (b[:, None] for b in np.split(cell.b, 3))
-    h = np.zeros((cell.hidden_size, x.shape[2]))
+    h = np.zeros((cell.hidden_size, x.shape[2]), dtype=np.float64)
     steps = []
     for t in range(x.shape[1]):
         xt = x[:, t, :]
@@ -169,7 +169,7 @@ def test_float32_parameters_compute_in_float32(kind, activation):
 
 def test_abs_last_output_loss_gradient_is_zero_at_zero_residual():
     params = models.init_model("lstm", 1, 4, 1, seed=3, dtype=np.float64)
-    x = np.array([[1.0, 2.0, 3.0]])  # one sequence, (in, len)
+    x = np.array([[1.0, 2.0, 3.0]], dtype=np.float64)  # one sequence, (in, len)
     target = models.outputs(params, x)[0, -1]  # the prediction itself: residual exactly 0
     loss, grads = models.value_and_grad(params, x, models.abs_last_output_loss(target))
     assert loss == 0.0
@@ -178,7 +178,7 @@ def test_abs_last_output_loss_gradient_is_zero_at_zero_residual():
 
 def test_abs_last_output_loss_gradient_is_the_sign_of_the_residual():
     params = models.init_model("gru", 1, 4, 1, seed=3, dtype=np.float64)
-    x = np.array([[1.0, 2.0, 3.0]])
+    x = np.array([[1.0, 2.0, 3.0]], dtype=np.float64)
     trace = models.forward(params, x)
     prediction = trace.result()[0, -1]
     loss, grads = models.value_and_grad(params, x, models.abs_last_output_loss(prediction + 5.0))

@@ -40,11 +40,11 @@ def _case(kind, activation, size, head, seed=0):
         kind, n_in, n_hidden, 1 if head else None, seed=rng, dtype=np.float64, activation=activation
     )
     # Nonzero biases, so that bias handling is exercised (Flux initialises them to zero).
-    flat = {n: (a + 0.3 * rng.standard_normal(a.shape) if n.endswith(("bias", ".b")) else a)
+    flat = {n: (a + 0.3 * rng.standard_normal(a.shape, dtype=np.float64) if n.endswith(("bias", ".b")) else a)
             for n, a in models.flat_params(params).items()}
     params = models.with_flat_params(params, flat)
-    x = rng.standard_normal((n_in, length, batch))
-    d_outputs = rng.standard_normal((params.output_size, length, batch))  # d loss / d outputs
+    x = rng.standard_normal((n_in, length, batch), dtype=np.float64)
+    d_outputs = rng.standard_normal((params.output_size, length, batch), dtype=np.float64)  # d loss / d outputs
     return params, x, d_outputs
 
 
@@ -206,8 +206,8 @@ def test_torch_default_init_differs_from_flux():
 
 def test_relu_gradient_at_zero_is_zero_in_both():
     """Every pre-activation exactly 0: NNlib's relu rule (Ω > 0) and torch.relu's backward both give 0."""
-    cell = models.RNNParams(Wi=np.zeros((2, 1)), Wh=np.zeros((2, 2)), bias=np.zeros(2), activation="relu")
-    x, d_outputs = np.ones((1, 3, 1)), np.ones((2, 3, 1))
+    cell = models.RNNParams(Wi=np.zeros((2, 1), dtype=np.float64), Wh=np.zeros((2, 2), dtype=np.float64), bias=np.zeros(2, dtype=np.float64), activation="relu")
+    x, d_outputs = np.ones((1, 3, 1), dtype=np.float64), np.ones((2, 3, 1), dtype=np.float64)
     reference = models.backward(models.forward(cell, x, fast=False), d_outputs)
     _, torch_grads = models.run_with_gradients(models.build_module(cell, dtype=torch.float64), x, d_outputs)
     assert np.all(reference.bias == 0)

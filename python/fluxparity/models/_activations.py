@@ -25,6 +25,9 @@ import numpy as np
 TANH_FAST_F32_NUMERATOR = (1.0, 0.1346604, 0.0035974074, 2.2332108e-5, 1.587199e-8)
 TANH_FAST_F32_DENOMINATOR = (1.0, 0.4679937, 0.026262015, 0.0003453992, 8.7767893e-7)
 TANH_FAST_F32_CUTOFF = 66.0  # on x²
+# The same coefficients as the Float32 literals Julia parses them to (held in Python floats, exactly).
+_NUMERATOR_F32 = tuple(float(np.float32(c)) for c in TANH_FAST_F32_NUMERATOR)
+_DENOMINATOR_F32 = tuple(float(np.float32(c)) for c in TANH_FAST_F32_DENOMINATOR)
 # tanh_fast(::Float64): x * p(x²) for x² < 0.017, (e^2x - 1)/(e^2x + 1) up to x² = 900, then sign(x).
 TANH_FAST_F64_SERIES = (
     1.0,
@@ -49,9 +52,9 @@ def _float_dtype(x: np.ndarray) -> np.dtype:
 def _horner_fma32(u: np.ndarray, coefficients) -> np.ndarray:
     """Julia's ``evalpoly(u::Float32, coefficients)`` with each ``muladd`` fused (one rounding per step)."""
     u64 = u.astype(np.float64)
-    acc = np.full(u.shape, np.float32(coefficients[-1]))
+    acc = np.float32(coefficients[-1])
     for c in reversed(coefficients[:-1]):
-        acc = (u64 * acc.astype(np.float64) + np.float64(np.float32(c))).astype(np.float32)
+        acc = (u64 * acc + c).astype(np.float32)  # float32 acc promotes exactly; product exact in float64
     return acc
 
 
@@ -66,14 +69,16 @@ def tanh_fast(x: np.ndarray) -> np.ndarray:
     """NNlib's ``tanh_fast``, elementwise, in ``x``'s dtype. ``x``: any shape, float32 or float64."""
     x = np.asarray(x)
     if _float_dtype(x) == np.float32:
-        u = x * x
-        ratio = _horner_fma32(u, TANH_FAST_F32_NUMERATOR) / _horner_fma32(u, TANH_FAST_F32_DENOMINATOR)
-        return np.where(u < np.float32(TANH_FAST_F32_CUTOFF), x * ratio, np.sign(x)).astype(np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # huge |x|: discarded branch
+            u = x * x
+            ratio = _horner_fma32(u, _NUMERATOR_F32) / _horner_fma32(u, _DENOMINATOR_F32)
+            fast = x * ratio
+        return np.where(u < np.float32(TANH_FAST_F32_CUTOFF), fast, np.sign(x)).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # huge |x|: discarded branches
         e2x = np.exp(x + x)
         quotient = (e2x - 1.0) / (e2x + 1.0)
-    u = x * x
-    series = x * _horner64(u, TANH_FAST_F64_SERIES)
+        u = x * x
+        series = x * _horner64(u, TANH_FAST_F64_SERIES)
     return np.where(u > TANH_FAST_F64_SIGN_ABOVE, np.sign(x), np.where(u < TANH_FAST_F64_SERIES_BELOW, series, quotient))
 
 
@@ -82,7 +87,8 @@ def sigmoid_fast(x: np.ndarray) -> np.ndarray:
     ``x ≥ 0`` and ``t/(1+t)`` otherwise; exactly 1 above 40 and exactly 0 below -80."""
     x = np.asarray(x)
     dtype = _float_dtype(x)
-    t = np.exp(-np.abs(x).astype(np.float64)).astype(dtype)
+    with np.errstate(under="ignore"):  # exp(-|x|) -> 0 for large |x| is the intended value
+        t = np.exp(-np.abs(x).astype(np.float64)).astype(dtype)
     one = dtype.type(1)
     y = np.where(x >= 0, one / (one + t), t / (one + t))
     y = np.where(x > dtype.type(SIGMOID_FAST_ONE_ABOVE), one, np.where(x < dtype.type(SIGMOID_FAST_ZERO_BELOW), dtype.type(0), y))
@@ -94,7 +100,8 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     to rounding)."""
     x = np.asarray(x)
     dtype = _float_dtype(x)
-    t = np.exp(-np.abs(x))
+    with np.errstate(under="ignore"):
+        t = np.exp(-np.abs(x))
     one = dtype.type(1)
     return np.where(x >= 0, one / (one + t), t / (one + t)).astype(dtype)
 

@@ -88,8 +88,10 @@ def _lstm_step(p: LSTMParams, fast: bool, x_t, state):
     sig, _ = act.activation("sigmoid", fast=fast)
     tanh, _ = act.activation("tanh", fast=fast)
     g = p.Wi @ x_t + p.Wh @ h + p.bias[:, None]
-    gi, gf, gc, go = np.split(g, 4, axis=0)
-    i, f, cc, o = sig(gi), sig(gf), tanh(gc), sig(go)
+    n = p.hidden_size
+    gates = sig(g)  # elementwise, so one call serves the input, forget and output blocks
+    i, f, o = gates[:n], gates[n : 2 * n], gates[3 * n :]
+    cc = tanh(g[2 * n : 3 * n])
     c_new = f * c + i * cc
     tc = tanh(c_new)
     h_new = o * tc
@@ -115,20 +117,22 @@ def _gru_step(p: Union[GRUParams, GRUv3Params], fast: bool, x_t, state):
     (h,) = state
     sig, _ = act.activation("sigmoid", fast=fast)
     tanh, _ = act.activation("tanh", fast=fast)
-    gx_r, gx_z, gx_n = np.split(p.Wi @ x_t, 3, axis=0)
-    gh_r, gh_z, gh_n = np.split(p.Wh @ h, 3, axis=0)  # GRUv3 computes gh_n too, and never uses it
-    b_r, b_z, b_n = (b[:, None] for b in np.split(p.b, 3))
-    r = sig(gx_r + gh_r + b_r)
-    z = sig(gx_z + gh_z + b_z)
+    n = p.hidden_size
+    gx = p.Wi @ x_t
+    gh = p.Wh @ h  # GRUv3 computes its candidate block too, and never uses it
+    b = p.b[:, None]
+    rz = sig(gx[: 2 * n] + gh[: 2 * n] + b[: 2 * n])  # (Wi x + Wh h) + b for r and z, elementwise
+    r, z = rz[:n], rz[n:]
     if isinstance(p, GRUv3Params):
         u = r * h
-        n = tanh(gx_n + p.Wh_htilde @ u + b_n)
+        cand = tanh(gx[2 * n :] + p.Wh_htilde @ u + b[2 * n :])
         extra = u
     else:
-        n = tanh(gx_n + r * gh_n + b_n)
+        gh_n = gh[2 * n :]
+        cand = tanh(gx[2 * n :] + r * gh_n + b[2 * n :])
         extra = gh_n
-    h_new = (1 - z) * n + z * h
-    return (h_new,), (h, r, z, n, extra)
+    h_new = (1 - z) * cand + z * h
+    return (h_new,), (h, r, z, cand, extra)
 
 
 def _gru_back(p: Union[GRUParams, GRUv3Params], fast: bool, cache, d_state):
