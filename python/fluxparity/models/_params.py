@@ -353,7 +353,7 @@ def init_model(
     hidden_size: int,
     output_size: Optional[int] = None,
     *,
-    seed: Union[int, np.random.SeedSequence],
+    seed: Union[int, np.random.Generator, np.random.SeedSequence],
     dtype,
     activation: str = "tanh",
 ) -> SequenceModel:
