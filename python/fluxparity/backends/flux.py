@@ -1,0 +1,246 @@
+"""The Flux.jl backend: julia/FluxParity.jl run through juliacall, in a separate Python process.
+
+The parent (this module) never imports juliacall: it probes for a Julia with
+:mod:`fluxparity.juliaprobe`, writes the run's inputs to a temporary folder, and starts
+``python -m fluxparity.backends._flux_worker`` with ``PYTHON_JULIACALL_EXE`` and
+``PYTHON_JULIACALL_PROJECT`` set, so that juliacall starts that Julia and never downloads one. The worker
+imports juliacall and never torch (the two must not share a process). A Julia exception becomes a
+:class:`BackendError` naming it; a worker that dies or outlives its timeout is killed with everything it
+started, and also becomes a :class:`BackendError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .. import juliaprobe
+from ..config import RunConfig
+from ..data import Dataset, pack
+from ..params import Params
+from ._flux_worker import ARRAY_FIELDS, PROGRESS_TAG
+from .base import BackendError, BackendUnavailable, Progress, RunResult
+
+# Starting Julia and loading Flux takes 10-60 s once packages are precompiled (minutes the first time);
+# the tutorial's 50,000 steps take about as long again. 30 minutes means "hung", not "slow".
+DEFAULT_TIMEOUT = 1800.0
+_OUTPUT_LINES_KEPT = 40
+
+
+class FluxBackend:
+    """Flux.jl through juliacall. ``timeout``: seconds before the worker process is killed.
+
+    ``environment``: a :class:`fluxparity.juliaprobe.FluxEnvironment` to use instead of probing this
+    machine (for callers that probed already, and for tests).
+    """
+
+    name = "flux"
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, environment: Optional[juliaprobe.FluxEnvironment] = None):
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self._environment = environment
+
+    def environment(self) -> juliaprobe.FluxEnvironment:
+        if self._environment is None:
+            self._environment = juliaprobe.probe_flux_environment()
+        return self._environment
+
+    def unavailable_reason(self) -> Optional[str]:
+        return self.environment().reason
+
+    def train(
+        self, config: RunConfig, data: Dataset, initial: Params, progress: Optional[Progress] = None
+    ) -> RunResult:
+        environment = self.environment()
+        if environment.reason is not None:
+            raise BackendUnavailable(environment.reason)
+        with tempfile.TemporaryDirectory(prefix="fluxparity-flux-") as tmp:
+            workdir = Path(tmp)
+            total_steps = config.epochs * len(data.train_sequences)
+            _write_inputs(workdir, config, data, initial, environment.source_file, total_steps)
+            started = time.perf_counter()
+            exit_code, output = _run_worker(workdir, _worker_environment(environment), self.timeout, progress)
+            worker_seconds = time.perf_counter() - started
+            result = _read_result(workdir, exit_code, output)
+        result.notes.update(
+            {
+                "julia_executable": environment.julia.executable,
+                "julia_project": environment.project.path,
+                "worker_seconds": round(worker_seconds, 3),  # includes starting Julia and loading Flux
+            }
+        )
+        return result
+
+
+def _write_inputs(
+    workdir: Path, config: RunConfig, data: Dataset, initial: Params, source: str, total_steps: int
+) -> None:
+    train_values, train_lengths = pack(data.train_sequences)
+    test_values, test_lengths = pack(data.test_sequences)
+    probe_values, probe_lengths = pack(data.probes)
+    # Boundary with the worker (and on to Julia): float64 arrays, int64 lengths; Julia converts to the
+    # run's dtype. Wi (out, 1), Wh (out, out), bias (out,).
+    np.savez(
+        workdir / "inputs.npz",
+        Wi=np.asarray(initial.Wi, dtype=np.float64),
+        Wh=np.asarray(initial.Wh, dtype=np.float64),
+        bias=np.asarray(initial.bias, dtype=np.float64),
+        train_values=train_values,
+        train_lengths=train_lengths,
+        train_labels=np.asarray(data.train_labels, dtype=np.float64),
+        test_values=test_values,
+        test_lengths=test_lengths,
+        test_labels=np.asarray(data.test_labels, dtype=np.float64),
+        probe_values=probe_values,
+        probe_lengths=probe_lengths,
+    )
+    request = {
+        "activation": config.activation,
+        "dtype": config.dtype,
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "source": source,
+        "progress_every": max(1, total_steps // 100),
+    }
+    (workdir / "request.json").write_text(json.dumps(request), encoding="utf-8")
+
+
+def _package_root() -> str:
+    """The folder that holds the ``fluxparity`` package, so the worker imports this very copy."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _worker_environment(environment: juliaprobe.FluxEnvironment) -> dict:
+    env = dict(os.environ)
+    env.update(environment.juliacall_environment())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHON_JULIACALL_STARTUP_FILE", "no")  # a user's startup.jl has no place in a parity run
+    env.setdefault("PYTHON_JULIACALL_AUTOLOAD_IPYTHON_EXTENSION", "no")
+    env.setdefault("PYTHON_JULIACALL_THREADS", "1")
+    if env["PYTHON_JULIACALL_THREADS"] != "1":
+        # juliacall: with more than one Julia thread, Julia must handle signals or it may crash.
+        env.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """Kill the worker and everything it started (it leads its own process group).
+
+    Only while the worker has not been reaped: until then its pid, which is also the group's id, cannot
+    belong to any other process.
+    """
+    if proc.returncode is not None:
+        return
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _run_worker(workdir: Path, env: dict, timeout: float, progress: Optional[Progress]) -> tuple[int, deque]:
+    """Run the worker to completion: ``(exit code, last output lines)``. Raises BackendError on timeout."""
+    command = [sys.executable, "-m", "fluxparity.backends._flux_worker", str(workdir)]
+    output: deque = deque(maxlen=_OUTPUT_LINES_KEPT)
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # Julia writes to the same file descriptors; keep one ordered stream
+        text=True,
+        errors="replace",
+        start_new_session=(os.name == "posix"),
+    )
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        kill_process_group(proc)
+
+    timer = threading.Timer(timeout, on_timeout)
+    timer.daemon = True
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # ends when the worker (and all it started) closed the pipe
+            line = line.rstrip("\n")
+            if line.startswith(PROGRESS_TAG):
+                if progress is not None:
+                    done, total = line[len(PROGRESS_TAG):].split()
+                    progress(int(done), int(total))
+            else:
+                output.append(line)
+        proc.wait()
+    finally:
+        timer.cancel()
+        kill_process_group(proc)  # on any exit from here (e.g. KeyboardInterrupt), leave no orphan
+        proc.wait()
+    if timed_out.is_set():
+        raise BackendError(
+            f"the Flux worker did not finish within {timeout:g} s and was killed, with every process it "
+            f"started. Last output:\n{_tail(output)}"
+        )
+    return proc.returncode, output
+
+
+def _tail(output: deque) -> str:
+    return "\n".join(output) if output else "(none)"
+
+
+def _describe_exit(exit_code: int) -> str:
+    if exit_code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"was killed by signal {-exit_code}"
+    return f"exited with code {exit_code}"
+
+
+def _read_result(workdir: Path, exit_code: int, output: deque) -> RunResult:
+    error_file = workdir / "error.json"
+    result_file = workdir / "result.json"
+    if error_file.is_file():
+        error = json.loads(error_file.read_text(encoding="utf-8"))
+        if error["kind"] == "julia":
+            raise BackendError(f"Julia raised {error['type']}: {error['message']}")
+        if error["kind"] == "juliacall":
+            raise BackendError(f"juliacall could not start Julia ({error['type']}): {error['message']}")
+        raise BackendError(f"the Flux worker failed with {error['type']}: {error['message']}")
+    if not result_file.is_file():
+        raise BackendError(
+            f"the Flux worker {_describe_exit(exit_code)} without a result or an error report "
+            f"(a crash inside Julia or Python). Last output:\n{_tail(output)}"
+        )
+    scalars = json.loads(result_file.read_text(encoding="utf-8"))
+    with np.load(workdir / "result.npz") as npz:
+        arrays = {name: np.array(npz[name], dtype=np.float64) for name in ARRAY_FIELDS}
+    return RunResult(
+        step_losses=arrays["step_losses"],
+        epoch_train_loss=arrays["epoch_train_loss"],
+        epoch_test_loss=arrays["epoch_test_loss"],
+        train_loss_before=float(scalars["train_loss_before"]),
+        test_loss_before=float(scalars["test_loss_before"]),
+        test_loss_after=float(scalars["test_loss_after"]),
+        final_params=Params(Wi=arrays["Wi"], Wh=arrays["Wh"], bias=arrays["bias"]),
+        probe_predictions=arrays["probe_predictions"],
+        seconds=float(scalars["seconds"]),
+        notes=dict(scalars.get("notes", {})),
+    )
+
