@@ -192,9 +192,14 @@ def _doctor(args) -> int:
 
 
 def _setup_julia(args) -> int:
-    from .julia_setup import setup_julia
+    from .julia_setup import JuliaSetupError, setup_julia
 
-    return setup_julia(print)
+    try:
+        setup_julia(print)
+    except JuliaSetupError as exc:
+        print(f"fluxparity setup-julia: {exc}", file=sys.stderr)
+        return EXIT_BACKEND_FAILED
+    return EXIT_OK
 
 
 def main(argv=None) -> int:
