@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass
 
 ACTIVATIONS = ("identity", "tanh")
 DTYPES = ("float32", "float64")
+MODELS = ("rnn", "lstm", "gru", "gruv3")
+# Gated cells have fixed nonlinearities (sigmoid gates, tanh candidate); their runs are labelled "gated".
+GATED = "gated"
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,20 @@ class RunConfig:
     dtype: str = "float32"
     epochs: int = 50
     lr: float = 1e-3
+    # Beyond the tutorial: the recurrent cell and its hidden size. The tutorial is rnn with hidden 1 and
+    # no head; every other model reads its last step through a Dense(hidden => 1) head, as in
+    # Flux's Chain(RNN(1 => H), Dense(H => 1)).
+    model: str = "rnn"
+    hidden: int = 1
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation {self.activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        if self.model not in MODELS:
+            raise ValueError(f"model {self.model!r} is not one of {', '.join(MODELS)}")
+        if not isinstance(self.hidden, int) or self.hidden < 1:
+            raise ValueError(f"hidden must be a positive integer, got {self.hidden!r}")
+        allowed = ACTIVATIONS if self.model == "rnn" else (GATED,)
+        if self.activation not in allowed:
+            raise ValueError(f"activation {self.activation!r} is not one of {', '.join(allowed)} for {self.model}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -33,8 +46,19 @@ class RunConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
 
     @property
+    def is_tutorial(self) -> bool:
+        """The blog's model: one RNN unit, no head."""
+        return self.model == "rnn" and self.hidden == 1
+
+    @property
+    def has_head(self) -> bool:
+        return not self.is_tutorial
+
+    @property
     def label(self) -> str:
-        return f"{self.activation}/{self.dtype}"
+        if self.is_tutorial:
+            return f"{self.activation}/{self.dtype}"
+        return f"{self.model}{self.hidden}/{self.activation}/{self.dtype}"
 
     def to_dict(self) -> dict:
         return asdict(self)
