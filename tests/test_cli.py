@@ -42,7 +42,7 @@ def test_compare_writes_four_files_following_the_json_contract(tmp_path):
                     "passed"} <= set(check)
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header = (out / "losses.csv").read_text().splitlines()[0]
-    assert header == "activation,dtype,backend,epoch,train_loss,test_loss"
+    assert header == "model,hidden,activation,dtype,backend,epoch,train_loss,test_loss"
     assert "torch" in proc.stdout and "reference" in proc.stdout and "Overall verdict: PASS" in proc.stdout
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .backends import BACKEND_NAMES, BackendError, get_backend
-from .config import ACTIVATIONS, DTYPES
+from .config import ACTIVATIONS, DTYPES, MODELS
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_USAGE, EXIT_BACKEND_FAILED = 0, 1, 2, 3
 
@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma list of {', '.join(BACKEND_NAMES)}; 'auto' (default) = every backend available here")
     c.add_argument("--activation", type=_choice_or_both(ACTIVATIONS), default=ACTIVATIONS,
                    help="identity, tanh or both (default: both, the tutorial's two experiments)")
+    c.add_argument("--model", choices=MODELS, default="rnn",
+                   help="the recurrent cell (default rnn, the tutorial's). Gated cells (lstm, gru, gruv3) have no "
+                        "--activation; every model but the one-unit rnn reads its last step through a Dense head")
+    c.add_argument("--hidden", type=_positive_int, default=1, help="hidden size (default 1, the tutorial's)")
     c.add_argument("--dtype", type=_choice_or_both(DTYPES), default=DTYPES, help="float32, float64 or both (default)")
     c.add_argument("--samples", type=_positive_int, default=1000, help="training sequences (test = 2x); default 1000")
     c.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
@@ -169,14 +173,13 @@ def _compare(args) -> int:
     from .report import format_experiment, write_reports
 
     _check_writable_dir(args.out)
-    backends, skipped = _resolve_backends(args)
-    for name, why in skipped.items():
-        print(f"{name} not run: {why}", file=sys.stderr)
+    backends, skipped = _resolve_backends(args)  # the report's header says which were skipped, and why
     experiment = run_experiment(
         samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
         dtypes=args.dtype, backends=backends, skipped=skipped,
         progress=None if args.quiet else _Progress(sys.stderr),
         options={"torch_optimizer": args.torch_optimizer, "reference_tanh": args.reference_tanh},
+        model=args.model, hidden=args.hidden,
     )
     print(format_experiment(experiment))
     paths = write_reports(experiment, args.out)
@@ -216,6 +219,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `fluxparity compare | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

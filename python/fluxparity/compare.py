@@ -20,6 +20,7 @@ import numpy as np
 
 from .backends.base import RunResult
 from .data import Dataset
+from .params import named_arrays
 
 # float64: an autograd and an analytic implementation agree to ~1e-13 after 50,000 steps (measured, see
 # docs/parity.md); 1e-9 leaves four orders of margin and still catches any real difference in the math.
@@ -108,14 +109,14 @@ def adam_jitter(sequences, lr: float) -> np.ndarray:
 
 
 def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, b: RunResult,
-                 data: Dataset) -> list[Check]:
+                 data: Dataset, outcome_judged: bool) -> list[Check]:
     n_train = len(data.train_labels)
     epochs = len(a.epoch_train_loss)
     step_scale = np.tile(data.train_labels, epochs)
     sum_train, sum_test = np.abs(data.train_labels).sum(), np.abs(data.test_labels).sum()
     probe_scale = np.abs(data.probe_labels)
-    final_a = np.concatenate([np.ravel(v) for _, v in a.final_params.items()])
-    final_b = np.concatenate([np.ravel(v) for _, v in b.final_params.items()])
+    final_a = np.concatenate([np.ravel(v) for v in named_arrays(a.final_params).values()])
+    final_b = np.concatenate([np.ravel(v) for v in named_arrays(b.final_params).values()])
     param_scale = max(np.abs(final_a).max(), np.abs(final_b).max())
 
     def check(quantity, va, vb, rtol, scale=None, atol=None, judged=True, rule=""):
@@ -142,10 +143,10 @@ def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, 
               rule=loss_rule),
         check("train_loss_before", a.train_loss_before, b.train_loss_before, r, sum_train, rule=loss_rule),
         check("test_loss_before", a.test_loss_before, b.test_loss_before, r, sum_test, rule=loss_rule),
-        check("test_loss_after", a.test_loss_after, b.test_loss_after, 0.0,
+        check("test_loss_after", a.test_loss_after, b.test_loss_after, 0.0, judged=outcome_judged,
               atol=OUTCOME_STEPS * adam_jitter(data.test_sequences, lr).sum(),
               rule=f"outcome: |a-b| <= {OUTCOME_STEPS} Adam steps of jitter, summed over the test set"),
-        check("probe_predictions", a.probe_predictions, b.probe_predictions, 0.0,
+        check("probe_predictions", a.probe_predictions, b.probe_predictions, 0.0, judged=outcome_judged,
               atol=OUTCOME_STEPS * adam_jitter(data.probes, lr),
               rule=f"outcome: |a-b| <= {OUTCOME_STEPS} Adam steps of jitter per probe"),
         # Reported, not judged: float32 trajectories separate (docs/parity.md); where they do is the finding.
@@ -156,11 +157,16 @@ def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, 
     ]
 
 
-def compare_results(dtype: str, lr: float, results: Mapping[str, RunResult], data: Dataset) -> Parity:
-    """Every pair of backends, every quantity. The verdict fails if any judged check fails."""
+def compare_results(dtype: str, lr: float, results: Mapping[str, RunResult], data: Dataset, *,
+                    outcome_judged: bool = True) -> Parity:
+    """Every pair of backends, every quantity. The verdict fails if any judged check fails.
+
+    ``outcome_judged=False`` reports the float32 outcome checks without judging them: their tolerance
+    (``adam_jitter``) is derived for the tutorial's one-unit identity RNN and means nothing for other models.
+    """
     checks: list[Check] = []
     for (a_name, a), (b_name, b) in combinations(results.items(), 2):
-        checks.extend(_pair_checks(dtype, lr, a_name, a, b_name, b, data))
+        checks.extend(_pair_checks(dtype, lr, a_name, a, b_name, b, data, outcome_judged))
     verdict = "fail" if any(c.judged and not c.passed for c in checks) else "pass"
     return Parity(verdict, checks)
 

@@ -58,7 +58,7 @@ class RunConfig:
     def label(self) -> str:
         if self.is_tutorial:
             return f"{self.activation}/{self.dtype}"
-        return f"{self.model}{self.hidden}/{self.activation}/{self.dtype}"
+        return f"{self.model}-h{self.hidden}/{self.activation}/{self.dtype}"
 
     def to_dict(self) -> dict:
         return asdict(self)

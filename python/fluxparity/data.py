@@ -65,6 +65,12 @@ def unpack(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(np.split(np.asarray(values, dtype=np.float64), np.cumsum(lengths)[:-1]))
 
 
+def length_groups(sequences) -> dict[int, np.ndarray]:
+    """Indices of the sequences of each length: lets an evaluation run one batch per length."""
+    lengths = np.array([len(s) for s in sequences])
+    return {int(k): np.flatnonzero(lengths == k) for k in np.unique(lengths)}
+
+
 def _sequences(rng: np.random.Generator, n: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     lengths = rng.integers(MIN_LENGTH, MAX_LENGTH + 1, size=n)
     seqs = tuple(rng.integers(MIN_VALUE, MAX_VALUE + 1, size=k).astype(np.float64) for k in lengths)

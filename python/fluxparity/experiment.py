@@ -12,7 +12,7 @@ import numpy as np
 
 from .backends import BackendError, RunResult, get_backend
 from .compare import Parity, compare_results
-from .config import RunConfig
+from .config import GATED, RunConfig
 from .data import Dataset, generate_dataset
 from .params import Params, initial_params
 
@@ -22,7 +22,7 @@ class Run:
     """One (activation, dtype) experiment: the same data and initial params in every backend."""
 
     config: RunConfig
-    initial_params: Params
+    initial_params: Params  # or a fluxparity.models.SequenceModel for model runs
     results: dict[str, RunResult]
     parity: Parity
 
@@ -46,6 +46,16 @@ def seeds_for(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence
     return data_seed, param_seed
 
 
+def initial_for(config: RunConfig, param_seed: np.random.SeedSequence):
+    """The run's initial weights, drawn from ``param_seed``: the same numbers for every dtype and backend."""
+    if config.is_tutorial:
+        return initial_params(param_seed)
+    from .models import init_model
+
+    activation = "tanh" if config.activation == GATED else config.activation
+    return init_model(config.model, 1, config.hidden, 1, seed=param_seed, dtype=np.float64, activation=activation)
+
+
 def versions(backend_names: Sequence[str]) -> dict:
     found = {"python": sys.version.split()[0], "platform": platform.platform()}
     for dist in ("fluxparity", "numpy", "torch", "numba", "juliacall"):
@@ -63,15 +73,18 @@ ExperimentProgress = Callable[[str, str, int, int], None]
 
 def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activations: Sequence[str],
                    dtypes: Sequence[str], backends: Mapping[str, object], skipped: Optional[dict] = None,
-                   progress: Optional[ExperimentProgress] = None, options: Optional[dict] = None) -> Experiment:
+                   progress: Optional[ExperimentProgress] = None, options: Optional[dict] = None,
+                   model: str = "rnn", hidden: int = 1) -> Experiment:
     """Train every (activation, dtype) run in every backend and compare them pairwise."""
     data_seed, param_seed = seeds_for(seed)
     data = generate_dataset(samples, data_seed)
-    initial = initial_params(param_seed)
+    if model != "rnn":
+        activations = (GATED,)  # gated cells have no activation option
     runs = []
     for activation in activations:
         for dtype in dtypes:
-            config = RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr)
+            config = RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr, model=model, hidden=hidden)
+            initial = initial_for(config, param_seed)
             results = {}
             for name, backend in backends.items():
                 report = None if progress is None else (
@@ -82,7 +95,8 @@ def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activatio
                     raise
                 except Exception as exc:  # a backend bug must name the backend and run it came from
                     raise BackendError(f"backend {name!r} failed on {config.label}: {type(exc).__name__}: {exc}") from exc
-            runs.append(Run(config, initial, results, compare_results(dtype, lr, results, data)))
-    settings = dict(samples=samples, seed=seed, epochs=epochs, lr=lr, backends=list(backends),
+            runs.append(Run(config, initial, results,
+                            compare_results(dtype, lr, results, data, outcome_judged=config.is_tutorial)))
+    settings = dict(samples=samples, seed=seed, epochs=epochs, lr=lr, model=model, hidden=hidden, backends=list(backends),
                     activations=list(activations), dtypes=list(dtypes), **(options or {}))
     return Experiment(settings, data, runs, dict(skipped or {}), versions(list(backends)))

@@ -31,10 +31,6 @@ class Params:
     def to_dict(self) -> dict:
         return {name: value.tolist() for name, value in self.items()}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Params":
-        return cls(*(np.asarray(d[n], dtype=np.float64) for n in PARAM_NAMES))
-
 
 def glorot_uniform(rng: np.random.Generator, out: int, inp: int) -> np.ndarray:
     """Flux's ``glorot_uniform(out, in)``: ``(rand(Float32) - 0.5) * sqrt(24 / (in + out))`` in Float32.
@@ -55,3 +51,16 @@ def initial_params(seed: int | np.random.SeedSequence, hidden: int = 1, inputs: 
         Wh=glorot_uniform(rng, hidden, hidden),
         bias=np.zeros(hidden),
     )
+
+
+def named_arrays(params) -> dict[str, np.ndarray]:
+    """Every parameter array by name, in a fixed order.
+
+    ``Wi``/``Wh``/``bias`` for the tutorial's :class:`Params`; Flux-field names with their layer for a
+    :class:`fluxparity.models.SequenceModel` (``cell.Wi``, ``cell.b``, ``head.weight``, ...).
+    """
+    if isinstance(params, Params):
+        return dict(params.items())
+    from .models import flat_params
+
+    return dict(flat_params(params))

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..data import Dataset
-from ..params import Params
+from ..params import Params, named_arrays
 
 # progress(done_steps, total_steps): called now and then while training.
 Progress = Callable[[int, int], None]
@@ -40,7 +40,7 @@ class RunResult:
     train_loss_before: float  # train-set loss sum before training
     test_loss_before: float  # test-set loss sum before training
     test_loss_after: float  # test-set loss sum after the last epoch
-    final_params: Params
+    final_params: Params  # or a fluxparity.models.SequenceModel for model runs (config.is_tutorial False)
     probe_predictions: np.ndarray  # (n_probes,): last output for each probe after training
     seconds: float  # wall time of training and evaluation inside the backend
     notes: dict = field(default_factory=dict)  # backend-specific facts worth printing (versions, options)
@@ -53,27 +53,11 @@ class RunResult:
             "train_loss_before": float(self.train_loss_before),
             "test_loss_before": float(self.test_loss_before),
             "test_loss_after": float(self.test_loss_after),
-            "final_params": self.final_params.to_dict(),
+            "final_params": {k: v.tolist() for k, v in named_arrays(self.final_params).items()},
             "probe_predictions": self.probe_predictions.tolist(),
             "seconds": float(self.seconds),
             "notes": self.notes,
         }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunResult":
-        arr = lambda key: np.asarray(d[key], dtype=np.float64)  # noqa: E731
-        return cls(
-            step_losses=arr("step_losses"),
-            epoch_train_loss=arr("epoch_train_loss"),
-            epoch_test_loss=arr("epoch_test_loss"),
-            train_loss_before=float(d["train_loss_before"]),
-            test_loss_before=float(d["test_loss_before"]),
-            test_loss_after=float(d["test_loss_after"]),
-            final_params=Params.from_dict(d["final_params"]),
-            probe_predictions=arr("probe_predictions"),
-            seconds=float(d["seconds"]),
-            notes=dict(d.get("notes", {})),
-        )
 
 
 class Backend(Protocol):

@@ -117,8 +117,13 @@ class TorchBackend:
 
     def train(self, config: RunConfig, data: Dataset, initial: Params,
               progress: Optional[Progress] = None) -> RunResult:
+        torch.set_num_threads(1)  # tiny tensors: threads only add overhead
+        if not config.is_tutorial:
+            from ._torch_models import train_torch_model
+
+            return train_torch_model(config, data, initial,
+                                     lambda params, lr: make_optimizer(self.optimizer, params, lr), progress)
         dtype = TORCH_DTYPES[config.dtype]
-        torch.set_num_threads(1)  # scalar work: threads only add overhead
         model = SumRNN(initial, config.activation, dtype)
         train_x, test_x, probe_x = (_as_inputs(s, dtype) for s in (data.train_sequences, data.test_sequences, data.probes))
         train_y, test_y = (torch.tensor(y, dtype=dtype) for y in (data.train_labels, data.test_labels))

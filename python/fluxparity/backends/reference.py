@@ -197,6 +197,10 @@ class ReferenceBackend:
 
     def train(self, config: RunConfig, data: Dataset, initial: Params,
               progress: Optional[Progress] = None) -> RunResult:
+        if not config.is_tutorial:
+            from ._reference_models import train_reference_model
+
+            return train_reference_model(config, data, initial, fast=self.tanh == "fast", progress=progress)
         if initial.Wi.shape != (1, 1) or initial.Wh.shape != (1, 1) or initial.bias.shape != (1,):
             raise ValueError("the reference backend implements the tutorial's one-unit RNN (Wi, Wh: (1, 1); bias: (1,))")
         dtype = np.dtype(config.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-COLUMNS = ("activation", "dtype", "backend", "epoch", "train_loss", "test_loss")
+COLUMNS = ("model", "hidden", "activation", "dtype", "backend", "epoch", "train_loss", "test_loss")
 
 
 def write_losses_csv(experiment, path) -> None:
@@ -14,8 +14,9 @@ def write_losses_csv(experiment, path) -> None:
         for run in experiment.runs:
             for name, result in run.results.items():
                 # epoch 0 is the model before training (the tutorial's "loss before").
-                writer.writerow([run.config.activation, run.config.dtype, name, 0,
+                key = [run.config.model, run.config.hidden, run.config.activation, run.config.dtype, name]
+                writer.writerow([*key, 0,
                                  repr(result.train_loss_before), repr(result.test_loss_before)])
                 for epoch, (train, test) in enumerate(zip(result.epoch_train_loss, result.epoch_test_loss), start=1):
-                    writer.writerow([run.config.activation, run.config.dtype, name, epoch, repr(float(train)),
+                    writer.writerow([*key, epoch, repr(float(train)),
                                      repr(float(test))])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from ..params import named_arrays
+
 REPORT_SCHEMA_VERSION = 1
 
 
@@ -36,7 +38,9 @@ def experiment_to_dict(experiment) -> dict:
                 "dtype": run.config.dtype,
                 "epochs": run.config.epochs,
                 "lr": run.config.lr,
-                "initial_params": run.initial_params.to_dict(),
+                "model": run.config.model,
+                "hidden": run.config.hidden,
+                "initial_params": {k: v.tolist() for k, v in named_arrays(run.initial_params).items()},
                 "backends": {name: result.to_dict() for name, result in run.results.items()},
                 "parity": run.parity.to_dict(),
             }

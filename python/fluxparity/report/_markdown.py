@@ -22,7 +22,7 @@ def experiment_markdown(experiment) -> str:
         out += [f"*{name} was not run:* {why}", ""]
     out += ["Versions: " + ", ".join(f"{k} {v}" for k, v in experiment.versions.items() if k != "backends"), ""]
     for run in experiment.runs:
-        out += [f"## {run.config.activation} / {run.config.dtype}: {run.parity.verdict.upper()}", ""]
+        out += [f"## {run.config.label}: {run.parity.verdict.upper()}", ""]
         out += ["\n\n".join(_md_table(t) for t in run_tables(run, experiment.data)), ""]
         out += [f"- {line}" for line in findings(run, experiment.data)] + [""]
     out += ["How to read the checks: docs/parity.md. Curves: loss_curves.png. Every number: report.json.", ""]

@@ -24,7 +24,7 @@ def plot_loss_curves(experiment, path) -> None:
             curve = np.concatenate([[result.test_loss_before], result.epoch_test_loss])
             top.plot(epochs, curve, marker=".", label=name)
         top.set_yscale("log")
-        top.set_title(f"{run.config.activation} / {run.config.dtype}: {run.parity.verdict}")
+        top.set_title(f"{run.config.label}: {run.parity.verdict}")
         top.set_ylabel("test loss sum")
         top.grid(True, which="both", alpha=0.3)
         top.legend()

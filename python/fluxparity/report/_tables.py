@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..params import named_arrays
+
 EPOCHS_SHOWN = (1, 2, 3, 5, 10, 20, 30, 40, 50)
 
 
@@ -37,7 +39,7 @@ def run_tables(run, data) -> list[Table]:
     res = run.results
     n_test = len(data.test_labels)
     tables = [Table(
-        "The tutorial's numbers",
+        "Losses (the tutorial's numbers)",
         ["", *names],
         [
             ["train loss before", *(_num(res[n].train_loss_before) for n in names)],
@@ -59,13 +61,16 @@ def run_tables(run, data) -> list[Table]:
         [[_seq(p), f"{y:g}", *(f"{res[n].probe_predictions[i]:.4f}" for n in names)]
          for i, (p, y) in enumerate(zip(data.probes, data.probe_labels))],
     ))
-    tables.append(Table(
-        "Final parameters",
-        ["param", "initial", *names],
-        [[name, f"{float(np.ravel(value)[0]):.6g}", *(f"{float(np.ravel(getattr(res[n].final_params, name))[0]):.8g}"
-                                                      for n in names)]
-         for name, value in run.initial_params.items()],
-    ))
+    initial = named_arrays(run.initial_params)
+    finals = {n: named_arrays(res[n].final_params) for n in names}
+    if all(a.size == 1 for a in initial.values()):
+        tables.append(Table("Final parameters", ["param", "initial", *names],
+                            [[k, f"{float(a.ravel()[0]):.6g}", *(f"{float(finals[n][k].ravel()[0]):.8g}" for n in names)]
+                             for k, a in initial.items()]))
+    else:  # many numbers per array: their size (Frobenius norm) before and after, per backend
+        tables.append(Table("Final parameters (Frobenius norm)", ["param", "shape", "initial", *names],
+                            [[k, "x".join(map(str, a.shape)), f"{np.linalg.norm(a):.6g}",
+                              *(f"{np.linalg.norm(finals[n][k]):.8g}" for n in names)] for k, a in initial.items()]))
     tables.append(Table(
         f"Parity checks: {run.parity.verdict.upper()}",
         ["pair", "quantity", "max abs", "max rel", "first divergent", "result", "rule"],
@@ -91,7 +96,10 @@ def findings(run, data) -> list[str]:
     labels = data.probe_labels
     for name, r in run.results.items():
         err = np.abs(r.probe_predictions - labels)
-        if run.config.activation == "identity":
+        if not run.config.is_tutorial:
+            lines.append(f"{name}: probe predictions within {err.max():.3g} of the true sums; mean |error| per test "
+                         f"sample {r.test_loss_after / len(data.test_labels):.3g}.")
+        elif run.config.activation == "identity":
             lines.append(f"{name}: probe predictions within {err.max():.3g} of the true sums.")
         else:
             sat = np.abs(r.probe_predictions - 1.0).max()

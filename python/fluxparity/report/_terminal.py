@@ -18,7 +18,7 @@ def format_run(run, data, checks: str = "judged") -> str:
     if checks == "judged":  # the terminal shows judged checks and the separation point; the files have all
         t = tables[-1]
         t.rows = [row for row, c in zip(t.rows, run.parity.checks) if c.judged or c.quantity == "step_losses"]
-    head = f"=== {run.config.activation} / {run.config.dtype}: {run.parity.verdict.upper()} ==="
+    head = f"=== {run.config.label}: {run.parity.verdict.upper()} ==="
     return "\n\n".join([head, *(format_table(t) for t in tables), "\n".join("* " + s for s in findings(run, data))])
 
 
