@@ -1,0 +1,103 @@
+"""The batched fast PyTorch path against the plain (idiomatic) one: same trajectories, one model or K."""
+
+import numpy as np
+import pytest
+import torch
+
+from fluxparity.backends.pytorch import TorchBackend
+from fluxparity.backends.pytorch_fast import TorchFastBackend, train_batch, train_many
+from fluxparity.compare import RTOL_FLOAT32
+from fluxparity.config import RunConfig
+
+from conftest import make_inputs
+
+EXACT = dict(rtol=1e-12, atol=1e-12)
+
+
+def assert_same_run(a, b, **tol):
+    np.testing.assert_allclose(a.step_losses, b.step_losses, **tol)
+    np.testing.assert_allclose(a.epoch_train_loss, b.epoch_train_loss, **tol)
+    np.testing.assert_allclose(a.epoch_test_loss, b.epoch_test_loss, **tol)
+    np.testing.assert_allclose([a.train_loss_before, a.test_loss_before, a.test_loss_after],
+                               [b.train_loss_before, b.test_loss_before, b.test_loss_after], **tol)
+    np.testing.assert_allclose(a.probe_predictions, b.probe_predictions, **tol)
+    for (name, va), (_, vb) in zip(a.final_params.items(), b.final_params.items()):
+        assert va.shape == vb.shape, name
+        np.testing.assert_allclose(va, vb, err_msg=name, **tol)
+
+
+@pytest.mark.parametrize("optimizer", ["torch", "optimisers"])
+@pytest.mark.parametrize("activation", ["identity", "tanh"])
+def test_float64_fast_equals_plain_at_every_step(activation, optimizer):
+    data, initial = make_inputs(40, seed=1)
+    config = RunConfig(activation, "float64", epochs=3, lr=1e-2)  # a larger lr: parameters move visibly
+    plain = TorchBackend(optimizer).train(config, data, initial)
+    fast = TorchFastBackend(optimizer).train(config, data, initial)
+    assert_same_run(fast, plain, **EXACT)
+    assert fast.notes["path"] == "fast" and plain.notes["path"] == "plain"
+    assert np.abs(fast.final_params.Wi - initial.Wi).max() > 1e-3  # it did train
+
+
+@pytest.mark.parametrize("optimizer", ["torch", "optimisers"])
+@pytest.mark.parametrize("activation", ["identity", "tanh"])
+def test_batch_of_models_equals_each_models_single_run(activation, optimizer):
+    config = RunConfig(activation, "float64", epochs=2)
+    runs = [(config, *make_inputs(30, seed=seed)) for seed in range(4)]
+    lengths = np.array([[len(s) for s in data.train_sequences] for _, data, _ in runs])
+    assert (lengths.min(axis=0) != lengths.max(axis=0)).any()  # unequal lengths at the same step
+    batch = train_batch(runs, optimizer)
+    assert len(batch) == len(runs)
+    for (c, data, initial), result in zip(runs, batch):
+        assert_same_run(result, train_batch([(c, data, initial)], optimizer)[0], **EXACT)
+    # and, for two of them, the plain path itself
+    for (c, data, initial), result in list(zip(runs, batch))[:2]:
+        assert_same_run(result, TorchBackend(optimizer).train(c, data, initial), **EXACT)
+
+
+@pytest.mark.parametrize("activation", ["identity", "tanh"])
+def test_float32_fast_agrees_with_plain_in_the_first_epoch(activation):
+    # float32: cumsum/cumprod accumulate in double on CPU, so the fast path rounds a little differently
+    # from the plain one; trajectories agree to float32 rounding in the first epoch (the judged part).
+    data, initial = make_inputs(60, seed=2)
+    config = RunConfig(activation, "float32", epochs=1)
+    plain = TorchBackend().train(config, data, initial)
+    fast = TorchFastBackend().train(config, data, initial)
+    np.testing.assert_allclose(fast.step_losses, plain.step_losses, rtol=RTOL_FLOAT32,
+                               atol=RTOL_FLOAT32 * np.abs(data.train_labels).max())
+    assert fast.train_loss_before == plain.train_loss_before
+    assert fast.test_loss_before == plain.test_loss_before
+
+
+def test_train_many_batches_compatible_runs_and_keeps_order():
+    data0, init0 = make_inputs(20, seed=0)
+    data1, init1 = make_inputs(20, seed=1)
+    data2, init2 = make_inputs(25, seed=2)  # another size: its own batch
+    runs = [(RunConfig("identity", "float64", epochs=1), data0, init0),
+            (RunConfig("tanh", "float64", epochs=1), data1, init1),
+            (RunConfig("identity", "float64", epochs=1), data2, init2),
+            (RunConfig("identity", "float64", epochs=1), data1, init1)]
+    results = train_many(runs)
+    assert [r.notes["batch"] for r in results] == [2, 1, 1, 2]
+    for run, result in zip(runs, results):
+        assert_same_run(result, train_batch([run])[0], **EXACT)
+
+
+def test_batch_rejects_mixed_configurations_and_sizes():
+    data, initial = make_inputs(20)
+    other, _ = make_inputs(21)
+    with pytest.raises(ValueError, match="one configuration"):
+        train_batch([(RunConfig("identity", "float64"), data, initial), (RunConfig("tanh", "float64"), data, initial)])
+    with pytest.raises(ValueError, match="same sizes"):
+        train_batch([(RunConfig("identity", "float64"), data, initial), (RunConfig("identity", "float64"), other, initial)])
+    with pytest.raises(ValueError, match="optimizer"):
+        train_batch([(RunConfig(), data, initial)], optimizer="sgd")
+    with pytest.raises(ValueError, match="at least one"):
+        train_batch([])
+
+
+def test_fast_path_leaves_no_autograd_state_and_returns_float64():
+    data, initial = make_inputs(10)
+    result = TorchFastBackend().train(RunConfig("identity", "float32", epochs=1), data, initial)
+    assert result.step_losses.dtype == np.float64 and result.step_losses.shape == (10,)
+    assert result.final_params.Wi.shape == (1, 1) and result.final_params.bias.shape == (1,)
+    assert torch.is_grad_enabled()
