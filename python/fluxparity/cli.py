@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reference-tanh", choices=("exact", "fast"), default="exact",
                    help="the reference's tanh: exact (as PyTorch) or NNlib's tanh_fast (as Flux's RNN cell)")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
+    c.add_argument("--verbose", action="store_true", help="print every table of every run (report.md has them all)")
 
     sub.add_parser("doctor", help="what is installed, whether Julia and Flux can run here, and what to do next")
     sub.add_parser("setup-julia", help="let juliacall download Julia and install Flux (needs network)")
@@ -181,7 +182,7 @@ def _compare(args) -> int:
         options={"torch_optimizer": args.torch_optimizer, "reference_tanh": args.reference_tanh},
         model=args.model, hidden=args.hidden,
     )
-    print(format_experiment(experiment))
+    print(format_experiment(experiment, verbose=args.verbose))
     paths = write_reports(experiment, args.out)
     print("\nWrote " + ", ".join(str(p) for p in paths))
     return EXIT_OK if experiment.verdict == "pass" else EXIT_PARITY_FAILED

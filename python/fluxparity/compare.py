@@ -44,6 +44,7 @@ class Check:
     max_rel: float  # max |a - b| / max(|a|, |b|) over elements (0/0 counts as 0)
     first_divergent_step: Optional[int]  # first element index breaking the rule; None if none does
     worst_index: int  # element with the largest |a - b| / allowed
+    tolerance_used: float  # max |a - b| / allowed: 0.06 means the worst element used 6% of its tolerance
     rtol: float
     atol: float  # the largest atol_i used
     passed: bool
@@ -87,6 +88,7 @@ def compare_arrays(quantity: str, a_name: str, a, b_name: str, b, *, rtol: float
         max_rel=float(np.nanmax(rel)) if rel.size else 0.0,
         first_divergent_step=int(np.argmax(bad)) if bad.any() else None,
         worst_index=int(np.nanargmax(ratio)) if ratio.size and not np.isnan(ratio).all() else 0,
+        tolerance_used=float(np.nanmax(ratio)) if ratio.size and not np.isnan(ratio).all() else float("nan"),
         rtol=rtol, atol=float(atol.max()) if atol.size else 0.0,
         passed=not bad.any(), judged=judged, rule=rule,
     )

@@ -82,11 +82,11 @@ def run_tables(run, data) -> list[Table]:
     return tables
 
 
-def findings(run, data) -> list[str]:
+def findings(run, data, separation: bool = True) -> list[str]:
     """Plain sentences a reader needs: where float32 trajectories separated, whether each model learned."""
     lines = []
     for c in run.parity.checks:
-        if not c.judged and c.quantity == "step_losses" and c.first_divergent_step is not None:
+        if separation and not c.judged and c.quantity == "step_losses" and c.first_divergent_step is not None:
             n = len(data.train_labels)
             step = c.first_divergent_step
             lines.append(f"{c.a} and {c.b}: step losses separate at step {step} (epoch {step // n + 1}, sample "
@@ -94,16 +94,67 @@ def findings(run, data) -> list[str]:
     for c in run.parity.failed():
         lines.append(f"FAIL {c.a} vs {c.b}: {c.quantity}[{c.worst_index}]: max abs {c.max_abs:.3e} breaks {c.rule}.")
     labels = data.probe_labels
-    for name, r in run.results.items():
-        err = np.abs(r.probe_predictions - labels)
-        if not run.config.is_tutorial:
-            lines.append(f"{name}: probe predictions within {err.max():.3g} of the true sums; mean |error| per test "
-                         f"sample {r.test_loss_after / len(data.test_labels):.3g}.")
-        elif run.config.activation == "identity":
-            lines.append(f"{name}: probe predictions within {err.max():.3g} of the true sums.")
-        else:
-            sat = np.abs(r.probe_predictions - 1.0).max()
-            expected = float(np.sum(data.test_labels) - len(data.test_labels))
-            lines.append(f"{name}: tanh saturates: probe predictions within {sat:.2g} of 1.0; test loss "
-                         f"{r.test_loss_after:.6g} vs sum(test labels) - N = {expected:.6g}.")
+    res = run.results
+    by = lambda values: ", ".join(f"{v} ({n})" for n, v in zip(res, values))  # noqa: E731
+    if not run.config.is_tutorial or run.config.activation == "identity":
+        lines.append("probe predictions within " + by(f"{np.abs(r.probe_predictions - labels).max():.3g}"
+                                                      for r in res.values())
+                     + " of the true sums; mean |error| per test sample "
+                     + by(f"{r.test_loss_after / len(data.test_labels):.3g}" for r in res.values()) + ".")
+    else:
+        expected = float(np.sum(data.test_labels) - len(data.test_labels))
+        lines.append("tanh saturates: probe predictions within " + by(f"{np.abs(r.probe_predictions - 1.0).max():.2g}"
+                                                                       for r in res.values())
+                     + f" of 1.0; test loss " + by(f"{r.test_loss_after:.6g}" for r in res.values())
+                     + f" vs sum(test labels) - N = {expected:.6g}.")
+    return lines
+
+
+def _short(label: str) -> str:
+    return label.replace("float32", "f32").replace("float64", "f64")
+
+
+def summary_tables(experiment) -> list[Table]:
+    """One screen for the whole experiment: a row per (run, backend) in each table."""
+    data = experiment.data
+    first = experiment.runs[0]
+    epochs = len(next(iter(first.results.values())).epoch_test_loss)
+    shown = [e for e in EPOCHS_SHOWN if e <= epochs]
+    if not shown or shown[-1] != epochs:
+        shown.append(epochs)
+    numbers, curves = [], []
+    for run in experiment.runs:
+        for i, (name, r) in enumerate(run.results.items()):
+            label = _short(run.config.label) if i == 0 else ""
+            numbers.append([label, name, _num(r.train_loss_before), _num(r.test_loss_before), _num(r.test_loss_after),
+                            *(f"{p:.4f}" for p in r.probe_predictions), f"{r.seconds:.2f}"])
+            curves.append([label, name, *(_num(r.epoch_test_loss[e - 1]) for e in shown)])
+    probes = [f"{_seq(p)}={y:g}" for p, y in zip(data.probes, data.probe_labels)]
+    return [
+        Table("Loss sums before/after training, probe predictions (probe=true sum), seconds",
+              ["run", "backend", "train before", "test before", "test after", *probes, "s"], numbers),
+        Table("Test loss sum after each epoch", ["run", "backend", *(f"ep {e}" for e in shown)], curves),
+    ]
+
+
+def verdict_lines(run, data) -> list[str]:
+    """The verdict of one run in a few lines: the worst judged check of each pair, where trajectories separate."""
+    lines = [f"{_short(run.config.label)}: {run.parity.verdict.upper()}"]
+    pairs = dict.fromkeys((c.a, c.b) for c in run.parity.checks)
+    for a, b in pairs:
+        checks = [c for c in run.parity.checks if (c.a, c.b) == (a, b)]
+        judged = [c for c in checks if c.judged]
+        worst = max(judged, key=lambda c: (not c.passed, c.tolerance_used))
+        failed = [c.quantity for c in judged if not c.passed]
+        text = (f"  {a} vs {b}: {len(judged) - len(failed)}/{len(judged)} judged checks pass"
+                + (f" (FAILED: {', '.join(failed)})" if failed else "")
+                + f"; closest to its tolerance: {worst.quantity}, max abs {worst.max_abs:.2e} = "
+                  f"{worst.tolerance_used:.2g}x of ({worst.rule})")
+        lines.append(text)
+        steps = next((c for c in checks if c.quantity == "step_losses"), None)
+        if steps is not None and not steps.judged and steps.first_divergent_step is not None:
+            n = len(data.train_labels)
+            s = steps.first_divergent_step
+            lines.append(f"    trajectories separate at step {s} (epoch {s // n + 1}); reported, not judged in "
+                         f"{run.config.dtype}")
     return lines

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._tables import Table, findings, run_tables
+from ._tables import Table, findings, run_tables, summary_tables, verdict_lines, _short
 
 
 def format_table(table: Table, max_rule: int = 40) -> str:
@@ -22,12 +22,19 @@ def format_run(run, data, checks: str = "judged") -> str:
     return "\n\n".join([head, *(format_table(t) for t in tables), "\n".join("* " + s for s in findings(run, data))])
 
 
-def format_experiment(experiment) -> str:
+def format_experiment(experiment, verbose: bool = False) -> str:
+    """One screen: every run side by side, then each run's verdict. ``verbose``: every table of every run."""
     s = experiment.settings
     parts = [f"fluxparity compare: {s['samples']} train / {2 * s['samples']} test sequences, {s['epochs']} epochs, "
-             f"seed {s['seed']}, backends {', '.join(s['backends'])}"]
+             f"lr {s['lr']:g}, seed {s['seed']}, backends {', '.join(s['backends'])}"]
     for name, why in experiment.skipped.items():
         parts.append(f"{name} not run: {why}")
-    parts += [format_run(run, experiment.data) for run in experiment.runs]
+    if verbose:
+        parts += [format_run(run, experiment.data) for run in experiment.runs]
+    else:
+        parts += [format_table(t) for t in summary_tables(experiment)]
+        parts.append("\n".join(line for run in experiment.runs for line in verdict_lines(run, experiment.data)))
+        parts.append("\n".join(f"* {_short(run.config.label)}: {line}" for run in experiment.runs
+                               for line in findings(run, experiment.data, separation=False)))
     parts.append(f"Overall verdict: {experiment.verdict.upper()}")
     return "\n\n".join(parts)
