@@ -93,6 +93,8 @@ def findings(run, data, separation: bool = True) -> list[str]:
                          f"{step % n}) beyond {c.rule}; judged on epoch 1 and on the outcome instead.")
     for c in run.parity.failed():
         lines.append(f"FAIL {c.a} vs {c.b}: {c.quantity}[{c.worst_index}]: max abs {c.max_abs:.3e} breaks {c.rule}.")
+        if c.quantity == "step_losses":
+            lines.append(growth_diagnosis(run.results[c.a], run.results[c.b], data))
     labels = data.probe_labels
     res = run.results
     by = lambda values: ", ".join(f"{v} ({n})" for n, v in zip(res, values))  # noqa: E731
@@ -108,6 +110,24 @@ def findings(run, data, separation: bool = True) -> list[str]:
                      + f" of 1.0; test loss " + by(f"{r.test_loss_after:.6g}" for r in res.values())
                      + f" vs sum(test labels) - N = {expected:.6g}.")
     return lines
+
+
+def growth_diagnosis(a, b, data) -> str:
+    """How a step-loss difference grew: from the first steps (a difference in the math) or gradually
+    (rounding amplified by the training dynamics; docs/parity.md)."""
+    epochs = len(a.epoch_train_loss)
+    scaled = np.abs(a.step_losses - b.step_losses) / np.abs(np.tile(data.train_labels, epochs))
+    marks = []
+    for level in (1e-13, 1e-11, 1e-9, 1e-7, 1e-5):
+        over = np.flatnonzero(scaled > level)
+        if over.size:
+            marks.append(f"{level:.0e} at step {over[0]}")
+    first = int(np.flatnonzero(scaled > 1e-13)[0]) if (scaled > 1e-13).any() else 0
+    kind = ("it is there from the first steps: look for a difference in the math"
+            if first < len(data.train_labels) // 10 else
+            "it grew gradually from rounding-level differences: the dynamics amplify rounding, which is not a "
+            "porting error (docs/parity.md, 'Where float64 stops agreeing')")
+    return f"label-scaled step-loss difference first exceeds {', '.join(marks)}; {kind}."
 
 
 def _short(label: str) -> str:
