@@ -127,6 +127,8 @@ def _check_batch(runs) -> tuple[RunConfig, int]:
         if len(data.train_sequences) != n or len(data.test_sequences) != len(runs[0][1].test_sequences) \
                 or len(data.probes) != len(runs[0][1].probes):
             raise ValueError("every model in a batch needs data sets of the same sizes (steps run in lockstep)")
+        if not getattr(c, "is_tutorial", True):
+            raise ValueError(f"the fast path implements the tutorial's one-unit RNN, not {c.label}")
         if initial.Wi.shape != (1, 1) or initial.Wh.shape != (1, 1) or initial.bias.shape != (1,):
             raise ValueError("the fast path implements the tutorial's one-unit RNN (Wi, Wh: (1, 1); bias: (1,))")
     return config, n

@@ -1,0 +1,120 @@
+"""Run an experiment's independent (run, backend) trainings in worker processes.
+
+Every (activation, dtype) run of every backend is independent of the others: same data, same initial
+weights, no shared state. ``run_runs_concurrently`` trains them in ``workers`` processes and returns
+exactly what training them one after the other returns (the same code runs on the same inputs; only
+``RunResult.seconds`` differs).
+
+Workers are started with the ``spawn`` method, never ``fork``: a forked copy of a process that has
+loaded torch (its thread pools) or Julia is not safe to use. A spawned worker imports fluxparity afresh.
+Backends that cannot be pickled into a worker are trained in this process while the workers run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Callable, Mapping, Optional, Sequence
+
+from .backends.base import BackendError, RunResult
+from .config import RunConfig
+from .data import Dataset
+
+# progress(backend, run_label, done_steps, total_steps): here called when a run ends (and, for a run
+# trained in this process, when it starts).
+ExperimentProgress = Callable[[str, str, int, int], None]
+
+# Longest first, so that two workers finish together: torch's plain path (~16 s per tutorial run) and
+# Flux (Julia start-up) dominate; the compiled reference takes milliseconds.
+_COST_RANK = {"torch": 0, "flux": 1}
+DEFAULT_WORKERS = 2
+
+
+def _train(backend, config: RunConfig, data: Dataset, initial) -> RunResult:
+    """One training, in a worker (or here). Module-level so that spawned workers can import it."""
+    return backend.train(config, data, initial, None)
+
+
+def _named_error(name: str, config: RunConfig, exc: BaseException) -> BackendError:
+    if isinstance(exc, BackendError):
+        return exc
+    return BackendError(f"backend {name!r} failed on {config.label}: {type(exc).__name__}: {exc}")
+
+
+def _picklable(obj) -> bool:
+    try:
+        pickle.dumps(obj)
+    except Exception:  # noqa: BLE001 — any reason at all means: train it in this process
+        return False
+    return True
+
+
+def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Dataset,
+                          backends: Mapping[str, object], *, workers: int = DEFAULT_WORKERS,
+                          progress: Optional[ExperimentProgress] = None) -> list[dict[str, RunResult]]:
+    """Train every ``(config, initial)`` task in every backend, ``workers`` trainings at a time.
+
+    Returns one ``{backend name: RunResult}`` per task, in the order of ``tasks``, backends in the order
+    of ``backends`` — what the sequential loop in ``run_experiment`` builds. A failing training raises
+    :class:`BackendError` naming the backend and the run (as the sequential loop does); the trainings
+    not yet started are cancelled. ``workers <= 1`` trains everything in this process.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    jobs = [(t, name) for t in range(len(tasks)) for name in backends]
+    total = {t: config.epochs * len(data.train_sequences) for t, (config, _) in enumerate(tasks)}
+    results: list[dict[str, RunResult]] = [{} for _ in tasks]
+
+    def started(t: int, name: str) -> None:
+        if progress is not None:
+            progress(name, tasks[t][0].label, 0, total[t])
+
+    def finished(t: int, name: str, result: RunResult) -> None:
+        results[t][name] = result
+        if progress is not None:
+            progress(name, tasks[t][0].label, total[t], total[t])
+
+    def run_here(t: int, name: str) -> None:
+        config, initial = tasks[t]
+        started(t, name)
+        try:
+            result = _train(backends[name], config, data, initial)
+        except Exception as exc:
+            raise _named_error(name, config, exc) from exc
+        finished(t, name, result)
+
+    pooled = [job for job in jobs if workers > 1 and _picklable(backends[job[1]])]
+    local = [job for job in jobs if job not in pooled]
+    if len(pooled) <= 1:  # nothing to gain from a pool
+        local, pooled = jobs, []
+
+    if pooled:
+        pooled.sort(key=lambda job: _COST_RANK.get(job[1], 2))  # stable: runs keep their order
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(pooled)), mp_context=context) as pool:
+            futures: dict[Future, tuple[int, str]] = {}
+            try:
+                for t, name in pooled:
+                    config, initial = tasks[t]
+                    futures[pool.submit(_train, backends[name], config, data, initial)] = (t, name)
+                for t, name in local:  # unpicklable backends: here, while the workers train
+                    run_here(t, name)
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        t, name = futures[future]
+                        exc = future.exception()
+                        if exc is not None:
+                            raise _named_error(name, tasks[t][0], exc) from exc
+                        finished(t, name, future.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    else:
+        for t, name in local:
+            run_here(t, name)
+
+    # backends in the caller's order, whatever order the trainings finished in
+    return [{name: results[t][name] for name in backends} for t in range(len(tasks))]
