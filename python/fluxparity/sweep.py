@@ -1,0 +1,422 @@
+"""Seed sweeps: the tutorial's comparison (torch vs reference) repeated over many seeds, cheaply.
+
+Each seed fixes its own data and initial weights exactly as ``fluxparity compare --seed S`` does
+(``seeds_for`` + ``generate_dataset`` + ``initial_params``). The reference trains once per seed (compiled,
+milliseconds); PyTorch trains every seed of an (activation, dtype) run at once through the batched fast
+path (``backends/pytorch_fast.py``), whose float64 trajectories are the plain ``torch`` backend's to the
+last bit. Each seed's pair is then compared by ``compare_results``: the very checks ``compare`` reports.
+
+    fluxparity sweep --seeds 64      # seeds 0..63: sweep.json, sweep.csv, sweep.png in ./fluxparity-sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from .backends.base import BackendError, RunResult
+from .compare import RTOL_FLOAT32, RTOL_FLOAT64, Parity, compare_results
+from .config import ACTIVATIONS, DTYPES, RunConfig
+from .data import generate_dataset
+from .params import initial_params
+
+FILES = ("sweep.json", "sweep.csv", "sweep.png")
+BACKENDS = ("torch", "reference")  # compared as "torch vs reference", the pair compare reports
+MAX_BATCH = 64  # seeds per batched torch computation (memory grows with the batch; time hardly does)
+EXIT_OK, EXIT_PARITY_FAILED, EXIT_USAGE, EXIT_BACKEND_FAILED = 0, 1, 2, 3
+
+# progress(what, done, total): what = "torch identity/float64" etc.
+SweepProgress = Callable[[str, int, int], None]
+
+
+@dataclass
+class SeedResult:
+    """One seed of one (activation, dtype) run: what compare would say about torch vs reference."""
+
+    seed: int
+    activation: str
+    dtype: str
+    verdict: str
+    step_loss_max_rel: float  # the step_losses check's max |a-b| / max(|a|, |b|)
+    step_loss_max_abs: float
+    step_loss_max_label_scaled: float  # max |a-b| / |label|: the measure compare's rule bounds by rtol
+    first_divergent_step: Optional[int]  # first step beyond the rule (float32: the separation), or None
+    test_loss_after: dict  # backend -> final test-loss sum
+    failed_checks: list
+    parity: Parity = field(repr=False)
+    results: dict = field(repr=False, default_factory=dict)  # backend -> RunResult
+
+    @property
+    def label(self) -> str:
+        return f"{self.activation}/{self.dtype}"
+
+    def to_dict(self) -> dict:
+        return {"seed": self.seed, "activation": self.activation, "dtype": self.dtype, "verdict": self.verdict,
+                "step_loss_max_rel": self.step_loss_max_rel, "step_loss_max_abs": self.step_loss_max_abs,
+                "step_loss_max_label_scaled": self.step_loss_max_label_scaled,
+                "first_divergent_step": self.first_divergent_step, "test_loss_after": dict(self.test_loss_after),
+                "failed_checks": list(self.failed_checks), "checks": [c.to_dict() for c in self.parity.checks]}
+
+
+@dataclass
+class Sweep:
+    settings: dict
+    rows: list  # SeedResult, grouped by run, seeds in order
+    seconds: dict  # "torch identity/float64" -> wall seconds of that training
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if any(r.verdict == "fail" for r in self.rows) else "pass"
+
+    def runs(self) -> list[str]:
+        return list(dict.fromkeys(r.label for r in self.rows))
+
+    def summary(self) -> dict:
+        """Per run: seeds passing, median and worst step-loss difference, divergence, test-loss difference."""
+        out = {}
+        for label in self.runs():
+            rows = [r for r in self.rows if r.label == label]
+            rel = np.array([r.step_loss_max_rel for r in rows])
+            worst = rows[int(np.argmax(rel))]
+            diverged = [r.first_divergent_step for r in rows if r.first_divergent_step is not None]
+            test = np.array([abs(r.test_loss_after["torch"] - r.test_loss_after["reference"])
+                             / max(abs(r.test_loss_after["torch"]), abs(r.test_loss_after["reference"]), 1e-300)
+                             for r in rows])
+            out[label] = {
+                "seeds": len(rows),
+                "passed": sum(r.verdict == "pass" for r in rows),
+                "failed_seeds": [r.seed for r in rows if r.verdict == "fail"],
+                "step_loss_max_rel_median": float(np.median(rel)),
+                "step_loss_max_rel_worst": float(rel.max()),
+                "step_loss_max_label_scaled_median": float(np.median([r.step_loss_max_label_scaled for r in rows])),
+                "step_loss_max_label_scaled_worst": float(max(r.step_loss_max_label_scaled for r in rows)),
+                "worst_seed": worst.seed,
+                "diverged_seeds": len(diverged),
+                "first_divergent_step_earliest": min(diverged) if diverged else None,
+                "first_divergent_step_median": float(np.median(diverged)) if diverged else None,
+                "test_loss_after_rel_diff_median": float(np.median(test)),
+                "test_loss_after_rel_diff_worst": float(test.max()),
+            }
+        return out
+
+    def to_dict(self) -> dict:
+        return {"format": "fluxparity-sweep/1", "settings": self.settings, "verdict": self.verdict,
+                "summary": self.summary(), "seconds": self.seconds, "seeds": [r.to_dict() for r in self.rows]}
+
+
+def _seed_list(seeds: Union[int, Sequence[int]]) -> list[int]:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be a positive number of seeds, got {seeds!r}")
+        return list(range(int(seeds)))
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    for s in seeds:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool) or s < 0:
+            raise ValueError(f"every seed must be a non-negative integer, got {s!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("seeds must not repeat")
+    return [int(s) for s in seeds]
+
+
+def _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, reference_tanh) -> None:
+    if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    RunConfig(epochs=epochs, lr=lr)  # validates epochs and lr with RunConfig's messages
+    for a in activations:
+        if a not in ACTIVATIONS:
+            raise ValueError(f"activation {a!r} is not one of {', '.join(ACTIVATIONS)}")
+    for d in dtypes:
+        if d not in DTYPES:
+            raise ValueError(f"dtype {d!r} is not one of {', '.join(DTYPES)}")
+    if not activations or not dtypes:
+        raise ValueError("a sweep needs at least one activation and one dtype")
+    if torch_optimizer not in ("torch", "optimisers"):
+        raise ValueError(f"torch_optimizer must be 'torch' or 'optimisers', got {torch_optimizer!r}")
+    if reference_tanh not in ("exact", "fast"):
+        raise ValueError(f"reference_tanh must be 'exact' or 'fast', got {reference_tanh!r}")
+
+
+def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int = 50, lr: float = 1e-3,
+              activations: Sequence[str] = ACTIVATIONS, dtypes: Sequence[str] = DTYPES, *,
+              torch_optimizer: str = "torch", reference_tanh: str = "exact", batch: int = MAX_BATCH,
+              keep_results: bool = False, progress: Optional[SweepProgress] = None) -> Sweep:
+    """Train and compare torch vs reference for every seed (an int N means seeds 0..N-1) and run.
+
+    ``keep_results`` keeps each seed's two RunResults on its row (memory: two step-loss arrays per row).
+    """
+    from .backends.pytorch_fast import train_batch
+    from .backends.reference import ReferenceBackend
+    from .experiment import seeds_for
+
+    seed_list = _seed_list(seeds)
+    activations, dtypes = tuple(activations), tuple(dtypes)
+    _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, reference_tanh)
+    if not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    inputs = []
+    for s in seed_list:
+        data_seed, param_seed = seeds_for(s)
+        inputs.append((generate_dataset(int(samples), data_seed), initial_params(param_seed)))
+    reference = ReferenceBackend(tanh=reference_tanh)
+    rows, seconds = [], {}
+    for activation in activations:
+        for dtype in dtypes:
+            config = RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr)
+            label = config.label
+            start = time.perf_counter()
+            ref_results = []
+            for i, (data, initial) in enumerate(inputs):
+                try:
+                    ref_results.append(reference.train(config, data, initial))
+                except Exception as exc:
+                    raise BackendError(f"backend 'reference' failed on {label}, seed {seed_list[i]}: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+            if progress is not None:
+                progress(f"reference {label}", len(inputs), len(inputs))
+            seconds[f"reference {label}"] = time.perf_counter() - start
+            start = time.perf_counter()
+            torch_results: list[RunResult] = []
+            for lo in range(0, len(inputs), batch):
+                chunk = [(config, data, initial) for data, initial in inputs[lo:lo + batch]]
+                try:
+                    torch_results.extend(train_batch(chunk, torch_optimizer))
+                except Exception as exc:
+                    raise BackendError(f"backend 'torch' (fast path) failed on {label}: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+                if progress is not None:
+                    progress(f"torch {label}", len(torch_results), len(inputs))
+            seconds[f"torch {label}"] = time.perf_counter() - start
+            for s, (data, _), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results):
+                results = {"torch": t_res, "reference": r_res}
+                parity = compare_results(dtype, lr, results, data)
+                step = next(c for c in parity.checks if c.quantity == "step_losses")
+                scaled = np.abs(t_res.step_losses - r_res.step_losses) / np.abs(np.tile(data.train_labels, epochs))
+                rows.append(SeedResult(
+                    seed=s, activation=activation, dtype=dtype, verdict=parity.verdict,
+                    step_loss_max_rel=step.max_rel, step_loss_max_abs=step.max_abs,
+                    step_loss_max_label_scaled=float(scaled.max()),
+                    first_divergent_step=step.first_divergent_step,
+                    test_loss_after={k: float(v.test_loss_after) for k, v in results.items()},
+                    failed_checks=[c.quantity for c in parity.failed()], parity=parity,
+                    results=results if keep_results else {}))
+    settings = dict(seeds=seed_list, samples=int(samples), epochs=epochs, lr=lr, activations=list(activations),
+                    dtypes=list(dtypes), backends=list(BACKENDS), torch_optimizer=torch_optimizer,
+                    reference_tanh=reference_tanh, torch_path="fast (batched; float64-identical to plain)")
+    return Sweep(settings, rows, seconds)
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def format_sweep(sweep: Sweep) -> str:
+    header = (f"{'run':16s} {'seeds':>5s} {'pass':>5s} {'median rel':>10s} {'worst rel':>10s} {'worst seed':>10s}"
+              f" {'worst |d|/label':>15s}"
+              f" {'diverged':>8s} {'earliest div':>12s}  failed seeds")
+    lines = [f"Sweep: torch vs reference, {len(sweep.settings['seeds'])} seeds, "
+             f"{sweep.settings['samples']} samples x {sweep.settings['epochs']} epochs", header, "-" * len(header)]
+    for label, s in sweep.summary().items():
+        earliest = "-" if s["first_divergent_step_earliest"] is None else str(s["first_divergent_step_earliest"])
+        failed = ", ".join(map(str, s["failed_seeds"][:12])) + (" ..." if len(s["failed_seeds"]) > 12 else "")
+        lines.append(f"{label:16s} {s['seeds']:5d} {s['passed']:5d} {s['step_loss_max_rel_median']:10.2e} "
+                     f"{s['step_loss_max_rel_worst']:10.2e} {s['worst_seed']:10d} "
+                     f"{s['step_loss_max_label_scaled_worst']:15.2e} {s['diverged_seeds']:8d} "
+                     f"{earliest:>12s}  {failed or '-'}")
+    lines.append(f"Verdict: {sweep.verdict.upper()}. Step losses: rel = max |a-b|/max(|a|,|b|); |d|/label = "
+                 "max |a-b|/|label| (what compare's rule bounds); divergence: first step beyond that rule.")
+    return "\n".join(lines)
+
+
+CSV_COLUMNS = ("seed", "activation", "dtype", "verdict", "step_loss_max_rel", "step_loss_max_abs",
+               "step_loss_max_label_scaled",
+               "first_divergent_step", "test_loss_after_torch", "test_loss_after_reference", "failed_checks")
+
+
+def write_sweep_csv(sweep: Sweep, path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in sweep.rows:
+            writer.writerow([r.seed, r.activation, r.dtype, r.verdict, repr(r.step_loss_max_rel),
+                             repr(r.step_loss_max_abs), repr(r.step_loss_max_label_scaled), "" if r.first_divergent_step is None else r.first_divergent_step,
+                             repr(r.test_loss_after["torch"]), repr(r.test_loss_after["reference"]),
+                             ";".join(r.failed_checks)])
+
+
+def plot_sweep(sweep: Sweep, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    floor = 1e-18  # exact agreement, drawn below float64's resolution
+    labels = sweep.runs()
+    fig, axes = plt.subplots(2, len(labels), figsize=(4.2 * len(labels), 6.5), squeeze=False)
+    n_steps = sweep.settings["samples"] * sweep.settings["epochs"]
+    for col, label in enumerate(labels):
+        rows = [r for r in sweep.rows if r.label == label]
+        seeds = np.array([r.seed for r in rows])
+        rel = np.maximum([r.step_loss_max_label_scaled for r in rows], floor)
+        ok = np.array([r.verdict == "pass" for r in rows])
+        top, bottom = axes[0, col], axes[1, col]
+        top.scatter(seeds[ok], rel[ok], s=14, color="tab:green", label="pass")
+        top.scatter(seeds[~ok], rel[~ok], s=18, color="tab:red", marker="x", label="fail")
+        top.axhline(RTOL_FLOAT64 if label.endswith("float64") else RTOL_FLOAT32, color="grey", ls="--", lw=0.8,
+                    label="compare's rtol")
+        top.set_yscale("log")
+        top.set_ylim(bottom=floor / 3)
+        top.set_title(label)
+        top.set_ylabel("step losses: max |a-b| / |label|")
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+        top.grid(True, which="both", alpha=0.3)
+        top.legend(fontsize=7)
+        div = np.array([n_steps if r.first_divergent_step is None else r.first_divergent_step for r in rows])
+        never = div == n_steps
+        bottom.scatter(seeds[~never], div[~never], s=14, color="tab:orange", label="first divergent step")
+        bottom.scatter(seeds[never], div[never], s=14, color="tab:blue", marker="^", label="never (drawn at end)")
+        bottom.set_ylim(-0.03 * n_steps, 1.05 * n_steps)
+        bottom.set_xlabel("seed")
+        bottom.set_ylabel("step")
+        bottom.grid(True, alpha=0.3)
+        bottom.legend(fontsize=7)
+    fig.suptitle("torch vs reference over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_sweep(sweep: Sweep, out_dir) -> list[Path]:
+    """sweep.json, sweep.csv and sweep.png, all-or-nothing (rendered beside, then moved in)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".fluxparity-sweep-", dir=out_dir))
+    try:
+        with open(scratch / "sweep.json", "w") as f:
+            json.dump(sweep.to_dict(), f, allow_nan=False)
+        write_sweep_csv(sweep, scratch / "sweep.csv")
+        plot_sweep(sweep, scratch / "sweep.png")
+        paths = []
+        for name in FILES:
+            os.replace(scratch / name, out_dir / name)
+            paths.append(out_dir / name)
+        return paths
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------- command line
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _choice_or_both(allowed):
+    def parse(text: str) -> tuple:
+        if text == "both":
+            return tuple(allowed)
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(allowed)}, both")
+        return (text,)
+    return parse
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``fluxparity sweep``; mirrors ``compare``'s where they mean the same thing."""
+    parser.add_argument("--seeds", type=_positive_int, default=8,
+                        help="how many seeds: --first-seed .. --first-seed + N - 1 (default 8)")
+    parser.add_argument("--first-seed", type=_nonnegative_int, default=0, help="default 0")
+    parser.add_argument("--activation", type=_choice_or_both(ACTIVATIONS), default=ACTIVATIONS,
+                        help="identity, tanh or both (default: both)")
+    parser.add_argument("--dtype", type=_choice_or_both(DTYPES), default=DTYPES,
+                        help="float32, float64 or both (default)")
+    parser.add_argument("--samples", type=_positive_int, default=1000, help="training sequences per seed; default 1000")
+    parser.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
+    parser.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate; default 1e-3")
+    parser.add_argument("--out", type=Path, default=Path("fluxparity-sweep"),
+                        help="folder for sweep.json, sweep.csv, sweep.png (default ./fluxparity-sweep)")
+    parser.add_argument("--torch-optimizer", choices=("torch", "optimisers"), default="torch",
+                        help="torch: torch.optim.Adam's arithmetic (default); optimisers: Optimisers.jl's")
+    parser.add_argument("--reference-tanh", choices=("exact", "fast"), default="exact",
+                        help="the reference's tanh: exact (as PyTorch) or NNlib's tanh_fast (as Flux)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def _out_problem(out: Path) -> Optional[str]:
+    """Why ``out`` cannot become a writable folder, or None. Creates nothing."""
+    probe = out
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"--out {str(out)!r} cannot be created: {str(probe)!r} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"--out {str(out)!r} is not writable (no write permission on {str(probe)!r})"
+    return None
+
+
+def sweep_main(args) -> int:
+    """``fluxparity sweep``: 0 every seed passed, 1 some seed failed a parity check, 2 bad usage, 3 a backend failed."""
+    problem = _out_problem(Path(args.out))
+    if problem is not None:
+        print(f"fluxparity sweep: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+
+    def report(what: str, done: int, total: int) -> None:
+        print(f"  {what:26s} {done:>5d}/{total} seeds", file=sys.stderr, flush=True)
+
+    try:
+        sweep = run_sweep(seeds, args.samples, args.epochs, args.lr, args.activation, args.dtype,
+                          torch_optimizer=args.torch_optimizer, reference_tanh=args.reference_tanh,
+                          progress=None if args.quiet else report)
+    except ValueError as exc:
+        print(f"fluxparity sweep: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BackendError as exc:
+        print(f"fluxparity sweep: a backend failed: {exc}", file=sys.stderr)
+        return EXIT_BACKEND_FAILED
+    print(format_sweep(sweep))
+    paths = write_sweep(sweep, args.out)
+    print("\nWrote " + ", ".join(str(p) for p in paths))
+    return EXIT_OK if sweep.verdict == "pass" else EXIT_PARITY_FAILED
