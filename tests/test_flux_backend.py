@@ -11,6 +11,7 @@ julia/tutorial.jl end to end.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,9 @@ from fluxparity.backends import BackendError, BackendUnavailable, get_backend
 from fluxparity.backends.flux import FluxBackend
 from fluxparity.config import RunConfig
 from fluxparity.juliaprobe import FluxEnvironment, JuliaProbe, ProjectProbe
+from fluxparity.models import GRUParams, SequenceModel, flat_params, init_model
+
+from conftest import make_inputs
 
 from julia_support import flux_backend, julia_with_repository_project  # noqa: F401  (fixtures)
 
@@ -34,10 +38,11 @@ from julia_support import flux_backend, julia_with_repository_project  # noqa: F
 # Without Julia: a stub juliacall
 # ---------------------------------------------------------------------------------------------------
 
-# Stands in for juliacall in the worker process: Main.include, Main.FluxParity.train_tutorial, Main.seval
-# and JuliaError, which is all the worker uses. BEHAVIOUR is replaced per test.
+# Stands in for juliacall in the worker process: Main.include, Main.FluxParity.train_tutorial and
+# train_model, Main.seval and JuliaError, which is all the worker uses. BEHAVIOUR is replaced per test.
+# train_model writes what it received to STUB_SEEN_FILE and returns every weight as 2 * w + 1.
 STUB = '''
-import os, sys, types
+import json, os, sys, types
 import numpy as np
 
 BEHAVIOUR = "{behaviour}"
@@ -84,13 +89,44 @@ def train_tutorial(activation, dtype, epochs, lr, Wi, Wh, bias,
     )
 
 
+def train_model(kind, activation, dtype, epochs, lr, params,
+                train_values, train_lengths, train_labels, test_values, test_lengths, test_labels,
+                probe_values, probe_lengths, progress=None, progress_every=1000):
+    if BEHAVIOUR == "julia-error":
+        raise JuliaError(FakeJuliaException("DimensionMismatch", "cell.Wh must be (16, 4)"))
+    with open(os.environ["STUB_SEEN_FILE"], "w") as fp:
+        json.dump({
+            "kind": kind, "activation": activation, "dtype": dtype, "epochs": epochs, "lr": lr,
+            "params_type": type(params).__name__,
+            "weights": {n: [list(a.shape), str(a.dtype), bool(a.flags.c_contiguous)] for n, a in params.items()},
+            "n_train": len(train_lengths), "n_test": len(test_lengths), "n_probes": len(probe_lengths),
+        }, fp)
+    total = epochs * len(train_lengths)
+    progress(total, total)
+    returned = {n: 2 * np.asarray(a) + 1 for n, a in params.items()}
+    if BEHAVIOUR == "drop-weight":
+        returned.popitem()
+    return types.SimpleNamespace(
+        step_losses=np.arange(total, dtype=np.float64),
+        epoch_train_loss=np.full(epochs, 1.0),
+        epoch_test_loss=np.full(epochs, 2.0),
+        probe_predictions=np.zeros(len(probe_lengths)),
+        params=returned,
+        train_loss_before=1.5, test_loss_before=2.5, test_loss_after=3.5, seconds=0.25,
+        julia_version="1.10.4", flux_version="0.16.11", optimisers_version="0.4.8",
+        zygote_version="torch loaded: " + str(TORCH_LOADED),
+    )
+
+
 class _Main:
-    FluxParity = types.SimpleNamespace(train_tutorial=train_tutorial)
+    FluxParity = types.SimpleNamespace(train_tutorial=train_tutorial, train_model=train_model)
 
     def include(self, path):
         assert os.path.isfile(path), path
 
     def seval(self, code):
+        if code == "Dict{String, Any}":  # the Julia Dict the worker fills with train_model's weights
+            return dict
         return lambda exception: (exception.type_name, exception.message)
 
 
@@ -108,6 +144,7 @@ def stub_juliacall(tmp_path, monkeypatch):
         (package / "__init__.py").write_text(STUB.replace("{behaviour}", behaviour), encoding="utf-8")
         monkeypatch.setenv("PYTHONPATH", str(tmp_path / "stub"))
         monkeypatch.setenv("STUB_PID_FILE", str(tmp_path / "worker.pid"))
+        monkeypatch.setenv("STUB_SEEN_FILE", str(tmp_path / "seen.json"))
         return tmp_path / "worker.pid"
 
     return use
@@ -142,6 +179,81 @@ def test_results_cross_back_from_the_worker_intact(stub_juliacall, tmp_path, sma
     assert result.notes["flux_version"] == "0.16.11"
     assert result.notes["zygote_version"] == "torch loaded: False"  # the worker never imports torch
     assert seen and seen[-1] == (total, total)
+
+
+MODEL_RUNS = [("rnn", 3, "tanh"), ("lstm", 4, "gated"), ("gru", 4, "gated"), ("gruv3", 4, "gated")]
+
+
+def model_inputs(kind: str, hidden: int, activation: str, samples: int = 30, seed: int = 2):
+    """The data of ``make_inputs`` and a float64 model as ``fluxparity compare --model`` starts it."""
+    data, _ = make_inputs(samples, seed=seed)
+    initial = init_model(
+        kind, 1, hidden, 1, seed=seed, dtype=np.float64, activation="tanh" if activation == "gated" else activation
+    )
+    return data, initial
+
+
+@pytest.mark.parametrize("kind, hidden, activation", MODEL_RUNS)
+def test_a_model_runs_weights_cross_back_intact(stub_juliacall, tmp_path, kind, hidden, activation):
+    stub_juliacall("ok")
+    data, initial = model_inputs(kind, hidden, activation)
+    config = RunConfig(activation, "float32", epochs=2, model=kind, hidden=hidden)
+    seen_progress = []
+    result = FluxBackend(timeout=120, environment=ready_environment(tmp_path)).train(
+        config, data, initial, progress=lambda done, total: seen_progress.append((done, total))
+    )
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    sent = flat_params(initial)
+    # What reached train_model: the kind, an activation Julia knows, and a Dict of C-order float64 arrays in
+    # Flux's layout under the flat names.
+    assert (seen["kind"], seen["dtype"], seen["epochs"]) == (kind, "float32", 2)
+    assert seen["activation"] == ("tanh" if activation == "gated" else activation)
+    assert seen["params_type"] == "dict"
+    assert seen["weights"] == {n: [list(a.shape), "float64", True] for n, a in sent.items()}
+    assert (seen["n_train"], seen["n_probes"]) == (len(data.train_sequences), len(data.probes))
+    # What came back: a SequenceModel of the same structure, every array float64, same shape, the stub's values.
+    final = result.final_params
+    assert isinstance(final, SequenceModel) and type(final.cell) is type(initial.cell)
+    assert final.head is not None and final.cell.hidden_size == hidden
+    returned = flat_params(final)
+    assert list(returned) == list(sent)
+    for name, array in returned.items():
+        assert array.dtype == np.float64 and array.shape == sent[name].shape, name
+        np.testing.assert_array_equal(array, 2 * sent[name] + 1, err_msg=name)
+    if kind == "rnn":
+        assert final.cell.activation == initial.cell.activation
+    total = 2 * len(data.train_sequences)
+    np.testing.assert_array_equal(result.step_losses, np.arange(total))
+    assert result.test_loss_after == 3.5 and result.notes["zygote_version"] == "torch loaded: False"
+    assert seen_progress[-1] == (total, total)
+
+
+def test_a_model_run_missing_a_weight_on_return_is_an_error(stub_juliacall, tmp_path):
+    stub_juliacall("drop-weight")
+    data, initial = model_inputs("gruv3", 4, "gated")
+    backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
+    with pytest.raises(BackendError, match="KeyError: .*train_model returned the arrays"):
+        backend.train(RunConfig("gated", "float64", epochs=1, model="gruv3", hidden=4), data, initial)
+
+
+def test_a_julia_exception_in_a_model_run_becomes_a_backend_error(stub_juliacall, tmp_path):
+    stub_juliacall("julia-error")
+    data, initial = model_inputs("lstm", 4, "gated")
+    backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
+    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: cell.Wh must be \(16, 4\)"):
+        backend.train(RunConfig("gated", "float64", epochs=1, model="lstm", hidden=4), data, initial)
+
+
+def test_the_initial_weights_must_match_the_run(tmp_path, small_inputs):
+    data, tutorial_initial = small_inputs
+    backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
+    _, lstm = model_inputs("lstm", 4, "gated")
+    with pytest.raises(TypeError, match="needs Params"):
+        backend.train(RunConfig("identity", "float64", epochs=1), data, lstm)
+    with pytest.raises(TypeError, match="needs a fluxparity.models.SequenceModel"):
+        backend.train(RunConfig("gated", "float64", epochs=1, model="lstm", hidden=4), data, tutorial_initial)
+    with pytest.raises(ValueError, match="is lstm with hidden size 4, but the run is gru"):
+        backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, lstm)
 
 
 def test_a_julia_exception_becomes_a_backend_error_naming_it(stub_juliacall, tmp_path, small_inputs):
@@ -230,6 +342,35 @@ def test_flux_passes_the_parity_policy_against_reference_and_torch(flux_backend,
     failed = [f"{c.a} vs {c.b}: {c.quantity}[{c.worst_index}] max abs {c.max_abs:.3e} breaks {c.rule}"
               for c in parity.failed()]
     assert parity.verdict == "pass", failed
+
+
+@pytest.mark.julia
+@pytest.mark.parametrize("kind, hidden, activation", MODEL_RUNS)
+def test_flux_model_runs_pass_the_parity_policy_against_the_reference(flux_backend, kind, hidden, activation):
+    # Chain(<layer>(cell), Dense(hidden => 1)) from the same float64 weights, 2 epochs of per-sample Adam on
+    # 30 samples; the reference computes NNlib's tanh_fast / sigmoid_fast, as Flux's cells do.
+    data, initial = model_inputs(kind, hidden, activation)
+    config = RunConfig(activation, "float64", epochs=2, model=kind, hidden=hidden)
+    results = {
+        "flux": flux_backend.train(config, data, initial),
+        "reference": get_backend("reference", tanh="fast").train(config, data, initial),
+    }
+    assert isinstance(results["flux"].final_params, SequenceModel)
+    parity = compare_results("float64", config.lr, results, data)
+    failed = [f"{c.a} vs {c.b}: {c.quantity}[{c.worst_index}] max abs {c.max_abs:.3e} breaks {c.rule}"
+              for c in parity.failed()]
+    assert parity.verdict == "pass", failed
+
+
+@pytest.mark.julia
+def test_a_model_run_with_a_wrong_shape_is_a_julia_dimension_mismatch(flux_backend):
+    data, initial = model_inputs("gru", 4, "gated")
+    # Julia checks every shape against cell.Wh's: a bias of 8 for 3 gates of 4 units is a DimensionMismatch.
+    cell = GRUParams(initial.cell.Wi, initial.cell.Wh, initial.cell.b)
+    object.__setattr__(cell, "b", np.zeros(8))  # past the Python-side checks, on purpose
+    bad = SequenceModel(cell, initial.head)
+    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: cell.b must be \(12,\)"):
+        flux_backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, bad)
 
 
 @pytest.mark.julia

@@ -6,14 +6,19 @@ not take the caller with it. It imports juliacall and never torch.
 
 Files in WORKDIR (the parent writes the first two, this worker the rest):
 
-- ``request.json``: ``{"activation", "dtype", "epochs", "lr", "source"}`` (``source``: path of
-  julia/FluxParity.jl).
-- ``inputs.npz``: float64 ``Wi (out, 1)``, ``Wh (out, out)``, ``bias (out,)``, ``{train,test,probe}_values
-  (total,)``, ``{train,test}_labels (n,)``; int64 ``{train,test,probe}_lengths (n,)`` — the layout of
+- ``request.json``: ``{"model", "activation", "weights", "dtype", "epochs", "lr", "source",
+  "progress_every"}``. ``model`` is ``null`` for the tutorial (``FluxParity.train_tutorial``) or the cell
+  kind ``"rnn" | "lstm" | "gru" | "gruv3"`` (``FluxParity.train_model``); ``weights`` lists the names of the
+  weight arrays in ``inputs.npz``; ``source`` is the path of julia/FluxParity.jl.
+- ``inputs.npz``: the weights, float64, in Flux's layout (``(out, in)`` matrices as NumPy ``(rows, cols)``,
+  C order) — the tutorial's ``Wi (out, 1)``, ``Wh (out, out)``, ``bias (out,)``, or a model's flat names
+  (:func:`fluxparity.models.flat_params`: ``cell.Wi``, ``cell.Wh``, ``cell.bias`` or ``cell.b``,
+  ``cell.Wh_htilde``, ``head.weight``, ``head.bias``); float64 ``{train,test,probe}_values (total,)``,
+  ``{train,test}_labels (n,)``; int64 ``{train,test,probe}_lengths (n,)`` — the layout of
   :func:`fluxparity.data.pack`.
 - ``result.npz``: float64 ``step_losses``, ``epoch_train_loss``, ``epoch_test_loss``,
-  ``probe_predictions``, ``Wi``, ``Wh``, ``bias``; and ``result.json``: float scalars and ``notes``.
-  ``result.json`` is written last: its presence means success.
+  ``probe_predictions``, and the trained weights under the names and shapes they came in with; and
+  ``result.json``: float scalars and ``notes``. ``result.json`` is written last: its presence means success.
 - ``error.json`` on failure: ``{"kind": "julia" | "juliacall" | "python", "type", "message"}``.
 
 Progress goes to stdout as lines ``PROGRESS_TAG done total``.
@@ -30,15 +35,22 @@ import numpy as np
 
 PROGRESS_TAG = "fluxparity-progress:"
 
-ARRAY_FIELDS = ("step_losses", "epoch_train_loss", "epoch_test_loss", "probe_predictions", "Wi", "Wh", "bias")
+ARRAY_FIELDS = ("step_losses", "epoch_train_loss", "epoch_test_loss", "probe_predictions")
 SCALAR_FIELDS = ("train_loss_before", "test_loss_before", "test_loss_after", "seconds")
 VERSION_FIELDS = ("julia_version", "flux_version", "optimisers_version", "zygote_version")
-INPUT_ORDER = (
-    "Wi", "Wh", "bias",
+# The tutorial's weights: positional arguments of FluxParity.train_tutorial after (activation, dtype,
+# epochs, lr), and fields of its result.
+TUTORIAL_WEIGHTS = ("Wi", "Wh", "bias")
+# The data: the last positional arguments of both FluxParity.train_tutorial and FluxParity.train_model.
+DATA_ORDER = (
     "train_values", "train_lengths", "train_labels",
     "test_values", "test_lengths", "test_labels",
     "probe_values", "probe_lengths",
-)  # the positional arguments of FluxParity.train_tutorial after (activation, dtype, epochs, lr)
+)
+# The Julia type of train_model's `params`: a Julia Dict the worker fills by name. Each value assigned from
+# Python is converted to the Dict's value type Any, which makes a NumPy array a PyArray (a view with
+# NumPy's shape and strides; FluxParity copies it at once).
+_JULIA_PARAMS_DICT = "Dict{String, Any}"
 
 # Julia: the exception's type name and its showerror text, unwrapping the LoadError that `include` adds.
 _DESCRIBE_JULIA_EXCEPTION = """
@@ -82,22 +94,36 @@ def run(workdir: Path) -> int:
         return _fail(workdir, "juliacall", type(exc).__name__, f"{exc}\n{traceback.format_exc(limit=3)}")
     jl = juliacall.Main
 
+    model = request.get("model")  # None: the tutorial
+    weight_names = list(request.get("weights", TUTORIAL_WEIGHTS))
     with np.load(workdir / "inputs.npz") as npz:
         # NumPy arrays reach Julia as PyArray views; FluxParity copies them into Julia arrays at once.
-        inputs = [np.ascontiguousarray(npz[name]) for name in INPUT_ORDER]
+        weights = {name: np.ascontiguousarray(npz[name], dtype=np.float64) for name in weight_names}
+        data = [np.ascontiguousarray(npz[name]) for name in DATA_ORDER]
+    settings = (request["dtype"], int(request["epochs"]), float(request["lr"]))
+    options = {"progress": _report_progress, "progress_every": int(request.get("progress_every", 1000))}
     try:
         jl.include(request["source"])
-        result = jl.FluxParity.train_tutorial(
-            request["activation"],
-            request["dtype"],
-            int(request["epochs"]),
-            float(request["lr"]),
-            *inputs,
-            progress=_report_progress,
-            progress_every=int(request.get("progress_every", 1000)),
-        )
+        if model is None:
+            result = jl.FluxParity.train_tutorial(
+                request["activation"], *settings, *(weights[n] for n in TUTORIAL_WEIGHTS), *data, **options
+            )
+            trained = {name: getattr(result, name) for name in TUTORIAL_WEIGHTS}
+        else:
+            params = jl.seval(_JULIA_PARAMS_DICT)()
+            for name, array in weights.items():
+                params[name] = array
+            result = jl.FluxParity.train_model(model, request["activation"], *settings, params, *data, **options)
+            trained = result.params  # a Julia Dict{String, Array{Float64}}, by the same names
+            if len(trained) != len(weight_names) or not all(name in trained for name in weight_names):
+                raise KeyError(f"train_model returned the arrays {sorted(trained)}, expected {sorted(weight_names)}")
+            trained = {name: trained[name] for name in weight_names}
         # numpy.array copies out of the Julia arrays (numpy.asarray would keep a view into Julia memory).
         arrays = {name: np.array(getattr(result, name), dtype=np.float64) for name in ARRAY_FIELDS}
+        for name, array in trained.items():
+            arrays[name] = np.array(array, dtype=np.float64)
+            if arrays[name].shape != weights[name].shape:
+                raise ValueError(f"{name} came back with shape {arrays[name].shape}, sent {weights[name].shape}")
         scalars = {name: float(getattr(result, name)) for name in SCALAR_FIELDS}
         versions = {name: str(getattr(result, name)) for name in VERSION_FIELDS}
     except juliacall.JuliaError as error:

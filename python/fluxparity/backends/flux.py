@@ -7,6 +7,10 @@ The parent (this module) never imports juliacall: it probes for a Julia with
 imports juliacall and never torch (the two must not share a process). A Julia exception becomes a
 :class:`BackendError` naming it; a worker that dies or outlives its timeout is killed with everything it
 started, and also becomes a :class:`BackendError`.
+
+The tutorial (``config.is_tutorial``) runs ``FluxParity.train_tutorial`` on :class:`fluxparity.params.Params`;
+any other model runs ``FluxParity.train_model`` on a :class:`fluxparity.models.SequenceModel`, whose arrays
+cross by their flat names (:func:`fluxparity.models.flat_params`) and come back under the same names.
 """
 
 from __future__ import annotations
@@ -21,15 +25,16 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
 from .. import juliaprobe
 from ..config import RunConfig
 from ..data import Dataset, pack
+from ..models import SequenceModel, flat_params, with_flat_params
 from ..params import Params
-from ._flux_worker import ARRAY_FIELDS, PROGRESS_TAG
+from ._flux_worker import ARRAY_FIELDS, PROGRESS_TAG, TUTORIAL_WEIGHTS
 from .base import BackendError, BackendUnavailable, Progress, RunResult
 
 # Starting Julia and loading Flux takes 10-60 s once packages are precompiled (minutes the first time);
@@ -62,8 +67,15 @@ class FluxBackend:
         return self.environment().reason
 
     def train(
-        self, config: RunConfig, data: Dataset, initial: Params, progress: Optional[Progress] = None
+        self,
+        config: RunConfig,
+        data: Dataset,
+        initial: Union[Params, SequenceModel],
+        progress: Optional[Progress] = None,
     ) -> RunResult:
+        """``initial``: :class:`Params` for the tutorial, a :class:`SequenceModel` with a Dense head otherwise;
+        ``final_params`` has the same type and structure, in float64."""
+        _check_initial(config, initial)
         environment = self.environment()
         if environment.reason is not None:
             raise BackendUnavailable(environment.reason)
@@ -74,7 +86,7 @@ class FluxBackend:
             started = time.perf_counter()
             exit_code, output = _run_worker(workdir, _worker_environment(environment), self.timeout, progress)
             worker_seconds = time.perf_counter() - started
-            result = _read_result(workdir, exit_code, output)
+            result = _read_result(workdir, exit_code, output, initial)
         result.notes.update(
             {
                 "julia_executable": environment.julia.executable,
@@ -85,19 +97,51 @@ class FluxBackend:
         return result
 
 
+def _check_initial(config: RunConfig, initial) -> None:
+    if config.is_tutorial:
+        if not isinstance(initial, Params):
+            raise TypeError(f"the tutorial's run ({config.label}) needs Params, got {type(initial).__name__}")
+        return
+    if not isinstance(initial, SequenceModel) or initial.head is None:
+        raise TypeError(
+            f"a {config.label} run needs a fluxparity.models.SequenceModel with a Dense head, "
+            f"got {type(initial).__name__}"
+        )
+    if initial.cell.kind != config.model or initial.cell.hidden_size != config.hidden:
+        raise ValueError(
+            f"the initial model is {initial.cell.kind} with hidden size {initial.cell.hidden_size}, "
+            f"but the run is {config.label}"
+        )
+
+
+def _initial_arrays(config: RunConfig, initial) -> dict[str, np.ndarray]:
+    """The initial weights by the name they cross under: Wi/Wh/bias for the tutorial, flat names otherwise."""
+    if config.is_tutorial:
+        return {name: getattr(initial, name) for name in TUTORIAL_WEIGHTS}
+    return flat_params(initial)
+
+
 def _write_inputs(
-    workdir: Path, config: RunConfig, data: Dataset, initial: Params, source: str, total_steps: int
+    workdir: Path,
+    config: RunConfig,
+    data: Dataset,
+    initial: Union[Params, SequenceModel],
+    source: str,
+    total_steps: int,
 ) -> None:
     train_values, train_lengths = pack(data.train_sequences)
     test_values, test_lengths = pack(data.test_sequences)
     probe_values, probe_lengths = pack(data.probes)
     # Boundary with the worker (and on to Julia): float64 arrays, int64 lengths; Julia converts to the
-    # run's dtype. Wi (out, 1), Wh (out, out), bias (out,).
+    # run's dtype. Weights in Flux's layout, (out, in) matrices as NumPy (rows, cols) arrays:
+    #   tutorial: Wi (out, 1), Wh (out, out), bias (out,);
+    #   model runs: the flat names of fluxparity.models.flat_params, e.g. cell.Wi (G*hidden, 1),
+    #   cell.Wh (G*hidden, hidden), cell.bias or cell.b (G*hidden,), cell.Wh_htilde (hidden, hidden),
+    #   head.weight (1, hidden), head.bias (1,).
+    weights = _initial_arrays(config, initial)
     np.savez(
         workdir / "inputs.npz",
-        Wi=np.asarray(initial.Wi, dtype=np.float64),
-        Wh=np.asarray(initial.Wh, dtype=np.float64),
-        bias=np.asarray(initial.bias, dtype=np.float64),
+        **{name: np.asarray(array, dtype=np.float64) for name, array in weights.items()},
         train_values=train_values,
         train_lengths=train_lengths,
         train_labels=np.asarray(data.train_labels, dtype=np.float64),
@@ -108,7 +152,11 @@ def _write_inputs(
         probe_lengths=probe_lengths,
     )
     request = {
-        "activation": config.activation,
+        # None for the tutorial (FluxParity.train_tutorial), else the cell kind (FluxParity.train_model).
+        "model": None if config.is_tutorial else config.model,
+        # Gated cells have no activation option; Julia checks the name, so give it one it knows.
+        "activation": config.activation if config.model == "rnn" else "tanh",
+        "weights": list(weights),
         "dtype": config.dtype,
         "epochs": config.epochs,
         "lr": config.lr,
@@ -213,7 +261,7 @@ def _describe_exit(exit_code: int) -> str:
     return f"exited with code {exit_code}"
 
 
-def _read_result(workdir: Path, exit_code: int, output: deque) -> RunResult:
+def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Params, SequenceModel]) -> RunResult:
     error_file = workdir / "error.json"
     result_file = workdir / "result.json"
     if error_file.is_file():
@@ -231,6 +279,11 @@ def _read_result(workdir: Path, exit_code: int, output: deque) -> RunResult:
     scalars = json.loads(result_file.read_text(encoding="utf-8"))
     with np.load(workdir / "result.npz") as npz:
         arrays = {name: np.array(npz[name], dtype=np.float64) for name in ARRAY_FIELDS}
+        if isinstance(initial, Params):
+            final_params = Params(**{name: np.array(npz[name], dtype=np.float64) for name in TUTORIAL_WEIGHTS})
+        else:
+            flat = {name: np.array(npz[name], dtype=np.float64) for name in flat_params(initial)}
+            final_params = with_flat_params(initial, flat)
     return RunResult(
         step_losses=arrays["step_losses"],
         epoch_train_loss=arrays["epoch_train_loss"],
@@ -238,7 +291,7 @@ def _read_result(workdir: Path, exit_code: int, output: deque) -> RunResult:
         train_loss_before=float(scalars["train_loss_before"]),
         test_loss_before=float(scalars["test_loss_before"]),
         test_loss_after=float(scalars["test_loss_after"]),
-        final_params=Params(Wi=arrays["Wi"], Wh=arrays["Wh"], bias=arrays["bias"]),
+        final_params=final_params,
         probe_predictions=arrays["probe_predictions"],
         seconds=float(scalars["seconds"]),
         notes=dict(scalars.get("notes", {})),
