@@ -1,0 +1,169 @@
+"""Time the training paths against the compiled reference, as issue 4 asks ("measured against the naive port").
+
+    python benchmarks/run.py            # the tutorial's size (1000 samples x 50 epochs): ~3-4 minutes on 2 cores
+    python benchmarks/run.py --quick    # 100 samples x 5 epochs: a smoke run of every measurement (~15 s)
+    python benchmarks/run.py --json     # one JSON object on stdout instead of the table
+
+Measured, in this order, each in this process unless said otherwise:
+
+* ``torch_plain``: one run of the ``torch`` backend (identity, float64): the idiomatic per-sample loop;
+* ``torch_fast``: the same run through the batched fast path (``backends/pytorch_fast.py``) with K = 1;
+* ``reference``: the compiled reference (numba), after a warm-up, best of 3;
+* ``compare_default``: ``fluxparity compare --backends torch,reference`` with its defaults (2 activations
+  x 2 dtypes), through the CLI — whatever ``compare`` runs today, reports included;
+* ``compare_parallel``: the same 8 trainings through ``parallel.run_runs_concurrently`` (2 spawned
+  workers) plus the comparisons — what ``compare`` takes once it uses that;
+* ``sweep_1`` / ``sweep_64``: ``sweep.run_sweep`` over 1 and 64 seeds (all 4 runs, torch batched).
+
+Peak memory is ``ru_maxrss`` of this process (and, separately, of its finished child processes) after
+each measurement: it only grows, so each value is the peak so far. Nothing here is tuned for the
+numbers: the targets from the issue are printed next to what was measured, met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+TARGETS = {  # from issue 4
+    "torch_fast_over_reference": 3.0,
+    "sweep64_over_one_seed": 4.0,
+    "compare_default_seconds": 15.0,
+}
+
+
+def peak_mb() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100 samples x 5 epochs instead of 1000 x 50")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--seeds", type=int, default=64, help="seeds in the big sweep (default 64)")
+    args = parser.parse_args(argv)
+    samples, epochs = (100, 5) if args.quick else (1000, 50)
+
+    from fluxparity.backends.pytorch import TorchBackend
+    from fluxparity.backends.pytorch_fast import TorchFastBackend
+    from fluxparity.backends.reference import ReferenceBackend
+    from fluxparity.cli import main as cli_main
+    from fluxparity.compare import compare_results
+    from fluxparity.config import ACTIVATIONS, DTYPES, RunConfig
+    from fluxparity.data import generate_dataset
+    from fluxparity.experiment import seeds_for
+    from fluxparity.params import initial_params
+    from fluxparity.parallel import run_runs_concurrently
+    from fluxparity.sweep import run_sweep
+
+    data_seed, param_seed = seeds_for(0)
+    data, initial = generate_dataset(samples, data_seed), initial_params(param_seed)
+    config = RunConfig("identity", "float64", epochs=epochs)
+    log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    rows = {}  # name -> (seconds, note)
+    memory = {}
+
+    def record(name, seconds, note=""):
+        rows[name] = (seconds, note)
+        memory[name] = peak_mb()
+        log(f"  {name:18s} {seconds:9.3f} s  {note}")
+
+    # warm-ups: numba's compiled kernel for every run (loaded from its cache or compiled), torch's first calls
+    tiny_data = generate_dataset(5, data_seed)
+    for a in ACTIVATIONS:
+        for d in DTYPES:
+            ReferenceBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
+            TorchFastBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
+            TorchBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
+
+    label = f"identity/float64, {samples} x {epochs}"
+    seconds, plain = timed(lambda: TorchBackend().train(config, data, initial))
+    record("torch_plain", seconds, label)
+    seconds, fast = timed(lambda: TorchFastBackend().train(config, data, initial))
+    same = bool(np.array_equal(fast.step_losses, plain.step_losses))
+    record("torch_fast", seconds, f"{label}; step losses identical to plain: {same}")
+    seconds = min(timed(lambda: ReferenceBackend().train(config, data, initial))[0] for _ in range(3))
+    record("reference", seconds, f"{label}; compiled, best of 3")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        argv_compare = ["compare", "--backends", "torch,reference", "--samples", str(samples), "--epochs", str(epochs),
+                        "--out", os.path.join(tmp, "report"), "--quiet"]
+        stdout = sys.stdout
+        sys.stdout = open(os.devnull, "w")  # the report's text; we only want the time
+        try:
+            seconds, status = timed(lambda: cli_main(argv_compare))
+        finally:
+            sys.stdout.close()
+            sys.stdout = stdout
+    record("compare_default", seconds, f"fluxparity {' '.join(argv_compare[:-3])} (exit {status})")
+
+    def parallel_compare():
+        tasks = [(RunConfig(a, d, epochs=epochs), initial) for a in ACTIVATIONS for d in DTYPES]
+        results = run_runs_concurrently(tasks, data, {"torch": TorchBackend(), "reference": ReferenceBackend()},
+                                        workers=2)
+        return [compare_results(c.dtype, c.lr, r, data) for (c, _), r in zip(tasks, results)]
+
+    seconds, _ = timed(parallel_compare)
+    record("compare_parallel", seconds, "the same 8 trainings in 2 spawned workers, + comparisons")
+
+    seconds, _ = timed(lambda: run_sweep([0], samples, epochs))
+    record("sweep_1", seconds, "1 seed, 4 runs, torch fast + reference + comparisons")
+    seconds, big = timed(lambda: run_sweep(args.seeds, samples, epochs))
+    record(f"sweep_{args.seeds}", seconds, f"{args.seeds} seeds, 4 runs; torch batched: "
+           + ", ".join(f"{k.split()[1]} {v:.1f}s" for k, v in big.seconds.items() if k.startswith("torch")))
+
+    ref = rows["reference"][0]
+    result = {
+        "samples": samples, "epochs": epochs, "quick": args.quick, "cpus": os.cpu_count(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "seconds": {name: s for name, (s, _) in rows.items()},
+        "over_reference": {name: s / ref for name, (s, _) in rows.items()},
+        "peak_rss_mb": {name: {"self": m[0], "children": m[1]} for name, m in memory.items()},
+        "reference_seconds": ref,
+        "torch_plain_seconds": rows["torch_plain"][0],
+        "torch_fast_seconds": rows["torch_fast"][0],
+        "torch_fast_over_reference": rows["torch_fast"][0] / ref,
+        "torch_plain_over_fast": rows["torch_plain"][0] / rows["torch_fast"][0],
+        "fast_equals_plain_float64": same,
+        "compare_default_seconds": rows["compare_default"][0],
+        "compare_parallel_seconds": rows["compare_parallel"][0],
+        "sweep_seeds": args.seeds,
+        "sweep64_over_one_seed": rows[f"sweep_{args.seeds}"][0] / rows["sweep_1"][0],
+        "targets": TARGETS,
+    }
+    result["targets_met"] = {key: bool(result[key] <= limit) for key, limit in TARGETS.items()}
+
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"\n{samples} samples x {epochs} epochs, {os.cpu_count()} CPUs, {platform.platform()}")
+    print(f"{'measurement':18s} {'seconds':>9s} {'x reference':>12s} {'peak RSS MB':>12s} {'children MB':>12s}  what")
+    for name, (s, note) in rows.items():
+        own, kids = memory[name]
+        print(f"{name:18s} {s:9.3f} {s / ref:12.1f} {own:12.0f} {kids:12.0f}  {note}")
+    print("\ntarget (issue 4)                 measured      limit   met")
+    for key, limit in TARGETS.items():
+        print(f"{key:30s} {result[key]:10.2f} {limit:10.2f}   {'yes' if result['targets_met'][key] else 'NO'}")
+    print(f"{'torch_plain_over_fast':30s} {result['torch_plain_over_fast']:10.2f}")
+    print(f"{'compare_parallel_seconds':30s} {result['compare_parallel_seconds']:10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""benchmarks/run.py runs end to end (--quick) and reports the keys issue 4 asks for (values are not judged)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+
+def test_quick_benchmark_prints_one_json_object_with_the_keys(tmp_path):
+    done = subprocess.run([sys.executable, str(RUN), "--quick", "--json"], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert {"torch_fast_over_reference", "reference_seconds", "compare_default_seconds",
+            "sweep64_over_one_seed"} <= set(result)
+    assert {"torch_plain_seconds", "torch_fast_seconds", "compare_parallel_seconds", "peak_rss_mb",
+            "targets", "targets_met"} <= set(result)
+    assert result["quick"] is True
+    assert result["fast_equals_plain_float64"] is True
+    for key in ("torch_fast_over_reference", "reference_seconds", "compare_default_seconds", "sweep64_over_one_seed"):
+        assert isinstance(result[key], float) and result[key] > 0
+    assert not list(tmp_path.iterdir())  # the compare report went to a temporary folder
