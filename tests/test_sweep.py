@@ -37,19 +37,13 @@ def test_each_seed_equals_the_single_seed_compare(sweep, seed):
     for run in experiment.runs:
         row = next(r for r in sweep.rows if r.seed == seed and r.label == run.config.label)
         assert row.verdict == run.parity.verdict
-        if run.config.dtype == "float64":  # the fast path is the plain path to the last bit in float64
-            assert [c.to_dict() for c in row.parity.checks] == [c.to_dict() for c in run.parity.checks]
-            for name in ("torch", "reference"):
-                np.testing.assert_array_equal(row.results[name].step_losses, run.results[name].step_losses)
-        else:  # float32: the same checks, values equal to float32 rounding
-            assert [c.quantity for c in row.parity.checks] == [c.quantity for c in run.parity.checks]
-            np.testing.assert_array_equal(row.results["reference"].step_losses, run.results["reference"].step_losses)
-            np.testing.assert_allclose(row.results["torch"].step_losses[:30], run.results["torch"].step_losses[:30],
-                                       rtol=1e-4, atol=1e-4 * 70)
+        # the fast path is the plain path to the last bit (float64 and float32), so every check is the same
+        assert [c.to_dict() for c in row.parity.checks] == [c.to_dict() for c in run.parity.checks]
+        for name in ("torch", "reference"):
+            np.testing.assert_array_equal(row.results[name].step_losses, run.results[name].step_losses)
         step = next(c for c in run.parity.checks if c.quantity == "step_losses")
-        if run.config.dtype == "float64":
-            assert row.step_loss_max_rel == step.max_rel
-            assert row.first_divergent_step == step.first_divergent_step
+        assert row.step_loss_max_rel == step.max_rel
+        assert row.first_divergent_step == step.first_divergent_step
         assert row.test_loss_after["reference"] == run.results["reference"].test_loss_after
 
 

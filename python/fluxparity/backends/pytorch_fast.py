@@ -3,7 +3,7 @@
 Same model, same data order, same per-sample Adam step as the plain backend (``backends/pytorch.py``),
 but without autograd and without ``nn.Module``/``torch.optim`` bookkeeping:
 
-* the parameters of K models are one tensor ``P`` of shape ``(3, K)`` (rows ``Wi``, ``Wh``, ``b``), and
+* the parameters of K models are one tensor ``P`` of shape ``(3, K)`` (rows ``Wh``, ``Wi``, ``b``), and
   every model trains on its own data: at step ``s`` model ``k`` sees sample ``s mod n`` of *its* data set;
 * sequences are right-aligned in a time window of length 7 (the longest possible sequence) and padded at
   the front with ``x = 0`` and a zero mask, so unequal lengths, per step and per model, need no branching;
@@ -11,22 +11,26 @@ but without autograd and without ``nn.Module``/``torch.optim`` bookkeeping:
 * Adam is ``torch.optim.Adam``'s arithmetic (``_single_tensor_adam``, what ``torch.optim.Adam`` runs on CPU
   with default settings) or Optimisers.jl's (the plain backend's ``OptimisersAdam``), op for op.
 
-The per-sample steps are inherently sequential, so the cost is the number of torch ops per step (about
-27 for identity, 36 for tanh, whatever K is); K models cost about what one costs.
+The per-sample steps are inherently sequential, so the cost is the number of torch ops per step, whatever
+K is: about 27 (identity) and 35 (tanh) in float64, 43 and 58 in float32 (see below). K models cost about
+what one costs, which is what makes seed sweeps cheap; a single run stays ~1 us per op away from a
+compiled loop.
 
-**Same numbers as the plain path, not just close.** Every operation is the plain path's operation in the
-same order, so float64 (and float32) trajectories are identical to the last bit, which the tests check
-(within 1e-12). Three details make that hold:
+**Same numbers as the plain path, not just close.** Every operation is the plain path's operation, in
+the same order, rounded the same way, so trajectories are identical to the last bit in float64 *and*
+float32 (the tests check both). What makes that hold:
 
-* ``(Wi*x + Wh*h) + b`` is one multiply of ``P`` by the column ``[x_t, h_{t-1}, mask_t]`` and a sum over
-  the three rows (a sequential sum from 0, i.e. the plain path's order); padded time steps give ``a = 0``,
-  hence ``h = 0``, which is also why no separate mask op is needed;
-* gradients are summed over time in reverse order (the order autograd accumulates them), and the
-  ``dh`` recursion (``dh <- (dh * (1 - h^2)) * Wh``) is one sequential ``cumprod``;
-* every working tensor is a *strided* view (every second element of its storage). PyTorch's CPU
-  kernels run their vectorised code (SLEEF ``tanh``, ``fma`` in ``lerp``) only on contiguous memory, and
-  the plain path's one-element tensors always take the scalar code; strided views take the same scalar
-  code, so both paths compute the same function, element by element.
+* ``(Wi*x + Wh*h) + b`` is one multiply of ``P`` (rows ``[Wh, Wi, b]``) by the column
+  ``[h_{t-1}, x_t, mask_t]`` and a sequential sum of the three products; padded time steps give
+  ``a = 0``, hence ``h = 0``, so no separate mask op is needed;
+* gradients are summed over time latest first (the order autograd accumulates them); the ``dh`` chain
+  ``dh <- (dh * q) * Wh`` takes ``q = 1 - h^2`` from ``aten::tanh_backward`` (which rounds it with one
+  fma, as autograd does);
+* float64 does those sequential sums/products with one ``cumsum``/``cumprod``; float32 cannot (PyTorch's
+  CPU ``cumsum``/``cumprod`` accumulate float32 in double), so there they are spelled out op by op;
+* every working tensor is a *strided* view (every second element of its storage). PyTorch's CPU kernels
+  run their vectorised code (SLEEF ``tanh``, ``fma`` in ``lerp``) only on contiguous memory, and the plain
+  path's one-element tensors always take the scalar code; strided views take the same scalar code.
 """
 
 from __future__ import annotations
@@ -87,7 +91,12 @@ def _forward_all(p: torch.Tensor, z: torch.Tensor, activation: str) -> torch.Ten
     """Run every sequence of a set at once: z (WINDOW + 1, NCOLS, N, K) -> last outputs (N, K), in place in z."""
     pb = p[:, None, :]
     for r in range(WINDOW, 0, -1):
-        torch.cumsum(pb * z[r, H:], 0, out=z[r - 1, :H + 1])  # ((Wh*h + Wi*x) + b) in row H
+        if p.dtype == torch.float64:
+            torch.cumsum(pb * z[r, H:], 0, out=z[r - 1, :H + 1])  # ((Wh*h + Wi*x) + b) in row H
+        else:  # float32: cumsum would accumulate in double
+            prod = pb * z[r, H:]
+            torch.add(prod[0], prod[1], out=z[r - 1, 0])
+            torch.add(z[r - 1, 0], prod[2], out=z[r - 1, H])
         if activation == "tanh":
             torch.tanh(z[r - 1, H], out=z[r - 1, H])
     return z[0, H]
@@ -177,15 +186,27 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: st
         # cumprod input: identity [s, Wh, Wh, ...]; tanh [s, q_0, Wh, q_1, Wh, q_2, ...] with q = 1 - h^2
         chain = _strided_zeros((2 * WINDOW, k_models), dtype)
         chain_out = _strided_zeros((2 * WINDOW, k_models), dtype)
-        sign_out = chain[0]
+        # float64: cumsum/cumprod round every partial result to T, exactly as a chain of adds/multiplies.
+        # float32: PyTorch's CPU cumsum/cumprod accumulate float32 in double, so the chains are spelled out.
+        chained = dtype == torch.float64
+        sign_out = chain[0] if chained else chain_out[0]
+        prod = _strided_zeros((3, k_models), dtype)
+        prod_rows = list(prod.unbind(0))
+        tmp = _strided_zeros((k_models,), dtype)
+        chain_rows = list(chain_out.unbind(0))
+        grad_prod = _strided_zeros((WINDOW, 3, k_models), dtype)
+        grad_prod_rows = list(grad_prod.unbind(0))
+        g_seq = _strided_zeros((3, k_models), dtype)
         # every slice the loop needs, per window length nt (slicing is a torch op too)
         sizes = range(WINDOW + 1)
+        grad_prod_out = [grad_prod[:nt] for nt in sizes]
         wh_rep = [wh.expand(max(nt - 1, 0), k_models) for nt in sizes]
         grad_out = [grad_sums[:nt] for nt in sizes]
         if tanh:
             ones = _strided_zeros((WINDOW, k_models), dtype).fill_(1.0)
             ones_in = [ones[:nt] for nt in sizes]
             q_out = [chain[1:2 * nt:2] for nt in sizes]
+            q_rows = list(chain[1::2].unbind(0))
             wh_out = [chain[2:2 * nt:2] for nt in sizes]
             chain_in = [chain[:2 * nt] for nt in sizes]
             chain_res = [chain_out[:2 * nt] for nt in sizes]
@@ -202,9 +223,8 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: st
 
         if optimizer == "torch":
             # torch.optim.Adam, _single_tensor_adam (foreach/fused are off for CPU tensors by default):
-            # step is a float32 tensor, .item()'d; bias corrections in Python floats.
+            # step is a float32 tensor, .item()'d (so it stops at 2**24); bias corrections in Python floats.
             lr, b1, b2, eps = float(config.lr), BETA1, BETA2, EPSILON
-            step_t = torch.tensor(0.0, dtype=torch.float32)
         else:
             as_t = lambda x: torch.tensor(x, dtype=dtype)  # noqa: E731
             one, tb1, tb2, teps, teta = as_t(1.0), as_t(BETA1), as_t(BETA2), as_t(EPSILON), as_t(config.lr)
@@ -228,22 +248,44 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: st
                 row, partial, out = rows[i], sums[i], outs[i]
                 # forward: h_t = sigma((Wi*x_t + Wh*h_{t-1}) + b), latest output into row 0
                 for r in range(nt, 0, -1):
-                    torch.cumsum(p * row[r], 0, out=partial[r - 1])
+                    if chained:
+                        torch.cumsum(p * row[r], 0, out=partial[r - 1])
+                    else:
+                        torch.mul(p, row[r], out=prod)
+                        torch.add(prod_rows[0], prod_rows[1], out=tmp)
+                        torch.add(tmp, prod_rows[2], out=out[r - 1])
                     if tanh:
                         torch.tanh(out[r - 1], out=out[r - 1])
                 residual = torch.sub(out[0], labels[i], out=residual_rows[i])
-                # backward: d|r|/dr = sign(r); dh chain by one cumprod; gradients summed latest first
+                # backward: d|r|/dr = sign(r); the dh chain; gradients summed latest first (autograd's order)
                 torch.sign(residual, out=sign_out)
                 if tanh:  # q = 1 - h^2 exactly as autograd's tanh_backward rounds it (one fma)
                     torch.ops.aten.tanh_backward.grad_input(ones_in[nt], h_rows[i], grad_input=q_out[nt])
-                wh_out[nt].copy_(wh_rep[nt])
-                torch.cumprod(chain_in[nt], 0, out=chain_res[nt])
-                torch.cumsum(da_rows[nt] * grad_rows[i], 0, out=grad_out[nt])  # summed latest first, as autograd
-                g = grads[nt - 1]
+                if chained:
+                    wh_out[nt].copy_(wh_rep[nt])
+                    torch.cumprod(chain_in[nt], 0, out=chain_res[nt])
+                    torch.cumsum(da_rows[nt] * grad_rows[i], 0, out=grad_out[nt])
+                    g = grads[nt - 1]
+                else:
+                    if tanh:  # [s, s*q_0, (s*q_0)*Wh, ((s*q_0)*Wh)*q_1, ...]
+                        torch.mul(sign_out, q_rows[0], out=chain_rows[1])
+                        for j in range(1, nt):
+                            torch.mul(chain_rows[2 * j - 1], wh, out=chain_rows[2 * j])
+                            torch.mul(chain_rows[2 * j], q_rows[j], out=chain_rows[2 * j + 1])
+                    else:  # [s, s*Wh, (s*Wh)*Wh, ...]
+                        for j in range(1, nt):
+                            torch.mul(chain_rows[j - 1], wh, out=chain_rows[j])
+                    torch.mul(da_rows[nt], grad_rows[i], out=grad_prod_out[nt])
+                    g = g_seq
+                    if nt == 1:
+                        g.copy_(grad_prod_rows[0])
+                    else:
+                        torch.add(grad_prod_rows[0], grad_prod_rows[1], out=g)
+                        for j in range(2, nt):
+                            g.add_(grad_prod_rows[j])
                 # Adam
                 if optimizer == "torch":
-                    step_t += 1
-                    step = step_t.item()
+                    step = float(min(epoch * n + i + 1, 2 ** 24))  # the float32 step counter's value
                     bias_correction1 = 1 - b1 ** step
                     bias_correction2 = 1 - b2 ** step
                     step_size = lr / bias_correction1
