@@ -46,7 +46,7 @@ def test_concurrent_runs_equal_sequential_runs_in_order():
     tasks = [(RunConfig(a, d, epochs=2), initial) for a in ("identity", "tanh") for d in ("float32", "float64")]
     backends = {"torch": TorchBackend(), "reference": ReferenceBackend(), "local": _LocalOnly()}
     seen = []
-    results = run_runs_concurrently(tasks, data, backends, workers=2,
+    results = run_runs_concurrently(tasks, data, backends, workers=2, min_steps=0,
                                     progress=lambda *args: seen.append(args))
     assert len(results) == len(tasks)
     assert backends["local"].calls == [c.label for c, _ in tasks]  # trained here, in order
@@ -56,6 +56,19 @@ def test_concurrent_runs_equal_sequential_runs_in_order():
             same(got[name], backend.train(config, data, init))
     finished = {(name, label) for name, label, done, total in seen if done == total}
     assert finished == {(n, c.label) for n in backends for c, _ in tasks}
+
+
+def test_short_runs_train_in_this_process(monkeypatch):
+    import fluxparity.parallel as parallel
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a pool was started for runs too short to gain from one")
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_pool)
+    data, initial = make_inputs(15)
+    tasks = [(RunConfig(a, "float64", epochs=1), initial) for a in ("identity", "tanh")]
+    results = run_runs_concurrently(tasks, data, {"torch": TorchBackend(), "reference": ReferenceBackend()})
+    assert [list(r) for r in results] == [["torch", "reference"]] * 2
 
 
 def test_one_worker_trains_in_this_process():
@@ -72,4 +85,5 @@ def test_a_failing_run_in_a_worker_names_backend_and_run():
     wrong = Params(Wi=np.zeros((2, 1)), Wh=np.zeros((2, 2)), bias=np.zeros(2))  # not the one-unit RNN
     tasks = [(RunConfig("identity", "float64", epochs=1), initial), (RunConfig("tanh", "float64", epochs=1), wrong)]
     with pytest.raises(BackendError, match=r"backend '(reference|ref2)' failed on tanh/float64: ValueError"):
-        run_runs_concurrently(tasks, data, {"reference": ReferenceBackend(), "ref2": ReferenceBackend()}, workers=2)
+        run_runs_concurrently(tasks, data, {"reference": ReferenceBackend(), "ref2": ReferenceBackend()}, workers=2,
+                              min_steps=0)

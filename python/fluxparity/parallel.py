@@ -29,6 +29,9 @@ ExperimentProgress = Callable[[str, str, int, int], None]
 # Flux (Julia start-up) dominate; the compiled reference takes milliseconds.
 _COST_RANK = {"torch": 0, "flux": 1}
 DEFAULT_WORKERS = 2
+# Starting a spawned worker (a fresh interpreter importing torch, numba's cached kernel) takes ~2 s; the
+# plain torch path does ~3,000 steps a second. Below this many Adam steps per run, a pool only costs time.
+MIN_STEPS_FOR_WORKERS = 10_000
 
 
 def _train(backend, config: RunConfig, data: Dataset, initial) -> RunResult:
@@ -52,13 +55,15 @@ def _picklable(obj) -> bool:
 
 def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Dataset,
                           backends: Mapping[str, object], *, workers: int = DEFAULT_WORKERS,
-                          progress: Optional[ExperimentProgress] = None) -> list[dict[str, RunResult]]:
+                          progress: Optional[ExperimentProgress] = None,
+                          min_steps: int = MIN_STEPS_FOR_WORKERS) -> list[dict[str, RunResult]]:
     """Train every ``(config, initial)`` task in every backend, ``workers`` trainings at a time.
 
     Returns one ``{backend name: RunResult}`` per task, in the order of ``tasks``, backends in the order
     of ``backends`` — what the sequential loop in ``run_experiment`` builds. A failing training raises
     :class:`BackendError` naming the backend and the run (as the sequential loop does); the trainings
-    not yet started are cancelled. ``workers <= 1`` trains everything in this process.
+    not yet started are cancelled. ``workers=1``, or runs of fewer than ``min_steps`` Adam steps
+    (epochs x training samples, the largest run counts), train everything in this process.
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -84,7 +89,8 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
             raise _named_error(name, config, exc) from exc
         finished(t, name, result)
 
-    pooled = [job for job in jobs if workers > 1 and _picklable(backends[job[1]])]
+    steps = max(total.values(), default=0)
+    pooled = [job for job in jobs if workers > 1 and steps >= min_steps and _picklable(backends[job[1]])]
     local = [job for job in jobs if job not in pooled]
     if len(pooled) <= 1:  # nothing to gain from a pool
         local, pooled = jobs, []
