@@ -67,6 +67,20 @@ def test_files_and_json_keys(sweep, tmp_path):
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 13
 
 
+def test_json_has_no_infinities(sweep, tmp_path):
+    from fluxparity.sweep import Sweep
+
+    check = sweep.rows[0].parity.checks[0]
+    original = check.max_abs
+    try:
+        check.max_abs = float("inf")
+        write_sweep(Sweep(sweep.settings, sweep.rows[:1], sweep.seconds), tmp_path)
+    finally:
+        check.max_abs = original
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert doc["seeds"][0]["checks"][0]["max_abs"] is None
+
+
 def test_bad_input_is_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="positive number of seeds"):
         run_sweep(0, **SMALL)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
 import sys
@@ -111,8 +112,19 @@ class Sweep:
         return out
 
     def to_dict(self) -> dict:
-        return {"format": "fluxparity-sweep/1", "settings": self.settings, "verdict": self.verdict,
-                "summary": self.summary(), "seconds": self.seconds, "seeds": [r.to_dict() for r in self.rows]}
+        """JSON-ready; non-finite numbers (a diverged run, an unbounded tolerance ratio) become null."""
+        return _finite({"format": "fluxparity-sweep/1", "settings": self.settings, "verdict": self.verdict,
+                "summary": self.summary(), "seconds": self.seconds, "seeds": [r.to_dict() for r in self.rows]})
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _seed_list(seeds: Union[int, Sequence[int]]) -> list[int]:
