@@ -21,8 +21,8 @@ from .backends.base import BackendError, RunResult
 from .config import RunConfig
 from .data import Dataset
 
-# progress(backend, run_label, done_steps, total_steps): here called when a run ends (and, for a run
-# trained in this process, when it starts).
+# progress(backend, run_label, done_steps, total_steps). A run trained in this process reports as it
+# trains (as in the sequential loop); a run in a worker reports once, when it ends.
 ExperimentProgress = Callable[[str, str, int, int], None]
 
 # Longest first, so that two workers finish together: torch's plain path (~16 s per tutorial run) and
@@ -34,9 +34,9 @@ DEFAULT_WORKERS = 2
 MIN_STEPS_FOR_WORKERS = 10_000
 
 
-def _train(backend, config: RunConfig, data: Dataset, initial) -> RunResult:
+def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) -> RunResult:
     """One training, in a worker (or here). Module-level so that spawned workers can import it."""
-    return backend.train(config, data, initial, None)
+    return backend.train(config, data, initial, progress)
 
 
 def _named_error(name: str, config: RunConfig, exc: BaseException) -> BackendError:
@@ -83,8 +83,10 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
     def run_here(t: int, name: str) -> None:
         config, initial = tasks[t]
         started(t, name)
+        report = None if progress is None else (
+            lambda done, steps, _n=name, _l=config.label: progress(_n, _l, done, steps))
         try:
-            result = _train(backends[name], config, data, initial)
+            result = _train(backends[name], config, data, initial, report)
         except Exception as exc:
             raise _named_error(name, config, exc) from exc
         finished(t, name, result)
