@@ -44,7 +44,7 @@ import torch
 
 from ..adam import BETA1, BETA2, EPSILON
 from ..config import RunConfig
-from ..data import MAX_LENGTH, Dataset
+from ..data import MAX_LENGTH, Dataset, pack
 from ..params import Params
 from .base import Progress, RunResult
 
@@ -75,13 +75,15 @@ def _columns(sequences_per_model: Sequence[Sequence[np.ndarray]], dtype) -> tupl
     values = np.zeros((n, WINDOW + 1, NCOLS, k_models))
     lengths = np.zeros((n, k_models), dtype=np.int64)
     for k, sequences in enumerate(sequences_per_model):
-        for i, seq in enumerate(sequences):
-            length = len(seq)
-            if not 1 <= length <= WINDOW:
-                raise ValueError(f"sequence length {length} is outside 1..{WINDOW}")
-            lengths[i, k] = length
-            values[i, 1:length + 1, X, k] = seq[::-1]  # row r = time WINDOW - r: reversed
-            values[i, 1:length + 1, MASK, k] = 1.0
+        flat, lens = pack(sequences)
+        if len(lens) and not (1 <= lens.min() and lens.max() <= WINDOW):
+            raise ValueError(f"sequence lengths must be within 1..{WINDOW}, got {lens.min()}..{lens.max()}")
+        lengths[:, k] = lens
+        sample = np.repeat(np.arange(len(lens)), lens)
+        position = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)  # index within its sequence
+        row = np.repeat(lens, lens) - position  # row r = time WINDOW - r: the last element in row 1
+        values[sample, row, X, k] = flat
+        values[sample, row, MASK, k] = 1.0
     z = _strided_zeros(values.shape, dtype)
     z.copy_(torch.from_numpy(values))
     return z, lengths
