@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from fluxparity.models import sigmoid_fast, tanh_fast
 

@@ -14,7 +14,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from numpy.lib import format as npy_format
 
 from fluxparity import models
 

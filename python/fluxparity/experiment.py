@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .backends import BackendError, RunResult, get_backend
+from .backends import BackendError, RunResult
 from .compare import Parity, compare_results
 from .config import GATED, RunConfig
 from .data import Dataset, generate_dataset

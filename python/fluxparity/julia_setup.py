@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
-import threading
 from collections import deque
 from pathlib import Path
 from typing import Callable, Optional
 
 from . import juliaprobe
+from ._subprocess import run_streaming
 
 DOCTOR_VERSION_TIMEOUT = 1.5  # seconds for `julia --version`, so that doctor stays under two seconds
 SETUP_TIMEOUT = 3600.0  # downloading Julia and precompiling Flux takes 5-20 minutes on a normal network
@@ -158,42 +157,17 @@ def setup_julia(
         f"Setting up Julia and Flux for juliacall in {project}. This needs the network; the first time it "
         "downloads Julia (if no suitable one is found) and precompiles Flux, which takes several minutes."
     )
-    from .backends.flux import kill_process_group  # shared with the Flux worker's runner
-
     output: deque = deque(maxlen=60)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SETUP_SCRIPT],
-        env=_setup_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        start_new_session=(os.name == "posix"),
-    )
-    timed_out = threading.Event()
 
-    def on_timeout() -> None:
-        timed_out.set()
-        kill_process_group(proc)
+    def on_line(line: str) -> None:
+        output.append(line)
+        progress_print(line)
 
-    timer = threading.Timer(timeout, on_timeout)
-    timer.daemon = True
-    timer.start()
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            output.append(line)
-            progress_print(line)
-        proc.wait()
-    finally:
-        timer.cancel()
-        kill_process_group(proc)
-        proc.wait()
-    if timed_out.is_set():
+    exit_code, timed_out = run_streaming([sys.executable, "-c", _SETUP_SCRIPT], _setup_environment(), timeout,
+                                         on_line)
+    if timed_out:
         raise JuliaSetupError(f"setup-julia did not finish within {timeout:g} s and was stopped.")
-    if proc.returncode != 0:
+    if exit_code != 0:
         text = "\n".join(output)
         if any(sign in text for sign in _OFFLINE_SIGNS):
             raise JuliaSetupError(
@@ -202,7 +176,7 @@ def setup_julia(
                 "again, or install Julia yourself and set PYTHON_JULIACALL_EXE + PYTHON_JULIACALL_PROJECT "
                 "(docs/julia.md)."
             )
-        raise JuliaSetupError(f"setup-julia failed (exit code {proc.returncode}). Last output:\n{text}")
+        raise JuliaSetupError(f"setup-julia failed (exit code {exit_code}). Last output:\n{text}")
     environment = juliaprobe.probe_flux_environment()
     if environment.reason is not None:
         raise JuliaSetupError(f"setup-julia finished, but the Flux backend is still unavailable: {environment.reason}")

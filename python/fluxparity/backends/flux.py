@@ -18,10 +18,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import juliaprobe
+from .._subprocess import run_streaming
 from ..config import RunConfig
 from ..data import Dataset, pack
 from ..models import SequenceModel, flat_params, with_flat_params
@@ -185,67 +184,26 @@ def _worker_environment(environment: juliaprobe.FluxEnvironment) -> dict:
     return env
 
 
-def kill_process_group(proc: subprocess.Popen) -> None:
-    """Kill the worker and everything it started (it leads its own process group).
-
-    Only while the worker has not been reaped: until then its pid, which is also the group's id, cannot
-    belong to any other process.
-    """
-    if proc.returncode is not None:
-        return
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _run_worker(workdir: Path, env: dict, timeout: float, progress: Optional[Progress]) -> tuple[int, deque]:
     """Run the worker to completion: ``(exit code, last output lines)``. Raises BackendError on timeout."""
     command = [sys.executable, "-m", "fluxparity.backends._flux_worker", str(workdir)]
     output: deque = deque(maxlen=_OUTPUT_LINES_KEPT)
-    proc = subprocess.Popen(
-        command,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # Julia writes to the same file descriptors; keep one ordered stream
-        text=True,
-        errors="replace",
-        start_new_session=(os.name == "posix"),
-    )
-    timed_out = threading.Event()
 
-    def on_timeout() -> None:
-        timed_out.set()
-        kill_process_group(proc)
+    def on_line(line: str) -> None:
+        if line.startswith(PROGRESS_TAG):
+            if progress is not None:
+                done, total = line[len(PROGRESS_TAG):].split()
+                progress(int(done), int(total))
+        else:
+            output.append(line)
 
-    timer = threading.Timer(timeout, on_timeout)
-    timer.daemon = True
-    timer.start()
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # ends when the worker (and all it started) closed the pipe
-            line = line.rstrip("\n")
-            if line.startswith(PROGRESS_TAG):
-                if progress is not None:
-                    done, total = line[len(PROGRESS_TAG):].split()
-                    progress(int(done), int(total))
-            else:
-                output.append(line)
-        proc.wait()
-    finally:
-        timer.cancel()
-        kill_process_group(proc)  # on any exit from here (e.g. KeyboardInterrupt), leave no orphan
-        proc.wait()
-    if timed_out.is_set():
+    exit_code, timed_out = run_streaming(command, env, timeout, on_line)
+    if timed_out:
         raise BackendError(
             f"the Flux worker did not finish within {timeout:g} s and was killed, with every process it "
             f"started. Last output:\n{_tail(output)}"
         )
-    return proc.returncode, output
+    return exit_code, output
 
 
 def _tail(output: deque) -> str:

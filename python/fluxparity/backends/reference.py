@@ -204,7 +204,6 @@ class ReferenceBackend:
         if initial.Wi.shape != (1, 1) or initial.Wh.shape != (1, 1) or initial.bias.shape != (1,):
             raise ValueError("the reference backend implements the tutorial's one-unit RNN (Wi, Wh: (1, 1); bias: (1,))")
         dtype = np.dtype(config.dtype)
-        t = dtype.type
         kind = IDENTITY if config.activation == "identity" else (TANH_FAST if self.tanh == "fast" else TANH)
         # Boundary: float64 data and params -> T, once.
         sets = [pack(data.train_sequences), pack(data.test_sequences), pack(data.probes)]

@@ -107,7 +107,7 @@ def findings(run, data, separation: bool = True) -> list[str]:
         expected = float(np.sum(data.test_labels) - len(data.test_labels))
         lines.append("tanh saturates: probe predictions within " + by(f"{np.abs(r.probe_predictions - 1.0).max():.2g}"
                                                                        for r in res.values())
-                     + f" of 1.0; test loss " + by(f"{r.test_loss_after:.6g}" for r in res.values())
+                     + " of 1.0; test loss " + by(f"{r.test_loss_after:.6g}" for r in res.values())
                      + f" vs sum(test labels) - N = {expected:.6g}.")
     return lines
 
