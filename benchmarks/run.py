@@ -16,8 +16,9 @@ Measured, in this order, each in this process unless said otherwise:
   workers) plus the comparisons — what ``compare`` takes once it uses that;
 * ``sweep_1`` / ``sweep_64``: ``sweep.run_sweep`` over 1 and 64 seeds (all 4 runs, torch batched).
 
-Peak memory is ``ru_maxrss`` of this process (and, separately, of its finished child processes) after
-each measurement: it only grows, so each value is the peak so far. Nothing here is tuned for the
+Peak memory is ``ru_maxrss`` of this process (and, separately, of its largest finished child process)
+after each measurement: it only grows, so each value is the peak so far. A child started by fork+exec
+(e.g. a subprocess) counts the parent's pages until it execs, so "children" can echo this process's size. Nothing here is tuned for the
 numbers: the targets from the issue are printed next to what was measured, met or not.
 """
 
