@@ -67,6 +67,16 @@ def test_files_and_json_keys(sweep, tmp_path):
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 13
 
 
+def test_worker_processes_give_the_same_sweep(sweep):
+    seen = []
+    pooled = run_sweep([0, 1, 2], **SMALL, workers=2, min_steps=0, progress=lambda *a: seen.append(a))
+    assert [(r.seed, r.label) for r in pooled.rows] == [(r.seed, r.label) for r in sweep.rows]
+    for a, b in zip(pooled.rows, sweep.rows):
+        assert a.to_dict() == b.to_dict()
+    assert set(pooled.seconds) == set(sweep.seconds)
+    assert {what for what, done, total in seen} == {f"torch+reference {label}" for label in sweep.runs()}
+
+
 def test_json_has_no_infinities(sweep, tmp_path):
     from fluxparity.sweep import Sweep
 
@@ -94,6 +104,8 @@ def test_bad_input_is_refused_with_a_clear_message():
         run_sweep(1, activations=("relu",), **SMALL)
     with pytest.raises(ValueError, match="dtype"):
         run_sweep(1, dtypes=("float16",), **SMALL)
+    with pytest.raises(ValueError, match="workers"):
+        run_sweep(1, workers=0, **SMALL)
 
 
 def _parser():
@@ -112,7 +124,8 @@ def test_command_line_writes_files_and_returns_the_verdict(tmp_path, capsys):
 
 
 def test_command_line_usage_errors(tmp_path, capsys):
-    for bad in (["--seeds", "0"], ["--seeds", "x"], ["--activation", "relu"], ["--lr", "-1"], ["--dtype", "half"]):
+    for bad in (["--seeds", "0"], ["--seeds", "x"], ["--activation", "relu"], ["--lr", "-1"], ["--dtype", "half"],
+                ["--workers", "0"]):
         with pytest.raises(SystemExit) as exc:
             _parser().parse_args(bad)
         assert exc.value.code == 2

@@ -36,6 +36,8 @@ FILES = ("sweep.json", "sweep.csv", "sweep.png")
 BACKENDS = ("torch", "reference")  # compared as "torch vs reference", the pair compare reports
 MAX_BATCH = 64  # seeds per batched torch computation (memory grows with the batch; time hardly does)
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_USAGE, EXIT_BACKEND_FAILED = 0, 1, 2, 3
+DEFAULT_WORKERS = 2  # the (activation, dtype) runs are independent: two processes on a 2-core machine
+MIN_STEPS_FOR_WORKERS = 10_000  # below this many steps per run, starting workers (~2 s) costs more than it saves
 
 # progress(what, done, total): what = "torch identity/float64" etc.
 SweepProgress = Callable[[str, int, int], None]
@@ -161,72 +163,120 @@ def _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, referen
         raise ValueError(f"reference_tanh must be 'exact' or 'fast', got {reference_tanh!r}")
 
 
-def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int = 50, lr: float = 1e-3,
-              activations: Sequence[str] = ACTIVATIONS, dtypes: Sequence[str] = DTYPES, *,
-              torch_optimizer: str = "torch", reference_tanh: str = "exact", batch: int = MAX_BATCH,
-              keep_results: bool = False, progress: Optional[SweepProgress] = None) -> Sweep:
-    """Train and compare torch vs reference for every seed (an int N means seeds 0..N-1) and run.
+def _inputs(seed_list: Sequence[int], samples: int) -> list:
+    """Each seed's data and initial weights, exactly as ``compare --seed S`` draws them."""
+    from .experiment import seeds_for
 
-    ``keep_results`` keeps each seed's two RunResults on its row (memory: two step-loss arrays per row).
+    inputs = []
+    for s in seed_list:
+        data_seed, param_seed = seeds_for(s)
+        inputs.append((generate_dataset(int(samples), data_seed), initial_params(param_seed)))
+    return inputs
+
+
+def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs: Optional[list],
+               torch_optimizer: str, reference_tanh: str, batch: int, keep_results: bool,
+               progress: Optional[SweepProgress] = None) -> tuple[list, dict]:
+    """One (activation, dtype) run over every seed: train both, compare each seed. Returns (rows, seconds).
+
+    Module-level so that a spawned worker can run it; a worker draws the inputs itself (``inputs=None``:
+    cheaper than pickling thousands of small arrays, and the same numbers).
     """
     from .backends.pytorch_fast import train_batch
     from .backends.reference import ReferenceBackend
-    from .experiment import seeds_for
 
+    if inputs is None:
+        inputs = _inputs(seed_list, samples)
+    label, seconds = config.label, {}
+    reference = ReferenceBackend(tanh=reference_tanh)
+    start = time.perf_counter()
+    ref_results = []
+    for s, (data, initial) in zip(seed_list, inputs):
+        try:
+            ref_results.append(reference.train(config, data, initial))
+        except Exception as exc:
+            raise BackendError(f"backend 'reference' failed on {label}, seed {s}: {type(exc).__name__}: {exc}") from exc
+    seconds[f"reference {label}"] = time.perf_counter() - start
+    if progress is not None:
+        progress(f"reference {label}", len(inputs), len(inputs))
+    start = time.perf_counter()
+    torch_results: list[RunResult] = []
+    for lo in range(0, len(inputs), batch):
+        chunk = [(config, data, initial) for data, initial in inputs[lo:lo + batch]]
+        try:
+            torch_results.extend(train_batch(chunk, torch_optimizer))
+        except Exception as exc:
+            raise BackendError(f"backend 'torch' (fast path) failed on {label}: {type(exc).__name__}: {exc}") from exc
+        if progress is not None:
+            progress(f"torch {label}", len(torch_results), len(inputs))
+    seconds[f"torch {label}"] = time.perf_counter() - start
+    rows = []
+    for s, (data, _), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results):
+        results = {"torch": t_res, "reference": r_res}
+        parity = compare_results(config.dtype, config.lr, results, data)
+        step = next(c for c in parity.checks if c.quantity == "step_losses")
+        scaled = np.abs(t_res.step_losses - r_res.step_losses) / np.abs(np.tile(data.train_labels, config.epochs))
+        rows.append(SeedResult(
+            seed=s, activation=config.activation, dtype=config.dtype, verdict=parity.verdict,
+            step_loss_max_rel=step.max_rel, step_loss_max_abs=step.max_abs,
+            step_loss_max_label_scaled=float(scaled.max()),
+            first_divergent_step=step.first_divergent_step,
+            test_loss_after={k: float(v.test_loss_after) for k, v in results.items()},
+            failed_checks=[c.quantity for c in parity.failed()], parity=parity,
+            results=results if keep_results else {}))
+    return rows, seconds
+
+
+def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int = 50, lr: float = 1e-3,
+              activations: Sequence[str] = ACTIVATIONS, dtypes: Sequence[str] = DTYPES, *,
+              torch_optimizer: str = "torch", reference_tanh: str = "exact", batch: int = MAX_BATCH,
+              keep_results: bool = False, workers: int = DEFAULT_WORKERS, min_steps: int = MIN_STEPS_FOR_WORKERS,
+              progress: Optional[SweepProgress] = None) -> Sweep:
+    """Train and compare torch vs reference for every seed (an int N means seeds 0..N-1) and run.
+
+    The (activation, dtype) runs are independent: with ``workers > 1`` and runs of at least ``min_steps``
+    Adam steps (samples x epochs) they go to that many spawned worker processes (same results; progress
+    is then reported per finished run). ``keep_results`` keeps each seed's two RunResults on its row
+    (memory: two step-loss arrays per row).
+    """
     seed_list = _seed_list(seeds)
     activations, dtypes = tuple(activations), tuple(dtypes)
     _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, reference_tanh)
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    inputs = []
-    for s in seed_list:
-        data_seed, param_seed = seeds_for(s)
-        inputs.append((generate_dataset(int(samples), data_seed), initial_params(param_seed)))
-    reference = ReferenceBackend(tanh=reference_tanh)
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    configs = [RunConfig(activation=a, dtype=d, epochs=epochs, lr=lr) for a in activations for d in dtypes]
+    options = (torch_optimizer, reference_tanh, batch, keep_results)
+    outcomes: list = [None] * len(configs)
+    if workers > 1 and len(configs) > 1 and samples * epochs >= min_steps:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # slowest first (tanh and float32 take more torch ops per step), so that the workers end together
+        order = sorted(range(len(configs)), key=lambda i: (configs[i].activation != "tanh", configs[i].dtype != "float32"))
+        context = multiprocessing.get_context("spawn")  # never fork a process that has loaded torch
+        with ProcessPoolExecutor(max_workers=min(workers, len(configs)), mp_context=context) as pool:
+            futures = {i: pool.submit(_sweep_run, configs[i], seed_list, samples, None, *options) for i in order}
+            try:
+                for i in order:
+                    outcomes[i] = futures[i].result()
+                    if progress is not None:
+                        progress(f"torch+reference {configs[i].label}", len(seed_list), len(seed_list))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    else:
+        inputs = _inputs(seed_list, samples)
+        for i, config in enumerate(configs):
+            outcomes[i] = _sweep_run(config, seed_list, samples, inputs, *options, progress=progress)
     rows, seconds = [], {}
-    for activation in activations:
-        for dtype in dtypes:
-            config = RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr)
-            label = config.label
-            start = time.perf_counter()
-            ref_results = []
-            for i, (data, initial) in enumerate(inputs):
-                try:
-                    ref_results.append(reference.train(config, data, initial))
-                except Exception as exc:
-                    raise BackendError(f"backend 'reference' failed on {label}, seed {seed_list[i]}: "
-                                       f"{type(exc).__name__}: {exc}") from exc
-            if progress is not None:
-                progress(f"reference {label}", len(inputs), len(inputs))
-            seconds[f"reference {label}"] = time.perf_counter() - start
-            start = time.perf_counter()
-            torch_results: list[RunResult] = []
-            for lo in range(0, len(inputs), batch):
-                chunk = [(config, data, initial) for data, initial in inputs[lo:lo + batch]]
-                try:
-                    torch_results.extend(train_batch(chunk, torch_optimizer))
-                except Exception as exc:
-                    raise BackendError(f"backend 'torch' (fast path) failed on {label}: "
-                                       f"{type(exc).__name__}: {exc}") from exc
-                if progress is not None:
-                    progress(f"torch {label}", len(torch_results), len(inputs))
-            seconds[f"torch {label}"] = time.perf_counter() - start
-            for s, (data, _), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results):
-                results = {"torch": t_res, "reference": r_res}
-                parity = compare_results(dtype, lr, results, data)
-                step = next(c for c in parity.checks if c.quantity == "step_losses")
-                scaled = np.abs(t_res.step_losses - r_res.step_losses) / np.abs(np.tile(data.train_labels, epochs))
-                rows.append(SeedResult(
-                    seed=s, activation=activation, dtype=dtype, verdict=parity.verdict,
-                    step_loss_max_rel=step.max_rel, step_loss_max_abs=step.max_abs,
-                    step_loss_max_label_scaled=float(scaled.max()),
-                    first_divergent_step=step.first_divergent_step,
-                    test_loss_after={k: float(v.test_loss_after) for k, v in results.items()},
-                    failed_checks=[c.quantity for c in parity.failed()], parity=parity,
-                    results=results if keep_results else {}))
+    for run_rows, run_seconds in outcomes:
+        rows.extend(run_rows)
+        seconds.update(run_seconds)
     settings = dict(seeds=seed_list, samples=int(samples), epochs=epochs, lr=lr, activations=list(activations),
                     dtypes=list(dtypes), backends=list(BACKENDS), torch_optimizer=torch_optimizer,
-                    reference_tanh=reference_tanh, torch_path="fast (batched; float64-identical to plain)")
+                    reference_tanh=reference_tanh, torch_path="fast (batched; identical to the plain path)")
     return Sweep(settings, rows, seconds)
 
 
@@ -391,6 +441,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="torch: torch.optim.Adam's arithmetic (default); optimisers: Optimisers.jl's")
     parser.add_argument("--reference-tanh", choices=("exact", "fast"), default="exact",
                         help="the reference's tanh: exact (as PyTorch) or NNlib's tanh_fast (as Flux)")
+    parser.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS,
+                        help=f"processes for the independent (activation, dtype) runs (default {DEFAULT_WORKERS})")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -421,7 +473,7 @@ def sweep_main(args) -> int:
     try:
         sweep = run_sweep(seeds, args.samples, args.epochs, args.lr, args.activation, args.dtype,
                           torch_optimizer=args.torch_optimizer, reference_tanh=args.reference_tanh,
-                          progress=None if args.quiet else report)
+                          workers=args.workers, progress=None if args.quiet else report)
     except ValueError as exc:
         print(f"fluxparity sweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
