@@ -14,7 +14,8 @@ Measured, in this order, each in this process unless said otherwise:
   x 2 dtypes), through the CLI — whatever ``compare`` runs today, reports included;
 * ``compare_parallel``: the same 8 trainings through ``parallel.run_runs_concurrently`` (2 spawned
   workers) plus the comparisons — what ``compare`` takes once it uses that;
-* ``sweep_1`` / ``sweep_64``: ``sweep.run_sweep`` over 1 and 64 seeds (all 4 runs, torch batched).
+* ``sweep_1`` / ``sweep_64``: ``sweep.run_sweep`` over 1 and 64 seeds (all 4 runs, torch batched, the
+  runs in 2 spawned workers: the defaults of ``fluxparity sweep``).
 
 Peak memory is ``ru_maxrss`` of this process (and, separately, of its largest finished child process)
 after each measurement: it only grows, so each value is the peak so far. A child started by fork+exec
@@ -131,9 +132,9 @@ def main(argv=None) -> int:
            "(in this process when runs have < 10,000 steps)")
 
     seconds, _ = timed(lambda: run_sweep([0], samples, epochs))
-    record("sweep_1", seconds, "1 seed, 4 runs, torch fast + reference + comparisons")
+    record("sweep_1", seconds, "1 seed, 4 runs, torch fast + reference + comparisons, 2 workers")
     seconds, big = timed(lambda: run_sweep(args.seeds, samples, epochs))
-    record(f"sweep_{args.seeds}", seconds, f"{args.seeds} seeds, 4 runs; torch batched: "
+    record(f"sweep_{args.seeds}", seconds, f"{args.seeds} seeds, 4 runs, 2 workers; torch batched: "
            + ", ".join(f"{k.split()[1]} {v:.1f}s" for k, v in big.seconds.items() if k.startswith("torch")))
 
     ref = rows["reference"][0]

@@ -4,7 +4,8 @@ Each seed fixes its own data and initial weights exactly as ``fluxparity compare
 (``seeds_for`` + ``generate_dataset`` + ``initial_params``). The reference trains once per seed (compiled,
 milliseconds); PyTorch trains every seed of an (activation, dtype) run at once through the batched fast
 path (``backends/pytorch_fast.py``), whose float64 trajectories are the plain ``torch`` backend's to the
-last bit. Each seed's pair is then compared by ``compare_results``: the very checks ``compare`` reports.
+last bit (float32 too). Each seed's pair is then compared by ``compare_results``: the very checks
+``compare`` reports. The (activation, dtype) runs are independent and go to two spawned worker processes.
 
     fluxparity sweep --seeds 64      # seeds 0..63: sweep.json, sweep.csv, sweep.png in ./fluxparity-sweep
 """
