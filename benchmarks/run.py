@@ -11,9 +11,8 @@ Measured, in this order, each in this process unless said otherwise:
 * ``reference``: the compiled reference (numba), after a warm-up, best of 3;
 * ``torch_fast_x64``: the fast path training 64 seeds' runs as one batch (its per-model share is printed);
 * ``compare_default``: ``fluxparity compare --backends torch,reference`` with its defaults (2 activations
-  x 2 dtypes), through the CLI — whatever ``compare`` runs today, reports included;
-* ``compare_parallel``: the same 8 trainings through ``parallel.run_runs_concurrently`` (2 spawned
-  workers) plus the comparisons — what ``compare`` takes once it uses that;
+  x 2 dtypes, the torch backend's fast path, 2 workers), through the CLI, reports included;
+* ``compare_plain``: the same with ``--torch-path plain`` (the idiomatic nn.Module and autograd);
 * ``sweep_1`` / ``sweep_64``: ``sweep.run_sweep`` over 1 and 64 seeds (all 4 runs, torch batched, the
   runs in 2 spawned workers: the defaults of ``fluxparity sweep``).
 
@@ -67,12 +66,10 @@ def main(argv=None) -> int:
     from fluxparity.backends.pytorch_fast import TorchFastBackend, train_batch
     from fluxparity.backends.reference import ReferenceBackend
     from fluxparity.cli import main as cli_main
-    from fluxparity.compare import compare_results
     from fluxparity.config import ACTIVATIONS, DTYPES, RunConfig
     from fluxparity.data import generate_dataset
     from fluxparity.experiment import seeds_for
     from fluxparity.params import initial_params
-    from fluxparity.parallel import run_runs_concurrently
     from fluxparity.sweep import run_sweep
 
     data_seed, param_seed = seeds_for(0)
@@ -93,10 +90,10 @@ def main(argv=None) -> int:
         for d in DTYPES:
             ReferenceBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
             TorchFastBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
-            TorchBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
+            TorchBackend(path="plain").train(RunConfig(a, d, epochs=1), tiny_data, initial)
 
     label = f"identity/float64, {samples} x {epochs}"
-    seconds, plain = timed(lambda: TorchBackend().train(config, data, initial))
+    seconds, plain = timed(lambda: TorchBackend(path="plain").train(config, data, initial))
     record("torch_plain", seconds, label)
     seconds, fast = timed(lambda: TorchFastBackend().train(config, data, initial))
     same = bool(np.array_equal(fast.step_losses, plain.step_losses))
@@ -109,27 +106,21 @@ def main(argv=None) -> int:
     record(f"torch_fast_x{args.seeds}", seconds, f"{label}; {args.seeds} seeds as one batch "
            f"({seconds / args.seeds:.3f} s per model)")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        argv_compare = ["compare", "--backends", "torch,reference", "--samples", str(samples), "--epochs", str(epochs),
-                        "--out", os.path.join(tmp, "report"), "--quiet"]
-        stdout = sys.stdout
-        sys.stdout = open(os.devnull, "w")  # the report's text; we only want the time
-        try:
-            seconds, status = timed(lambda: cli_main(argv_compare))
-        finally:
-            sys.stdout.close()
-            sys.stdout = stdout
-    record("compare_default", seconds, f"fluxparity {' '.join(argv_compare[:-3])} (exit {status})")
+    def compare_cli(*extra):
+        with tempfile.TemporaryDirectory() as tmp:
+            argv = ["compare", "--backends", "torch,reference", "--samples", str(samples), "--epochs", str(epochs),
+                    *extra, "--out", os.path.join(tmp, "report"), "--quiet"]
+            stdout = sys.stdout
+            sys.stdout = open(os.devnull, "w")  # the report's text; we only want the time
+            try:
+                seconds, status = timed(lambda: cli_main(argv))
+            finally:
+                sys.stdout.close()
+                sys.stdout = stdout
+        return seconds, f"fluxparity {' '.join(argv[:-3])} (exit {status})"
 
-    def parallel_compare():
-        tasks = [(RunConfig(a, d, epochs=epochs), initial) for a in ACTIVATIONS for d in DTYPES]
-        results = run_runs_concurrently(tasks, data, {"torch": TorchBackend(), "reference": ReferenceBackend()},
-                                        workers=2)
-        return [compare_results(c.dtype, c.lr, r, data) for (c, _), r in zip(tasks, results)]
-
-    seconds, _ = timed(parallel_compare)
-    record("compare_parallel", seconds, "the same 8 trainings + comparisons, 2 spawned workers "
-           "(in this process when runs have < 10,000 steps)")
+    record("compare_default", *compare_cli())  # the torch backend's fast path, 2 workers
+    record("compare_plain", *compare_cli("--torch-path", "plain"))  # the idiomatic nn.Module, 2 workers
 
     seconds, _ = timed(lambda: run_sweep([0], samples, epochs))
     record("sweep_1", seconds, "1 seed, 4 runs, torch fast + reference + comparisons, 2 workers")
@@ -152,7 +143,7 @@ def main(argv=None) -> int:
         "torch_fast_batch_per_model_over_reference": rows[f"torch_fast_x{args.seeds}"][0] / args.seeds / ref,
         "fast_equals_plain_float64": same,
         "compare_default_seconds": rows["compare_default"][0],
-        "compare_parallel_seconds": rows["compare_parallel"][0],
+        "compare_plain_seconds": rows["compare_plain"][0],
         "sweep_seeds": args.seeds,
         "sweep64_over_one_seed": rows[f"sweep_{args.seeds}"][0] / rows["sweep_1"][0],
         "targets": TARGETS,
@@ -173,7 +164,7 @@ def main(argv=None) -> int:
     print(f"{'torch_plain_over_fast':30s} {result['torch_plain_over_fast']:10.2f}")
     print(f"{'torch_fast_batch_per_model_over_reference':30s} {result['torch_fast_batch_per_model_over_reference']:10.2f}"
           f"   (one model's share of a {args.seeds}-model batch)")
-    print(f"{'compare_parallel_seconds':30s} {result['compare_parallel_seconds']:10.2f}")
+    print(f"{'compare_plain_seconds':30s} {result['compare_plain_seconds']:10.2f}")
     return 0
 
 

@@ -37,7 +37,7 @@ def test_one_step_matches_optimisers_formula():
     config = RunConfig("identity", "float32", epochs=1)
 
     reference = ReferenceBackend().train(config, one_sample_data(), START)
-    torch_mirror = TorchBackend(optimizer="optimisers").train(config, one_sample_data(), START)
+    torch_mirror = TorchBackend(optimizer="optimisers", path="plain").train(config, one_sample_data(), START)
     for result in (reference, torch_mirror):
         got = np.array([result.final_params.Wi[0, 0], result.final_params.Wh[0, 0], result.final_params.bias[0]])
         np.testing.assert_array_equal(got.astype(F32), expected)
@@ -47,7 +47,7 @@ def test_one_step_matches_optimisers_formula():
 def test_torch_adam_first_step_is_the_same_algebra():
     # torch.optim.Adam rounds differently, so equal only to float32 precision, not bit for bit.
     expected = hand_adam_step_f32(np.array([0.5, 0.25, 0.0], dtype=F32), np.array([-3.5, -1.0, -1.25], dtype=F32))
-    result = TorchBackend(optimizer="torch").train(RunConfig("identity", "float32", epochs=1), one_sample_data(), START)
+    result = TorchBackend(optimizer="torch", path="plain").train(RunConfig("identity", "float32", epochs=1), one_sample_data(), START)
     got = np.array([result.final_params.Wi[0, 0], result.final_params.Wh[0, 0], result.final_params.bias[0]])
     np.testing.assert_allclose(got, expected.astype(np.float64), rtol=1e-6, atol=1e-9)
 

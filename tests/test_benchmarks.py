@@ -15,7 +15,7 @@ def test_quick_benchmark_prints_one_json_object_with_the_keys(tmp_path):
     result = json.loads(done.stdout)
     assert {"torch_fast_over_reference", "reference_seconds", "compare_default_seconds",
             "sweep64_over_one_seed"} <= set(result)
-    assert {"torch_plain_seconds", "torch_fast_seconds", "compare_parallel_seconds", "peak_rss_mb",
+    assert {"torch_plain_seconds", "torch_fast_seconds", "compare_plain_seconds", "peak_rss_mb",
             "targets", "targets_met"} <= set(result)
     assert result["quick"] is True
     assert result["fast_equals_plain_float64"] is True

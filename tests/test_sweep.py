@@ -1,6 +1,5 @@
 """Seed sweeps: files, JSON layout, and each seed's result equals what `compare --seed S` finds."""
 
-import argparse
 import csv
 import json
 
@@ -10,7 +9,8 @@ import pytest
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.experiment import run_experiment
-from fluxparity.sweep import (CSV_COLUMNS, FILES, add_sweep_arguments, run_sweep, sweep_main, write_sweep)
+from fluxparity.cli import main
+from fluxparity.sweep import CSV_COLUMNS, FILES, run_sweep, write_sweep
 
 SMALL = dict(samples=30, epochs=2, lr=1e-3)
 
@@ -108,29 +108,27 @@ def test_bad_input_is_refused_with_a_clear_message():
         run_sweep(1, workers=0, **SMALL)
 
 
-def _parser():
-    return add_sweep_arguments(argparse.ArgumentParser(prog="fluxparity sweep"))
-
-
 def test_command_line_writes_files_and_returns_the_verdict(tmp_path, capsys):
-    args = _parser().parse_args(["--seeds", "2", "--first-seed", "4", "--samples", "20", "--epochs", "1",
-                                 "--activation", "identity", "--dtype", "float64", "--out", str(tmp_path / "s"),
-                                 "--quiet"])
-    assert sweep_main(args) == 0
+    code = main(["sweep", "--seeds", "2", "--first-seed", "4", "--samples", "20", "--epochs", "1",
+                 "--activation", "identity", "--dtype", "float64", "--out", str(tmp_path / "s"), "--quiet"])
+    assert code == 0
     out = capsys.readouterr().out
     assert "identity/float64" in out and "Wrote" in out
     doc = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert doc["settings"]["seeds"] == [4, 5] and doc["settings"]["activations"] == ["identity"]
 
 
-def test_command_line_usage_errors(tmp_path, capsys):
-    for bad in (["--seeds", "0"], ["--seeds", "x"], ["--activation", "relu"], ["--lr", "-1"], ["--dtype", "half"],
-                ["--workers", "0"]):
-        with pytest.raises(SystemExit) as exc:
-            _parser().parse_args(bad)
-        assert exc.value.code == 2
+@pytest.mark.parametrize("bad", [["--seeds", "0"], ["--seeds", "x"], ["--activation", "relu"], ["--lr", "-1"],
+                                 ["--dtype", "half"], ["--workers", "0"]])
+def test_command_line_usage_errors(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", *bad])
+    assert exc.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    args = _parser().parse_args(["--seeds", "1", "--out", str(blocker / "sub")])
-    assert sweep_main(args) == 2
+    assert main(["sweep", "--seeds", "1", "--out", str(blocker / "sub")]) == 2
     assert "is not a directory" in capsys.readouterr().err

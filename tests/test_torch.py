@@ -42,7 +42,7 @@ def test_tanh_port_equals_nn_rnn_with_one_bias_and_frozen_bias_hh():
 def test_float64_training_agrees_with_reference_at_every_step(activation, optimizer):
     data, initial = make_inputs(100, seed=0)
     config = RunConfig(activation, "float64", epochs=4)
-    results = {"torch": TorchBackend(optimizer).train(config, data, initial),
+    results = {"torch": TorchBackend(optimizer, path="plain").train(config, data, initial),
                "reference": ReferenceBackend().train(config, data, initial)}
     parity = compare_results("float64", config.lr, results, data)
     assert parity.verdict == "pass", [c for c in parity.failed()]
@@ -56,7 +56,7 @@ def test_full_tutorial_float64_identity_agrees_with_reference():
     # The acceptance run: 1000 samples x 50 epochs = 50,000 Adam steps, seed 0 (the CLI default).
     data, initial = make_inputs(1000, seed=0)
     config = RunConfig("identity", "float64", epochs=50)
-    results = {"torch": TorchBackend().train(config, data, initial),
+    results = {"torch": TorchBackend(path="plain").train(config, data, initial),
                "reference": ReferenceBackend().train(config, data, initial)}
     parity = compare_results("float64", config.lr, results, data)
     assert parity.verdict == "pass", [c for c in parity.failed()]

@@ -30,7 +30,7 @@ def assert_same_run(a, b, **tol):
 def test_float64_fast_equals_plain_at_every_step(activation, optimizer):
     data, initial = make_inputs(40, seed=1)
     config = RunConfig(activation, "float64", epochs=3, lr=1e-2)  # a larger lr: parameters move visibly
-    plain = TorchBackend(optimizer).train(config, data, initial)
+    plain = TorchBackend(optimizer, path="plain").train(config, data, initial)
     fast = TorchFastBackend(optimizer).train(config, data, initial)
     assert_same_run(fast, plain, **EXACT)
     assert fast.notes["path"] == "fast" and plain.notes["path"] == "plain"
@@ -50,7 +50,7 @@ def test_batch_of_models_equals_each_models_single_run(activation, optimizer):
         assert_same_run(result, train_batch([(c, data, initial)], optimizer)[0], **EXACT)
     # and, for two of them, the plain path itself
     for (c, data, initial), result in list(zip(runs, batch))[:2]:
-        assert_same_run(result, TorchBackend(optimizer).train(c, data, initial), **EXACT)
+        assert_same_run(result, TorchBackend(optimizer, path="plain").train(c, data, initial), **EXACT)
 
 
 @pytest.mark.parametrize("optimizer", ["torch", "optimisers"])
@@ -62,7 +62,7 @@ def test_float32_fast_equals_plain_too(activation, optimizer):
     config = RunConfig(activation, "float32", epochs=2, lr=1e-2)
     runs = [(config, *make_inputs(50, seed=seed)) for seed in (2, 5)]
     for run, fast in zip(runs, train_batch(runs, optimizer)):
-        plain = TorchBackend(optimizer).train(*run)
+        plain = TorchBackend(optimizer, path="plain").train(*run)
         assert_same_run(fast, plain, rtol=0, atol=0)
 
 

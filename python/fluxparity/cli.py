@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .backends import BACKEND_NAMES, BackendError, get_backend
 from .config import ACTIVATIONS, DTYPES, MODELS
+from .parallel import DEFAULT_WORKERS
 
 EXIT_OK, EXIT_PARITY_FAILED, EXIT_USAGE, EXIT_BACKEND_FAILED = 0, 1, 2, 3
 
@@ -118,13 +119,41 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.add_argument("--verbose", action="store_true", help="print every table of every run (report.md has them all)")
 
+    c.add_argument("--torch-path", choices=("fast", "plain"), default="fast",
+                   help="fast (default): the torch backend's batched path, bit-identical to plain (tested); plain: "
+                        "the idiomatic nn.Module trained with autograd, ~10x slower. Models beyond the tutorial "
+                        "always use plain")
+    c.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS,
+                   help=f"processes for independent runs (default {DEFAULT_WORKERS}; 1 trains in this process)")
+
+    w = sub.add_parser("sweep", help="torch vs reference over many seeds: is parity luck?")
+    w.add_argument("--seeds", type=_positive_int, default=8,
+                   help="how many seeds: --first-seed .. --first-seed + N - 1 (default 8)")
+    w.add_argument("--first-seed", type=_nonnegative_int, default=0, help="default 0")
+    w.add_argument("--activation", type=_choice_or_both(ACTIVATIONS), default=ACTIVATIONS,
+                   help="identity, tanh or both (default)")
+    w.add_argument("--dtype", type=_choice_or_both(DTYPES), default=DTYPES, help="float32, float64 or both (default)")
+    w.add_argument("--samples", type=_positive_int, default=1000, help="training sequences per seed; default 1000")
+    w.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
+    w.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate; default 1e-3")
+    w.add_argument("--out", type=Path, default=Path("fluxparity-sweep"),
+                   help="folder for sweep.json, sweep.csv, sweep.png (default ./fluxparity-sweep)")
+    w.add_argument("--torch-optimizer", choices=("torch", "optimisers"), default="torch",
+                   help="torch: torch.optim.Adam's arithmetic (default); optimisers: Optimisers.jl's")
+    w.add_argument("--reference-tanh", choices=("exact", "fast"), default="exact",
+                   help="the reference's tanh: exact (as PyTorch) or NNlib's tanh_fast (as Flux)")
+    w.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS,
+                   help=f"processes for the independent (activation, dtype) runs (default {DEFAULT_WORKERS})")
+    w.add_argument("--quiet", action="store_true", help="no progress lines")
+
     sub.add_parser("doctor", help="what is installed, whether Julia and Flux can run here, and what to do next")
     sub.add_parser("setup-julia", help="let juliacall download Julia and install Flux (needs network)")
     return parser
 
 
 def _backend_options(name: str, args) -> dict:
-    return {"torch": {"optimizer": args.torch_optimizer}, "reference": {"tanh": args.reference_tanh}}.get(name, {})
+    return {"torch": {"optimizer": args.torch_optimizer, "path": args.torch_path},
+            "reference": {"tanh": args.reference_tanh}}.get(name, {})
 
 
 def _resolve_backends(args) -> tuple[dict, dict]:
@@ -179,13 +208,32 @@ def _compare(args) -> int:
         samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
         dtypes=args.dtype, backends=backends, skipped=skipped,
         progress=None if args.quiet else _Progress(sys.stderr),
-        options={"torch_optimizer": args.torch_optimizer, "reference_tanh": args.reference_tanh},
-        model=args.model, hidden=args.hidden,
+        options={"torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
+                 "reference_tanh": args.reference_tanh},
+        model=args.model, hidden=args.hidden, workers=args.workers,
     )
     print(format_experiment(experiment, verbose=args.verbose))
     paths = write_reports(experiment, args.out)
     print("\nWrote " + ", ".join(str(p) for p in paths))
     return EXIT_OK if experiment.verdict == "pass" else EXIT_PARITY_FAILED
+
+
+def _sweep(args) -> int:
+    from .sweep import format_sweep, run_sweep, write_sweep
+
+    _check_writable_dir(args.out)
+
+    def report(what: str, done: int, total: int) -> None:
+        print(f"  {what:26s} {done:>5d}/{total} seeds", file=sys.stderr, flush=True)
+
+    sweep = run_sweep(list(range(args.first_seed, args.first_seed + args.seeds)), args.samples, args.epochs, args.lr,
+                      args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
+                      reference_tanh=args.reference_tanh, workers=args.workers,
+                      progress=None if args.quiet else report)
+    print(format_sweep(sweep))
+    paths = write_sweep(sweep, args.out)
+    print("\nWrote " + ", ".join(str(p) for p in paths))
+    return EXIT_OK if sweep.verdict == "pass" else EXIT_PARITY_FAILED
 
 
 def _doctor(args) -> int:
@@ -208,7 +256,7 @@ def _setup_julia(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"compare": _compare, "doctor": _doctor, "setup-julia": _setup_julia}[args.command]
+    command = {"compare": _compare, "sweep": _sweep, "doctor": _doctor, "setup-julia": _setup_julia}[args.command]
     try:
         return command(args)
     except UsageError as exc:

@@ -6,14 +6,15 @@ import platform
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .backends import BackendError, RunResult
+from .backends import RunResult
 from .compare import Parity, compare_results
 from .config import GATED, RunConfig
 from .data import Dataset, generate_dataset
+from .parallel import DEFAULT_WORKERS, ExperimentProgress, run_runs_concurrently
 from .params import Params, initial_params
 
 
@@ -67,36 +68,28 @@ def versions(backend_names: Sequence[str]) -> dict:
     return found
 
 
-# progress(backend, run_label, done_steps, total_steps)
-ExperimentProgress = Callable[[str, str, int, int], None]
 
 
 def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activations: Sequence[str],
                    dtypes: Sequence[str], backends: Mapping[str, object], skipped: Optional[dict] = None,
                    progress: Optional[ExperimentProgress] = None, options: Optional[dict] = None,
-                   model: str = "rnn", hidden: int = 1) -> Experiment:
-    """Train every (activation, dtype) run in every backend and compare them pairwise."""
+                   model: str = "rnn", hidden: int = 1, workers: int = DEFAULT_WORKERS) -> Experiment:
+    """Train every (activation, dtype) run in every backend and compare them pairwise.
+
+    Independent trainings run in ``workers`` spawned processes when they are long enough to pay for one
+    (``fluxparity.parallel``); the results are those of training them one after the other.
+    """
     data_seed, param_seed = seeds_for(seed)
     data = generate_dataset(samples, data_seed)
     if model != "rnn":
         activations = (GATED,)  # gated cells have no activation option
-    runs = []
-    for activation in activations:
-        for dtype in dtypes:
-            config = RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr, model=model, hidden=hidden)
-            initial = initial_for(config, param_seed)
-            results = {}
-            for name, backend in backends.items():
-                report = None if progress is None else (
-                    lambda done, total, _n=name, _l=config.label: progress(_n, _l, done, total))
-                try:
-                    results[name] = backend.train(config, data, initial, report)
-                except BackendError:
-                    raise
-                except Exception as exc:  # a backend bug must name the backend and run it came from
-                    raise BackendError(f"backend {name!r} failed on {config.label}: {type(exc).__name__}: {exc}") from exc
-            runs.append(Run(config, initial, results,
-                            compare_results(dtype, lr, results, data, outcome_judged=config.is_tutorial)))
+    tasks = [(config, initial_for(config, param_seed)) for config in (
+        RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr, model=model, hidden=hidden)
+        for activation in activations for dtype in dtypes)]
+    all_results = run_runs_concurrently(tasks, data, backends, workers=workers, progress=progress)
+    runs = [Run(config, initial, results,
+                compare_results(config.dtype, lr, results, data, outcome_judged=config.is_tutorial))
+            for (config, initial), results in zip(tasks, all_results)]
     settings = dict(samples=samples, seed=seed, epochs=epochs, lr=lr, model=model, hidden=hidden, backends=list(backends),
                     activations=list(activations), dtypes=list(dtypes), **(options or {}))
     return Experiment(settings, data, runs, dict(skipped or {}), versions(list(backends)))

@@ -12,13 +12,11 @@ last bit (float32 too). Each seed's pair is then compared by ``compare_results``
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,14 +29,12 @@ from .backends.base import BackendError, RunResult
 from .compare import RTOL_FLOAT32, RTOL_FLOAT64, Parity, compare_results
 from .config import ACTIVATIONS, DTYPES, RunConfig
 from .data import generate_dataset
+from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS
 from .params import initial_params
 
 FILES = ("sweep.json", "sweep.csv", "sweep.png")
 BACKENDS = ("torch", "reference")  # compared as "torch vs reference", the pair compare reports
 MAX_BATCH = 64  # seeds per batched torch computation (memory grows with the batch; time hardly does)
-EXIT_OK, EXIT_PARITY_FAILED, EXIT_USAGE, EXIT_BACKEND_FAILED = 0, 1, 2, 3
-DEFAULT_WORKERS = 2  # the (activation, dtype) runs are independent: two processes on a 2-core machine
-MIN_STEPS_FOR_WORKERS = 10_000  # below this many steps per run, starting workers (~2 s) costs more than it saves
 
 # progress(what, done, total): what = "torch identity/float64" etc.
 SweepProgress = Callable[[str, int, int], None]
@@ -379,109 +375,3 @@ def write_sweep(sweep: Sweep, out_dir) -> list[Path]:
         return paths
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------- command line
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
-def _choice_or_both(allowed):
-    def parse(text: str) -> tuple:
-        if text == "both":
-            return tuple(allowed)
-        if text not in allowed:
-            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(allowed)}, both")
-        return (text,)
-    return parse
-
-
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of ``fluxparity sweep``; mirrors ``compare``'s where they mean the same thing."""
-    parser.add_argument("--seeds", type=_positive_int, default=8,
-                        help="how many seeds: --first-seed .. --first-seed + N - 1 (default 8)")
-    parser.add_argument("--first-seed", type=_nonnegative_int, default=0, help="default 0")
-    parser.add_argument("--activation", type=_choice_or_both(ACTIVATIONS), default=ACTIVATIONS,
-                        help="identity, tanh or both (default: both)")
-    parser.add_argument("--dtype", type=_choice_or_both(DTYPES), default=DTYPES,
-                        help="float32, float64 or both (default)")
-    parser.add_argument("--samples", type=_positive_int, default=1000, help="training sequences per seed; default 1000")
-    parser.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
-    parser.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate; default 1e-3")
-    parser.add_argument("--out", type=Path, default=Path("fluxparity-sweep"),
-                        help="folder for sweep.json, sweep.csv, sweep.png (default ./fluxparity-sweep)")
-    parser.add_argument("--torch-optimizer", choices=("torch", "optimisers"), default="torch",
-                        help="torch: torch.optim.Adam's arithmetic (default); optimisers: Optimisers.jl's")
-    parser.add_argument("--reference-tanh", choices=("exact", "fast"), default="exact",
-                        help="the reference's tanh: exact (as PyTorch) or NNlib's tanh_fast (as Flux)")
-    parser.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS,
-                        help=f"processes for the independent (activation, dtype) runs (default {DEFAULT_WORKERS})")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser
-
-
-def _out_problem(out: Path) -> Optional[str]:
-    """Why ``out`` cannot become a writable folder, or None. Creates nothing."""
-    probe = out
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        return f"--out {str(out)!r} cannot be created: {str(probe)!r} is not a directory"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"--out {str(out)!r} is not writable (no write permission on {str(probe)!r})"
-    return None
-
-
-def sweep_main(args) -> int:
-    """``fluxparity sweep``: 0 every seed passed, 1 some seed failed a parity check, 2 bad usage, 3 a backend failed."""
-    problem = _out_problem(Path(args.out))
-    if problem is not None:
-        print(f"fluxparity sweep: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-
-    def report(what: str, done: int, total: int) -> None:
-        print(f"  {what:26s} {done:>5d}/{total} seeds", file=sys.stderr, flush=True)
-
-    try:
-        sweep = run_sweep(seeds, args.samples, args.epochs, args.lr, args.activation, args.dtype,
-                          torch_optimizer=args.torch_optimizer, reference_tanh=args.reference_tanh,
-                          workers=args.workers, progress=None if args.quiet else report)
-    except ValueError as exc:
-        print(f"fluxparity sweep: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except BackendError as exc:
-        print(f"fluxparity sweep: a backend failed: {exc}", file=sys.stderr)
-        return EXIT_BACKEND_FAILED
-    print(format_sweep(sweep))
-    paths = write_sweep(sweep, args.out)
-    print("\nWrote " + ", ".join(str(p) for p in paths))
-    return EXIT_OK if sweep.verdict == "pass" else EXIT_PARITY_FAILED
