@@ -9,6 +9,7 @@ Measured, in this order, each in this process unless said otherwise:
 * ``torch_plain``: one run of the ``torch`` backend (identity, float64): the idiomatic per-sample loop;
 * ``torch_fast``: the same run through the batched fast path (``backends/pytorch_fast.py``) with K = 1;
 * ``reference``: the compiled reference (numba), after a warm-up, best of 3;
+* ``reference_python``: the same kernel interpreted (``ReferenceBackend(jit=False)``), once;
 * ``torch_fast_x64``: the fast path training 64 seeds' runs as one batch (its per-model share is printed);
 * ``compare_default``: ``fluxparity compare --backends torch,reference`` with its defaults (2 activations
   x 2 dtypes, the torch backend's fast path, 2 workers), through the CLI, reports included;
@@ -100,6 +101,8 @@ def main(argv=None) -> int:
     record("torch_fast", seconds, f"{label}; step losses identical to plain: {same}")
     seconds = min(timed(lambda: ReferenceBackend().train(config, data, initial))[0] for _ in range(3))
     record("reference", seconds, f"{label}; compiled, best of 3")
+    seconds, _ = timed(lambda: ReferenceBackend(jit=False).train(config, data, initial))
+    record("reference_python", seconds, f"{label}; the same kernel interpreted (no numba)")
     batch_runs = [(config, generate_dataset(samples, d), initial_params(p))
                   for d, p in (seeds_for(s) for s in range(args.seeds))]
     seconds, _ = timed(lambda: train_batch(batch_runs))
@@ -140,6 +143,7 @@ def main(argv=None) -> int:
         "torch_fast_seconds": rows["torch_fast"][0],
         "torch_fast_over_reference": rows["torch_fast"][0] / ref,
         "torch_plain_over_fast": rows["torch_plain"][0] / rows["torch_fast"][0],
+        "torch_fast_over_reference_python": rows["torch_fast"][0] / rows["reference_python"][0],
         "torch_fast_batch_per_model_over_reference": rows[f"torch_fast_x{args.seeds}"][0] / args.seeds / ref,
         "fast_equals_plain_float64": same,
         "compare_default_seconds": rows["compare_default"][0],
@@ -162,6 +166,8 @@ def main(argv=None) -> int:
     for key, limit in TARGETS.items():
         print(f"{key:30s} {result[key]:10.2f} {limit:10.2f}   {'yes' if result['targets_met'][key] else 'NO'}")
     print(f"{'torch_plain_over_fast':30s} {result['torch_plain_over_fast']:10.2f}")
+    print(f"{'torch_fast_over_reference_python':30s} {result['torch_fast_over_reference_python']:10.2f}"
+          "   (against the same reference kernel, interpreted)")
     print(f"{'torch_fast_batch_per_model_over_reference':30s} {result['torch_fast_batch_per_model_over_reference']:10.2f}"
           f"   (one model's share of a {args.seeds}-model batch)")
     print(f"{'compare_plain_seconds':30s} {result['compare_plain_seconds']:10.2f}")
