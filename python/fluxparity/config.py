@@ -51,10 +51,6 @@ class RunConfig:
         return self.model == "rnn" and self.hidden == 1
 
     @property
-    def has_head(self) -> bool:
-        return not self.is_tutorial
-
-    @property
     def label(self) -> str:
         if self.is_tutorial:
             return f"{self.activation}/{self.dtype}"

@@ -60,11 +60,6 @@ def pack(sequences) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(np.float64), lengths
 
 
-def unpack(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Inverse of :func:`pack`."""
-    return tuple(np.split(np.asarray(values, dtype=np.float64), np.cumsum(lengths)[:-1]))
-
-
 def length_groups(sequences) -> dict[int, np.ndarray]:
     """Indices of the sequences of each length: lets an evaluation run one batch per length."""
     lengths = np.array([len(s) for s in sequences])

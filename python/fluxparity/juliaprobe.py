@@ -1,7 +1,7 @@
 """Find a usable Julia and Julia environment for the Flux backend, without downloading anything.
 
 Nothing here imports juliacall or juliapkg, calls one of their functions, or opens a socket: importing
-juliacall with no Julia configured downloads one (flux-semantics §6). The probe only looks at
+juliacall with no Julia configured downloads one (docs/julia.md). The probe only looks at
 environment variables, files, and the output of ``julia --startup-file=no --version``.
 
 Where a Julia can come from, in the order juliacall itself prefers them:

@@ -25,9 +25,11 @@ from .data import Dataset
 # trains (as in the sequential loop); a run in a worker reports once, when it ends.
 ExperimentProgress = Callable[[str, str, int, int], None]
 
-# Longest first, so that two workers finish together: torch's plain path (~16 s per tutorial run) and
-# Flux (Julia start-up) dominate; the compiled reference takes milliseconds.
-_COST_RANK = {"torch": 0, "flux": 1}
+# Backends say how they want to be run, by two optional class attributes:
+#   cost_rank (int, default 2): smaller first, so that two workers finish together;
+#   own_process (bool): the backend already trains in a child process of its own (Flux: a Julia worker
+#     in its own process group, killed on timeout), so it is driven from this process, never from a pool
+#     worker — a pool worker stopped on failure must not orphan it.
 DEFAULT_WORKERS = 2
 # Starting a spawned worker (a fresh interpreter importing torch, numba's cached kernel) takes ~2 s; the
 # plain torch path does ~3,000 steps a second. Below this many Adam steps per run, a pool only costs time.
@@ -45,9 +47,12 @@ def _named_error(name: str, config: RunConfig, exc: BaseException) -> BackendErr
     return BackendError(f"backend {name!r} failed on {config.label}: {type(exc).__name__}: {exc}")
 
 
-def _picklable(obj) -> bool:
+def _poolable(backend) -> bool:
+    """Whether a pool worker may train ``backend``: not if it runs its own process, nor if it cannot be pickled."""
+    if getattr(backend, "own_process", False):
+        return False
     try:
-        pickle.dumps(obj)
+        pickle.dumps(backend)
     except Exception:  # noqa: BLE001 — any reason at all means: train it in this process
         return False
     return True
@@ -92,13 +97,13 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
         finished(t, name, result)
 
     steps = max(total.values(), default=0)
-    pooled = [job for job in jobs if workers > 1 and steps >= min_steps and _picklable(backends[job[1]])]
+    pooled = [job for job in jobs if workers > 1 and steps >= min_steps and _poolable(backends[job[1]])]
     local = [job for job in jobs if job not in pooled]
     if len(pooled) <= 1:  # nothing to gain from a pool
         local, pooled = jobs, []
 
     if pooled:
-        pooled.sort(key=lambda job: _COST_RANK.get(job[1], 2))  # stable: runs keep their order
+        pooled.sort(key=lambda job: getattr(backends[job[1]], "cost_rank", 2))  # stable: runs keep their order
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, len(pooled)), mp_context=context) as pool:
             futures: dict[Future, tuple[int, str]] = {}
@@ -118,6 +123,9 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
                             raise _named_error(name, tasks[t][0], exc) from exc
                         finished(t, name, future.result())
             except BaseException:
+                # Report the failure now, not when the other trainings would have finished: stop the workers.
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     else:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -31,6 +30,7 @@ from .config import ACTIVATIONS, DTYPES, RunConfig
 from .data import generate_dataset
 from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS
 from .params import initial_params
+from .report._json import finite_json
 
 FILES = ("sweep.json", "sweep.csv", "sweep.png")
 BACKENDS = ("torch", "reference")  # compared as "torch vs reference", the pair compare reports
@@ -112,18 +112,8 @@ class Sweep:
 
     def to_dict(self) -> dict:
         """JSON-ready; non-finite numbers (a diverged run, an unbounded tolerance ratio) become null."""
-        return _finite({"format": "fluxparity-sweep/1", "settings": self.settings, "verdict": self.verdict,
+        return finite_json({"format": "fluxparity-sweep/1", "settings": self.settings, "verdict": self.verdict,
                 "summary": self.summary(), "seconds": self.seconds, "seeds": [r.to_dict() for r in self.rows]})
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _seed_list(seeds: Union[int, Sequence[int]]) -> list[int]:

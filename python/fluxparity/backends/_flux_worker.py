@@ -1,7 +1,7 @@
 """The Flux backend's worker: ``python -m fluxparity.backends._flux_worker WORKDIR``.
 
 Runs in its own process, started by :mod:`fluxparity.backends.flux`, because juliacall and torch must not
-share a process (both load LLVM; see flux-semantics §6) and because a Julia that crashes or hangs must
+share a process (both load LLVM; see docs/julia.md) and because a Julia that crashes or hangs must
 not take the caller with it. It imports juliacall and never torch.
 
 Files in WORKDIR (the parent writes the first two, this worker the rest):
@@ -84,8 +84,22 @@ def _describe_julia_error(jl, error) -> tuple[str, str]:
         return "JuliaError", str(error)
 
 
-def run(workdir: Path) -> int:
+def _read_inputs(workdir: Path) -> tuple[dict, dict, list]:
+    """``(request, weights by name, data arrays in DATA_ORDER)`` as the parent wrote them."""
     request = json.loads((workdir / "request.json").read_text(encoding="utf-8"))
+    weight_names = list(request.get("weights", TUTORIAL_WEIGHTS))
+    with np.load(workdir / "inputs.npz") as npz:
+        # NumPy arrays reach Julia as PyArray views; FluxParity copies them into Julia arrays at once.
+        weights = {name: np.ascontiguousarray(npz[name], dtype=np.float64) for name in weight_names}
+        data = [np.ascontiguousarray(npz[name]) for name in DATA_ORDER]
+    return request, weights, data
+
+
+def run(workdir: Path) -> int:
+    try:
+        request, weights, data = _read_inputs(workdir)
+    except Exception as exc:  # the parent must still learn why: it reads error.json
+        return _fail(workdir, "python", type(exc).__name__, f"could not read the worker's inputs: {exc}")
     if "torch" in sys.modules:  # would mean a fluxparity import pulled torch in: never load it with Julia
         return _fail(workdir, "python", "ImportError", "torch was imported in the Flux worker before juliacall")
     try:
@@ -95,11 +109,7 @@ def run(workdir: Path) -> int:
     jl = juliacall.Main
 
     model = request.get("model")  # None: the tutorial
-    weight_names = list(request.get("weights", TUTORIAL_WEIGHTS))
-    with np.load(workdir / "inputs.npz") as npz:
-        # NumPy arrays reach Julia as PyArray views; FluxParity copies them into Julia arrays at once.
-        weights = {name: np.ascontiguousarray(npz[name], dtype=np.float64) for name in weight_names}
-        data = [np.ascontiguousarray(npz[name]) for name in DATA_ORDER]
+    weight_names = list(weights)
     settings = (request["dtype"], int(request["epochs"]), float(request["lr"]))
     options = {"progress": _report_progress, "progress_every": int(request.get("progress_every", 1000))}
     try:

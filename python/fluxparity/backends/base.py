@@ -64,6 +64,8 @@ class Backend(Protocol):
     """(config, data, initial params) -> RunResult. Adding a backend is adding a module with one of these."""
 
     name: str
+    # Optional, read by fluxparity.parallel: cost_rank (int, smaller = slower, started first; default 2) and
+    # own_process (bool: the backend trains in a child process of its own, so it is driven from the main one).
 
     def unavailable_reason(self) -> Optional[str]:
         """None when the backend can run here; otherwise one paragraph: why not, and how to enable it."""

@@ -50,6 +50,8 @@ class FluxBackend:
     """
 
     name = "flux"
+    own_process = True  # a Julia worker process per run: never drive it from a pool worker
+    cost_rank = 1  # Julia's start-up makes it long: start it early
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, environment: Optional[juliaprobe.FluxEnvironment] = None):
         if not timeout > 0:

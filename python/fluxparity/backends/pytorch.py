@@ -116,6 +116,7 @@ class TorchBackend:
     """
 
     name = "torch"
+    cost_rank = 0  # the slowest backend: start it first when runs are spread over processes
 
     def __init__(self, optimizer: str = "torch", path: str = "fast") -> None:
         if optimizer not in OPTIMIZERS:

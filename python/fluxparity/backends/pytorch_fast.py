@@ -48,9 +48,8 @@ from ..config import RunConfig
 from ..data import MAX_LENGTH, Dataset, pack
 from ..params import Params
 from .base import Progress, RunResult
+from .pytorch import OPTIMIZERS, TORCH_DTYPES
 
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-OPTIMIZERS = ("torch", "optimisers")
 WINDOW = MAX_LENGTH  # time steps per padded sequence
 # Columns of a padded row: two scratch cells, then [h, x, mask] (multiplied by P's rows [Wh, Wi, b]).
 H, X, MASK, NCOLS = 2, 3, 4, 5

@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from .. import adam
 from ..config import RunConfig
 from ..data import Dataset, pack
 from ..params import Params
@@ -210,7 +211,7 @@ class ReferenceBackend:
         (x, lengths), (test_x, test_lengths), (probe_x, probe_lengths) = [
             (values.astype(dtype), lens) for values, lens in sets]
         w = np.array([initial.Wi[0, 0], initial.Wh[0, 0], initial.bias[0], 0.0], dtype=dtype)
-        c = np.array([0.0, 1.0, 0.9, 0.999, 1e-8, config.lr], dtype=dtype)
+        c = np.array([0.0, 1.0, adam.BETA1, adam.BETA2, adam.EPSILON, config.lr], dtype=dtype)
         n, epochs = len(lengths), config.epochs
         step_losses, epoch_train, epoch_test = np.zeros(n * epochs), np.zeros(epochs), np.zeros(epochs)
         before, probe_out = np.zeros(2), np.zeros(len(probe_lengths))

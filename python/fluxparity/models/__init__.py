@@ -36,7 +36,7 @@ from ._reference import (
 )
 # PyTorch-side names load on first use, so that the Flux backend's process can use this package (params,
 # reference, weights file) without ever importing torch: juliacall and torch must not share a process
-# unless juliacall came first (docs: flux-semantics §6).
+# unless juliacall came first (docs/julia.md).
 _TORCH_NAMES = {
     "freeze_hidden_biases": "._convert",
     "from_module": "._convert",

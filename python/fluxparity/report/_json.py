@@ -13,19 +13,19 @@ from ..params import named_arrays
 REPORT_SCHEMA_VERSION = 1
 
 
-def _finite(value):
+def finite_json(value):
     """JSON has no NaN/Infinity; a diverged run writes null instead of invalid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
     return value
 
 
 def experiment_to_dict(experiment) -> dict:
-    return _finite({
+    return finite_json({
         "schema_version": REPORT_SCHEMA_VERSION,
         "verdict": experiment.verdict,
         "config": experiment.settings,
