@@ -17,7 +17,8 @@ from typing import Callable, Optional
 from . import juliaprobe
 from ._subprocess import run_streaming
 
-DOCTOR_VERSION_TIMEOUT = 1.5  # seconds for `julia --version`, so that doctor stays under two seconds
+DOCTOR_VERSION_TIMEOUT = 10.0  # seconds for `julia --version`: a first start (or a launcher) can be slow;
+# with no Julia at all, doctor answers at once
 SETUP_TIMEOUT = 3600.0  # downloading Julia and precompiling Flux takes 5-20 minutes on a normal network
 
 # Run in a fresh process: importing juliacall resolves every juliapkg.json it finds (ours names Flux,
@@ -86,6 +87,9 @@ def next_step(environment: juliaprobe.FluxEnvironment) -> str:
             "Next step: install fluxparity from its repository with pip install -e . "
             "(the Flux backend runs julia/FluxParity.jl)."
         )
+    if not environment.julia.found and "did not answer" in (environment.julia.reason or ""):
+        return ("Next step: run `fluxparity doctor` again: a Julia was found but was slow to answer `--version` "
+                "(a first start, or a launcher checking for updates, can take a while).")
     if not environment.julia.found:
         return (
             "Next step: fluxparity setup-julia (downloads Julia and Flux; needs the network once), or set "
