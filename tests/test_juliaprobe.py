@@ -240,6 +240,13 @@ def test_doctor_names_the_one_next_step(environment, expected):
     assert expected in julia_setup.next_step(environment)
 
 
+def test_a_slow_julia_is_not_sent_to_setup_julia():
+    slow = FluxEnvironment(JuliaProbe(False, reason="/opt/julia/bin/julia did not answer `--version` within 10 s."),
+                           ProjectProbe("/repo", "repository", True, {}, None), "0.9.37", "/x/julia/FluxParity.jl")
+    step = julia_setup.next_step(slow)
+    assert "again" in step and "setup-julia" not in step
+
+
 def test_unavailable_reason_says_how_to_enable_flux():
     reason = _environment(julia_found=False).reason
     assert "fluxparity setup-julia" in reason
