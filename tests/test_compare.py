@@ -24,8 +24,10 @@ def test_scale_gives_an_absolute_floor_for_tiny_losses():
     assert not compare_arrays("loss", "a", [1e-12], "b", [2e-12], rtol=1e-9).passed
 
 
-def test_nan_never_passes():
-    assert not compare_arrays("x", "a", [np.nan], "b", [1.0], rtol=1.0).passed
+def test_nan_never_passes_and_is_reported_as_nan():
+    check = compare_arrays("x", "a", [1.0, np.nan], "b", [1.0, 1.0], rtol=1.0)
+    assert not check.passed and check.first_divergent_step == 1 and check.worst_index == 1
+    assert np.isnan(check.max_abs) and check.tolerance_used == np.inf
 
 
 def test_shape_mismatch_is_an_error_naming_the_quantity():

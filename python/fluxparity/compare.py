@@ -83,13 +83,14 @@ def compare_arrays(quantity: str, a_name: str, a, b_name: str, b, *, rtol: float
     denom = np.maximum(np.abs(a), np.abs(b))
     rel = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
     ratio = np.divide(diff, allowed, out=np.where(diff > 0, np.inf, 0.0), where=allowed > 0)
+    ratio[np.isnan(ratio)] = np.inf  # a NaN uses all of any tolerance
     return Check(
         quantity=quantity, a=a_name, b=b_name,
-        max_abs=float(np.nanmax(diff)) if diff.size else 0.0,
-        max_rel=float(np.nanmax(rel)) if rel.size else 0.0,
+        max_abs=float(diff.max()) if diff.size else 0.0,  # NaN if any element is NaN: said, not hidden
+        max_rel=float(rel.max()) if rel.size else 0.0,
         first_divergent_step=int(np.argmax(bad)) if bad.any() else None,
-        worst_index=int(np.nanargmax(ratio)) if ratio.size and not np.isnan(ratio).all() else 0,
-        tolerance_used=float(np.nanmax(ratio)) if ratio.size and not np.isnan(ratio).all() else float("nan"),
+        worst_index=int(np.argmax(ratio)) if ratio.size else 0,
+        tolerance_used=float(ratio.max()) if ratio.size else 0.0,
         rtol=rtol, atol=float(atol.max()) if atol.size else 0.0,
         passed=not bad.any(), judged=judged, rule=rule,
     )
