@@ -44,7 +44,7 @@ def train_reference_model(config: RunConfig, data: Dataset, initial, fast: bool,
     train_x = [s.astype(dtype).reshape(1, -1) for s in data.train_sequences]  # (in=1, len)
     train_y = data.train_labels.astype(dtype)
     n, epochs = len(train_x), config.epochs
-    step_losses, epoch_train, epoch_test = np.zeros(n * epochs), np.zeros(epochs), np.zeros(epochs)
+    step_losses, epoch_test = np.zeros(n * epochs), np.zeros(epochs)
 
     start = time.perf_counter()
     train_before = _loss_sum(model, data.train_sequences, data.train_labels, dtype, fast)
@@ -60,19 +60,16 @@ def train_reference_model(config: RunConfig, data: Dataset, initial, fast: bool,
                 weights[k] = weights[k] - ((m[k] / (one - b1t)) / (np.sqrt(v[k] / (one - b2t)) + eps)) * eta
             b1t, b2t = b1t * b1, b2t * b2
         trained = with_flat_params(model, weights)
-        epoch_train[epoch] = step_losses[epoch * n:(epoch + 1) * n].sum()
         epoch_test[epoch] = _loss_sum(trained, data.test_sequences, data.test_labels, dtype, fast)
         if progress is not None:
             progress((epoch + 1) * n, epochs * n)
     trained = with_flat_params(model, weights)
     probes = np.array([float(outputs(trained, p.astype(dtype).reshape(1, -1), fast=fast)[0, -1]) for p in data.probes])
-    return RunResult(
+    return RunResult.from_training(
         step_losses=step_losses,
-        epoch_train_loss=epoch_train,
         epoch_test_loss=epoch_test,
         train_loss_before=train_before,
         test_loss_before=test_before,
-        test_loss_after=float(epoch_test[-1]),
         final_params=trained.astype(np.float64),
         probe_predictions=probes,
         seconds=time.perf_counter() - start,

@@ -37,7 +37,7 @@ def train_torch_model(config: RunConfig, data: Dataset, initial, make_optimizer,
     train_x = [torch.tensor(s, dtype=dtype).reshape(-1, 1, 1) for s in data.train_sequences]  # (len, batch, in)
     train_y = torch.tensor(data.train_labels, dtype=dtype)
     n, epochs = len(train_x), config.epochs
-    step_losses, epoch_train, epoch_test = np.zeros(n * epochs), np.zeros(epochs), np.zeros(epochs)
+    step_losses, epoch_test = np.zeros(n * epochs), np.zeros(epochs)
 
     start = time.perf_counter()
     train_before = _loss_sum(module, data.train_sequences, data.train_labels, dtype)
@@ -49,20 +49,17 @@ def train_torch_model(config: RunConfig, data: Dataset, initial, make_optimizer,
             loss.backward()
             opt.step()
             step_losses[epoch * n + i] = loss.item()
-        epoch_train[epoch] = step_losses[epoch * n:(epoch + 1) * n].sum()
         epoch_test[epoch] = _loss_sum(module, data.test_sequences, data.test_labels, dtype)
         if progress is not None:
             progress((epoch + 1) * n, epochs * n)
     with torch.no_grad():
         probes = np.array([float(module(torch.tensor(p, dtype=dtype).reshape(-1, 1, 1))[-1, 0, 0])
                            for p in data.probes])
-    return RunResult(
+    return RunResult.from_training(
         step_losses=step_losses,
-        epoch_train_loss=epoch_train,
         epoch_test_loss=epoch_test,
         train_loss_before=train_before,
         test_loss_before=test_before,
-        test_loss_after=float(epoch_test[-1]),
         final_params=from_module(module, dtype=np.float64),
         probe_predictions=probes,
         seconds=time.perf_counter() - start,

@@ -45,6 +45,25 @@ class RunResult:
     seconds: float  # wall time of training and evaluation inside the backend
     notes: dict = field(default_factory=dict)  # backend-specific facts worth printing (versions, options)
 
+    @classmethod
+    def from_training(cls, *, step_losses: np.ndarray, epoch_test_loss: np.ndarray, train_loss_before: float,
+                      test_loss_before: float, final_params, probe_predictions: np.ndarray, seconds: float,
+                      notes: dict) -> "RunResult":
+        """A result from what a training loop records; the epoch sums and the loss after are derived here."""
+        epochs = len(epoch_test_loss)
+        return cls(
+            step_losses=step_losses,
+            epoch_train_loss=step_losses.reshape(epochs, -1).sum(axis=1),
+            epoch_test_loss=epoch_test_loss,
+            train_loss_before=float(train_loss_before),
+            test_loss_before=float(test_loss_before),
+            test_loss_after=float(epoch_test_loss[-1]),
+            final_params=final_params,
+            probe_predictions=probe_predictions,
+            seconds=seconds,
+            notes=notes,
+        )
+
     def to_dict(self) -> dict:
         return {
             "step_losses": self.step_losses.tolist(),

@@ -147,8 +147,7 @@ class TorchBackend:
         train_y, test_y = (torch.tensor(y, dtype=dtype) for y in (data.train_labels, data.test_labels))
         opt = make_optimizer(self.optimizer, model.parameters(), config.lr)
         n, epochs = len(train_x), config.epochs
-        step_losses = np.zeros(n * epochs)
-        epoch_train, epoch_test = np.zeros(epochs), np.zeros(epochs)
+        step_losses, epoch_test = np.zeros(n * epochs), np.zeros(epochs)
         start = time.perf_counter()
         train_before, test_before = _loss_sum(model, train_x, train_y), _loss_sum(model, test_x, test_y)
         for epoch in range(epochs):
@@ -158,19 +157,16 @@ class TorchBackend:
                 loss.backward()
                 opt.step()
                 step_losses[epoch * n + i] = loss.item()
-            epoch_train[epoch] = step_losses[epoch * n:(epoch + 1) * n].sum()
             epoch_test[epoch] = _loss_sum(model, test_x, test_y)
             if progress is not None:
                 progress((epoch + 1) * n, epochs * n)
         with torch.no_grad():
             probes = np.array([float(model(x)[-1, 0]) for x in probe_x])
-        return RunResult(
+        return RunResult.from_training(
             step_losses=step_losses,
-            epoch_train_loss=epoch_train,
             epoch_test_loss=epoch_test,
             train_loss_before=train_before,
             test_loss_before=test_before,
-            test_loss_after=float(epoch_test[-1]),
             final_params=model.to_params(),
             probe_predictions=probes,
             seconds=time.perf_counter() - start,
