@@ -10,7 +10,7 @@
 # Porting notes: what changed since Flux 0.9. Each point was checked against the Flux source at tag
 # v0.16.11 (and v0.9.0 for the old API); docs/julia-names.md gives file and line for every name.
 #  1. `Flux.RNN(1, 1, x -> x)` is now `RNN(1 => 1, identity)`. `RNN(in, out, σ)` has no method any
-#     more; only `RNNCell(in, out, σ)` survives, as a deprecation (src/deprecations.jl).
+#     more; only `RNNCell(in, out, σ)` survives, "very softly deprecated", with no warning (src/deprecations.jl).
 #  2. `Recur` is gone and the layer keeps no state between calls: `model(x)` takes the whole sequence as
 #     a `1 × len` matrix (features × time) and returns every hidden state, `1 × len`. The tutorial's
 #     output, the state after the last step, is `model(x)[1, end]`.

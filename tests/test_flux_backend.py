@@ -74,6 +74,8 @@ def train_tutorial(activation, dtype, epochs, lr, Wi, Wh, bias,
                    probe_values, probe_lengths, progress=None, progress_every=1000):
     if BEHAVIOUR == "julia-error":
         raise JuliaError(FakeJuliaException("DimensionMismatch", "Wh must be (1, 1), got (2, 2)"))
+    if BEHAVIOUR == "method-error":  # how PythonCall reports a MethodError of the called function itself
+        raise TypeError("Julia: MethodError: no method matching train_tutorial(::Int64)")
     total = epochs * len(train_lengths)
     for step in range(progress_every, total + 1, progress_every):
         progress(step, total)
@@ -127,7 +129,8 @@ class _Main:
     def seval(self, code):
         if code == "Dict{String, Any}":  # the Julia Dict the worker fills with train_model's weights
             return dict
-        return lambda exception: (exception.type_name, exception.message)
+        # the worker's describer: (type name, showerror text), and showerror starts with the type name
+        return lambda exception: (exception.type_name, f"{exception.type_name}: {exception.message}")
 
 
 Main = _Main()
@@ -261,6 +264,14 @@ def test_a_julia_exception_becomes_a_backend_error_naming_it(stub_juliacall, tmp
     data, initial = small_inputs
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
     with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: Wh must be \(1, 1\), got \(2, 2\)"):
+        backend.train(RunConfig("identity", "float64", epochs=1), data, initial)
+
+
+def test_a_method_error_is_named_as_a_julia_error(stub_juliacall, tmp_path, small_inputs):
+    stub_juliacall("method-error")
+    data, initial = small_inputs
+    backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
+    with pytest.raises(BackendError, match=r"Julia raised MethodError: no method matching train_tutorial"):
         backend.train(RunConfig("identity", "float64", epochs=1), data, initial)
 
 

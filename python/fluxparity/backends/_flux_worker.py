@@ -79,7 +79,9 @@ def _report_progress(done, total) -> None:
 def _describe_julia_error(jl, error) -> tuple[str, str]:
     try:
         type_name, message = jl.seval(_DESCRIBE_JULIA_EXCEPTION)(error.exception)
-        return str(type_name), str(message)
+        type_name, message = str(type_name), str(message)
+        # showerror starts with the type for most exceptions ("DimensionMismatch: ..."); say it once.
+        return type_name, message.removeprefix(f"{type_name}: ")
     except Exception:  # describing must never hide the original error
         return "JuliaError", str(error)
 
@@ -138,6 +140,13 @@ def run(workdir: Path) -> int:
         versions = {name: str(getattr(result, name)) for name in VERSION_FIELDS}
     except juliacall.JuliaError as error:
         return _fail(workdir, "julia", *_describe_julia_error(jl, error))
+    except TypeError as exc:
+        # PythonCall raises a MethodError of the called function itself as TypeError("Julia: MethodError: ...").
+        text = str(exc)
+        if text.startswith("Julia: "):
+            type_name, _, message = text.removeprefix("Julia: ").partition(": ")
+            return _fail(workdir, "julia", type_name, message)
+        return _fail(workdir, "python", "TypeError", f"{exc}\n{traceback.format_exc(limit=5)}")
     except Exception as exc:
         return _fail(workdir, "python", type(exc).__name__, f"{exc}\n{traceback.format_exc(limit=5)}")
 
