@@ -259,19 +259,17 @@ def test_the_initial_weights_must_match_the_run(tmp_path, small_inputs):
         backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, lstm)
 
 
-def test_a_julia_exception_becomes_a_backend_error_naming_it(stub_juliacall, tmp_path, small_inputs):
-    stub_juliacall("julia-error")
+@pytest.mark.parametrize("behaviour,message", [
+    ("julia-error", r"Julia raised DimensionMismatch: Wh must be \(1, 1\), got \(2, 2\)"),
+    # PythonCall raises a MethodError of the called function itself as TypeError("Julia: ...")
+    ("method-error", r"Julia raised MethodError: no method matching train_tutorial"),
+], ids=["exception", "method-error"])
+def test_a_julia_exception_becomes_a_backend_error_naming_it(stub_juliacall, tmp_path, small_inputs, behaviour,
+                                                            message):
+    stub_juliacall(behaviour)
     data, initial = small_inputs
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
-    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: Wh must be \(1, 1\), got \(2, 2\)"):
-        backend.train(RunConfig("identity", "float64", epochs=1), data, initial)
-
-
-def test_a_method_error_is_named_as_a_julia_error(stub_juliacall, tmp_path, small_inputs):
-    stub_juliacall("method-error")
-    data, initial = small_inputs
-    backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
-    with pytest.raises(BackendError, match=r"Julia raised MethodError: no method matching train_tutorial"):
+    with pytest.raises(BackendError, match=message):
         backend.train(RunConfig("identity", "float64", epochs=1), data, initial)
 
 
