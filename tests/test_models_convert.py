@@ -17,21 +17,13 @@ import torch
 
 from fluxparity import models
 
+from models_support import MODEL_IDS, MODELS, float64_everywhere  # noqa: F401 (an autouse fixture)
+
 FLOAT64_PARITY = dict(rtol=0.0, atol=1e-10)
 
-MODELS = [("rnn", "identity"), ("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh"), ("gruv3", "tanh")]
-MODEL_IDS = ["rnn-identity", "rnn-tanh", "rnn-relu", "lstm", "gru", "gruv3"]
 DTYPES = [(np.float32, torch.float32), (np.float64, torch.float64)]
 DTYPE_IDS = ["float32", "float64"]
 
-
-@pytest.fixture(autouse=True)
-def float64_everywhere():
-    """Tensors made without an explicit dtype are float64 here (every call below passes one anyway)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 def _params(kind, activation, head, dtype, seed=0):

@@ -9,6 +9,8 @@ import pytest
 
 from fluxparity import models
 
+from models_support import MODEL_IDS, MODELS
+
 # Central differences with step 1e-6 in float64: truncation ~1e-12, cancellation ~1e-10 relative.
 FINITE_DIFFERENCE = dict(rtol=1e-6, atol=1e-8)
 # Same arithmetic, different grouping (a batch matmul vs one column at a time): a few ulp.
@@ -18,8 +20,6 @@ FAST_VS_EXACT_FLOAT64 = dict(rtol=0.0, atol=1e-14)
 # Two float64 implementations of one formula.
 SAME_FORMULA = dict(rtol=0.0, atol=1e-13)
 
-MODELS = [("rnn", "identity"), ("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh"), ("gruv3", "tanh")]
-MODEL_IDS = ["rnn-identity", "rnn-tanh", "rnn-relu", "lstm", "gru", "gruv3"]
 FLUX_FIELDS = {
     "rnn": {"Wi", "Wh", "bias"},
     "lstm": {"Wi", "Wh", "bias"},

@@ -13,24 +13,16 @@ import torch
 
 from fluxparity import models
 
+from models_support import MODEL_IDS, MODELS, float64_everywhere  # noqa: F401 (an autouse fixture)
+
 FLOAT64_PARITY = dict(rtol=0.0, atol=1e-10)
 TWICE_AS_FAR = dict(rtol=1e-12)  # same gradients, same Adam arithmetic: only rounding separates 2x from exact
 
 # (kind, activation): every model of the library.
-MODELS = [("rnn", "identity"), ("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh"), ("gruv3", "tanh")]
-MODEL_IDS = ["rnn-identity", "rnn-tanh", "rnn-relu", "lstm", "gru", "gruv3"]
 # (in, hidden, len, batch): hidden 1 and 8, batch 1 and 4, several input sizes.
 SIZES = [(1, 1, 5, 1), (1, 8, 4, 4), (3, 1, 6, 4), (5, 8, 3, 1), (2, 3, 7, 2)]
 SIZE_IDS = [f"in{i}-h{h}-len{n}-b{b}" for i, h, n, b in SIZES]
 
-
-@pytest.fixture(autouse=True)
-def float64_everywhere():
-    """Tensors made without an explicit dtype are float64 here (and every call below passes one anyway)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 def _case(kind, activation, size, head, seed=0):
