@@ -1,11 +1,13 @@
 """Reproduce the measurements docs/parity.md bases its tolerances on (torch vs reference, several seeds).
 
     python benchmarks/measure_tolerances.py            # all tables (~5 minutes on 2 cores)
-    python benchmarks/measure_tolerances.py --quick    # epoch-1 table only (~30 s)
+    python benchmarks/measure_tolerances.py --quick    # the sqrt and epoch-1 tables only (~30 s)
 
 Prints, per seed and optimizer: the worst label-scaled step-loss difference in epoch 1 (float32), the
 step where float32 trajectories separate beyond rtol 1e-4, the outcome differences in units of Adam
-jitter steps, and the float64 worst label-scaled difference over the whole run.
+jitter steps, and the float64 worst label-scaled difference over the whole run. Then, for seed 0, the
+first step where torch and the reference differ at all, with each of the three Adam variants (the last
+table of docs/parity.md's "Why trajectories separate").
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import argparse
 
 import numpy as np
 
+import torch
+
+from fluxparity.backends import pytorch_fast
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import RTOL_FLOAT32, adam_jitter
@@ -73,13 +78,52 @@ def full_run_table(seeds):
                   flush=True)
 
 
+def sqrt_table(n: int = 100_000):
+    print(f"torch.sqrt vs the correctly rounded sqrt (NumPy's; tests/test_ieee_sqrt.py checks it exactly), "
+          f"{n:,} uniform inputs in (0, 1), torch {torch.__version__}")
+    rng = np.random.default_rng(0)
+    for dtype, bits in ((np.float64, np.int64), (np.float32, np.int32)):
+        x = rng.random(n).astype(dtype)
+        got, exact = torch.sqrt(torch.from_numpy(x)).numpy(), np.sqrt(x)
+        ulps = np.abs(got.view(bits).astype(np.int64) - exact.view(bits).astype(np.int64))  # same sign: ulp distance
+        print(f"{np.dtype(dtype).name:8s} {(ulps > 0).mean():7.2%} of results differ, by at most {ulps.max()} ulp")
+    print()
+
+
+def first_difference_table(seed: int = 0):
+    print(f"\nseed {seed}, 1000 x 50: first step where torch and the reference differ at all (None: bit-identical)")
+    print(f"{'activation':10s} {'dtype':8s} {'torch.optim.Adam':>16s} {'optimisers+torch.sqrt':>21s} "
+          f"{'optimisers':>10s}")
+    data, initial = inputs(seed)
+
+    def first(a, b):
+        where = np.nonzero(a.step_losses != b.step_losses)[0]
+        return str(where[0]) if len(where) else "None"
+
+    for activation in ("identity", "tanh"):
+        for dtype in ("float64", "float32"):
+            config = RunConfig(activation, dtype)
+            ref = ReferenceBackend().train(config, data, initial)
+            cells = [first(TorchBackend("torch").train(config, data, initial), ref)]
+            ieee = pytorch_fast.ieee_sqrt
+            pytorch_fast.ieee_sqrt = torch.sqrt  # the Optimisers.jl arithmetic with PyTorch's own sqrt
+            try:
+                cells.append(first(TorchBackend("optimisers").train(config, data, initial), ref))
+            finally:
+                pytorch_fast.ieee_sqrt = ieee
+            cells.append(first(TorchBackend("optimisers").train(config, data, initial), ref))
+            print(f"{activation:10s} {dtype:8s} {cells[0]:>16s} {cells[1]:>21s} {cells[2]:>10s}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="epoch-1 table only")
+    parser.add_argument("--quick", action="store_true", help="the sqrt and epoch-1 tables only")
     args = parser.parse_args()
+    sqrt_table()
     epoch_one_table(range(8))
     if not args.quick:
         full_run_table(range(4))
+        first_difference_table(0)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ but without autograd and without ``nn.Module``/``torch.optim`` bookkeeping:
   the front with ``x = 0`` and a zero mask, so unequal lengths, per step and per model, need no branching;
 * forward and backpropagation through time are written out in torch ops under ``no_grad``;
 * Adam is ``torch.optim.Adam``'s arithmetic (``_single_tensor_adam``, what ``torch.optim.Adam`` runs on CPU
-  with default settings) or Optimisers.jl's (the plain backend's ``OptimisersAdam``), op for op.
+  with default settings) or Optimisers.jl's (the plain backend's ``OptimisersAdam``, with its correctly
+  rounded ``ieee_sqrt``), op for op.
 
 The per-sample steps are inherently sequential, so the cost is the number of torch ops per step, whatever
 K is: about 27 (identity) and 35 (tanh) in float64, 43 and 58 in float32 (see below). K models cost about
@@ -48,7 +49,7 @@ from ..config import RunConfig
 from ..data import MAX_LENGTH, Dataset, pack
 from ..params import Params
 from .base import Progress, RunResult
-from .pytorch import OPTIMIZERS, TORCH_DTYPES
+from .pytorch import OPTIMIZERS, TORCH_DTYPES, ieee_sqrt
 
 WINDOW = MAX_LENGTH  # time steps per padded sequence
 # Columns of a padded row: two scratch cells, then [h, x, mask] (multiplied by P's rows [Wh, Wi, b]).
@@ -301,7 +302,7 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: st
                 else:
                     m.copy_(tb1 * m + omb1 * g)
                     v.copy_(tb2 * v + omb2 * (g * g))
-                    p.sub_(((m / c1[i]) / (torch.sqrt(v / c2[i]) + teps)) * teta)
+                    p.sub_(((m / c1[i]) / (ieee_sqrt(v / c2[i]) + teps)) * teta)
             step_losses[:, epoch * n:(epoch + 1) * n] = residuals.abs().to(torch.float64).numpy().T
             epoch_test[:, epoch] = _loss_sums(_forward_all(p, test.z, config.activation), test.labels)
             if progress is not None:
