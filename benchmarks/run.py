@@ -1,7 +1,7 @@
 """Time the training paths against the compiled reference, as issue 4 asks ("measured against the naive port").
 
-    python benchmarks/run.py            # the tutorial's size (1000 samples x 50 epochs): ~3-4 minutes on 2 cores
-    python benchmarks/run.py --quick    # 100 samples x 5 epochs: a smoke run of every measurement (~15 s)
+    python benchmarks/run.py            # the tutorial's size (1000 samples x 50 epochs): ~4-5 minutes on 2 cores
+    python benchmarks/run.py --quick    # 100 samples x 5 epochs: a smoke run of every measurement (~40 s)
     python benchmarks/run.py --json     # one JSON object on stdout instead of the table
 
 Measured, in this order, each in this process unless said otherwise:
@@ -15,7 +15,13 @@ Measured, in this order, each in this process unless said otherwise:
   x 2 dtypes, the torch backend's fast path, 2 workers), through the CLI, reports included;
 * ``compare_plain``: the same with ``--torch-path plain`` (the idiomatic nn.Module and autograd);
 * ``sweep_1`` / ``sweep_64``: ``sweep.run_sweep`` over 1 and 64 seeds (all 4 runs, torch batched, the
-  runs in 2 spawned workers: the defaults of ``fluxparity sweep``).
+  runs in 2 spawned workers: the defaults of ``fluxparity sweep``);
+* ``torch_compiled``: the ``torch_fast`` run's arithmetic as ONE ``torch.compile``d program (a scan over the
+  steps, inductor's C++ wrapper; ``benchmarks/_torch_compiled.py``, a measurement, not a product path):
+  compiled cold (inductor's caches off) once, then best of 3 warm runs. Its step losses are compared with
+  ``torch_fast``'s and with the eager fast path run once more with a correctly rounded ``Tensor.sqrt``. It
+  runs last, so the compiler's memory and worker processes do not weigh on the other rows; if it cannot
+  compile (e.g. no C++ compiler), the reason is reported and everything else still is.
 
 Peak memory is ``ru_maxrss`` of this process (and, separately, of its largest finished child process)
 after each measurement: it only grows, so each value is the peak so far. A child started by fork+exec
@@ -131,6 +137,35 @@ def main(argv=None) -> int:
     record(f"sweep_{args.seeds}", seconds, f"{args.seeds} seeds, 4 runs, 2 workers; torch batched: "
            + ", ".join(f"{k.split()[1]} {v:.1f}s" for k, v in big.seconds.items() if k.startswith("torch")))
 
+    def failure(error: Exception) -> str:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()
+                 and "TORCHDYNAMO_VERBOSE" not in line and "For more details" not in line]  # not PyTorch's hints
+        return f"{type(error).__name__}: {' / '.join(lines[:3])[:400]}"
+
+    compiled, check, compiled_error = None, {}, None
+    try:  # torch.compile: private PyTorch APIs and a C++ compiler; a failure is a finding, not a crash
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _torch_compiled import parity, train_compiled
+
+        compiled = train_compiled(config, data, initial, unroll=10, repeats=3)
+    except Exception as error:  # any failure of the compiler stack is reported as is
+        compiled_error = failure(error)
+    if compiled is not None:
+        try:
+            check = parity(config, data, initial, compiled, eager=fast)
+        except Exception as error:
+            compiled_error = f"the bit-identity check failed: {failure(error)}"
+    if compiled is not None:
+        note = (f"{label}; torch.compile, best of 3 warm (the compiled loop alone {compiled.loop_seconds:.3f} s; "
+                f"cold compile {compiled.compile_seconds:.1f} s; unroll {compiled.unroll})")
+        if check:
+            note += (f"; first step differing from torch_fast: {check['first_difference_step']} "
+                     f"(max |diff| {check['max_abs_step_loss_difference']:.1e}); "
+                     f"equals torch_fast with IEEE sqrt: {check['equals_eager_with_ieee_sqrt']}")
+        record("torch_compiled", compiled.run_seconds, note + (f"; {compiled_error}" if compiled_error else ""))
+    else:
+        log(f"  torch_compiled     failed: {compiled_error}")
+
     ref = rows["reference"][0]
     result = {
         "samples": samples, "epochs": epochs, "quick": args.quick, "cpus": os.cpu_count(),
@@ -150,6 +185,18 @@ def main(argv=None) -> int:
         "compare_plain_seconds": rows["compare_plain"][0],
         "sweep_seeds": args.seeds,
         "sweep64_over_one_seed": rows[f"sweep_{args.seeds}"][0] / rows["sweep_1"][0],
+        "torch_compiled_seconds": compiled.run_seconds if compiled else None,
+        "torch_compiled_loop_seconds": compiled.loop_seconds if compiled else None,  # the compiled program alone
+        "torch_compiled_compile_seconds": compiled.compile_seconds if compiled else None,
+        "torch_compiled_over_reference": compiled.run_seconds / ref if compiled else None,
+        "torch_fast_over_compiled": rows["torch_fast"][0] / compiled.run_seconds if compiled else None,
+        "torch_compiled_unroll": compiled.unroll if compiled else None,
+        "torch_compiled_error": compiled_error,  # None when it compiled, ran and was checked
+        # 0-based step; None: no step differs (or, with torch_compiled_error, not measured)
+        "compiled_first_difference_step": check.get("first_difference_step"),
+        "compiled_max_abs_step_loss_difference": check.get("max_abs_step_loss_difference"),
+        "compiled_differing_steps": check.get("differing_steps"),
+        "compiled_equals_eager_with_ieee_sqrt": bool(check.get("equals_eager_with_ieee_sqrt", False)),
         "targets": TARGETS,
     }
     result["targets_met"] = {key: bool(result[key] <= limit) for key, limit in TARGETS.items()}
@@ -162,9 +209,17 @@ def main(argv=None) -> int:
     for name, (s, note) in rows.items():
         own, kids = memory[name]
         print(f"{name:18s} {s:9.3f} {s / ref:12.1f} {own:12.0f} {kids:12.0f}  {note}")
+    if compiled is None:
+        print(f"{'torch_compiled':18s} {'failed':>9s}  {compiled_error}")
     print("\ntarget (issue 4)                 measured      limit   met")
     for key, limit in TARGETS.items():
         print(f"{key:30s} {result[key]:10.2f} {limit:10.2f}   {'yes' if result['targets_met'][key] else 'NO'}")
+        if key == "torch_fast_over_reference" and compiled:  # not a target row: not the product's path
+            print(f"{'torch_compiled_over_reference':30s} {result['torch_compiled_over_reference']:10.2f}"
+                  f"   (torch.compile of the whole loop, benchmarks/_torch_compiled.py, not the product path;"
+                  f" {result['torch_fast_over_compiled']:.1f}x faster than torch_fast)")
+        elif key == "torch_fast_over_reference":
+            print(f"{'torch_compiled_over_reference':30s} {'failed':>10s}   ({compiled_error})")
     print(f"{'torch_plain_over_fast':30s} {result['torch_plain_over_fast']:10.2f}")
     print(f"{'torch_fast_over_reference_python':30s} {result['torch_fast_over_reference_python']:10.2f}"
           "   (against the same reference kernel, interpreted)")

@@ -21,4 +21,16 @@ def test_quick_benchmark_prints_one_json_object_with_the_keys(tmp_path):
     assert result["fast_equals_plain_float64"] is True
     for key in ("torch_fast_over_reference", "reference_seconds", "compare_default_seconds", "sweep64_over_one_seed"):
         assert isinstance(result[key], float) and result[key] > 0
+    # torch.compile (benchmarks/_torch_compiled.py): timed and checked, or the reason it could not be
+    compiled = ("torch_compiled_seconds", "torch_compiled_compile_seconds", "torch_compiled_over_reference")
+    assert {*compiled, "compiled_first_difference_step", "compiled_equals_eager_with_ieee_sqrt",
+            "torch_compiled_error"} <= set(result)
+    assert isinstance(result["compiled_equals_eager_with_ieee_sqrt"], bool)
+    step = result["compiled_first_difference_step"]
+    assert step is None or (isinstance(step, int) and 0 <= step < 100 * 5)
+    if result["torch_compiled_error"] is None:
+        for key in compiled:
+            assert isinstance(result[key], float) and result[key] > 0
+    else:
+        assert isinstance(result["torch_compiled_error"], str) and result["torch_compiled_error"]
     assert not list(tmp_path.iterdir())  # the compare report went to a temporary folder
