@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from fluxparity.backends.base import epoch_sums
 from fluxparity.backends.pytorch import TorchBackend, ieee_sqrt
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.config import RunConfig
@@ -88,6 +89,7 @@ def test_optimisers_arithmetic_equals_the_reference_bit_for_bit_on_the_tutorial_
         np.testing.assert_array_equal(getattr(torch_run.final_params, name), getattr(ref.final_params, name))
     np.testing.assert_array_equal(torch_run.probe_predictions, ref.probe_predictions)
     np.testing.assert_array_equal(torch_run.epoch_test_loss, ref.epoch_test_loss)
+    np.testing.assert_array_equal(torch_run.epoch_train_loss, ref.epoch_train_loss)  # summed the same way
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -100,3 +102,20 @@ def test_plain_path_with_optimisers_arithmetic_equals_the_reference(dtype):
     plain = TorchBackend(optimizer="optimisers", path="plain").train(config, data, initial)
     np.testing.assert_array_equal(plain.step_losses, ref.step_losses)
     np.testing.assert_array_equal(plain.final_params.Wh, ref.final_params.Wh)
+    np.testing.assert_array_equal(plain.epoch_train_loss, ref.epoch_train_loss)
+
+
+def test_epoch_sums_add_in_training_order():
+    # values where adding one after the other and NumPy's pairwise sum give different float64 results
+    rng = np.random.default_rng(3)
+    losses = rng.random(2 * 1000) * 40
+    per_epoch = losses.reshape(2, -1)
+    assert any(np.sum(row) != _sequential(row) for row in per_epoch)  # the distinction is real here
+    np.testing.assert_array_equal(epoch_sums(losses, 2), [_sequential(row) for row in per_epoch])
+
+
+def _sequential(values) -> float:
+    total = 0.0
+    for value in values:
+        total += float(value)  # builtin sum() is compensated from Python 3.12 on: add by hand
+    return total

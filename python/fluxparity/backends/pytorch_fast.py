@@ -48,7 +48,7 @@ from ..adam import BETA1, BETA2, EPSILON
 from ..config import RunConfig
 from ..data import MAX_LENGTH, Dataset, pack
 from ..params import Params
-from .base import Progress, RunResult
+from .base import Progress, RunResult, epoch_sums
 from .pytorch import OPTIMIZERS, TORCH_DTYPES, ieee_sqrt
 
 WINDOW = MAX_LENGTH  # time steps per padded sequence
@@ -316,7 +316,7 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: st
         losses = step_losses[k]
         results.append(RunResult(
             step_losses=losses.copy(),
-            epoch_train_loss=np.array([losses[e * n:(e + 1) * n].sum() for e in range(epochs)]),
+            epoch_train_loss=epoch_sums(losses, epochs),
             epoch_test_loss=epoch_test[k].copy(),
             train_loss_before=float(train_before[k]),
             test_loss_before=float(test_before[k]),
