@@ -37,7 +37,7 @@ What is left are two functions whose eager CPU kernels are MKL's vector math (VM
 while inductor's scalar C++ calls the C library: ``sqrt`` (eager: not correctly rounded; ``std::sqrt``: the
 correctly rounded hardware instruction) and ``tanh`` (eager: MKL's ``v?Tanh``; ``std::tanh``: glibc's).
 :func:`vector_math_check` measures how often they differ; :func:`parity` checks that they are the only
-differences, by training the eager fast path again with :func:`ieee_sqrt` (and, for tanh, :func:`libm_tanh`)
+differences, by training the eager fast path again with :func:`tensor_sqrt_correctly_rounded` (and, for tanh, :func:`libm_tanh`)
 swapped in and comparing every step. ``python benchmarks/_torch_compiled.py`` prints both for the four runs.
 """
 
@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from fluxparity.adam import BETA1, BETA2, EPSILON
+from fluxparity.backends.pytorch import ieee_sqrt
 from fluxparity.config import RunConfig
 from fluxparity.data import MAX_LENGTH, Dataset
 from fluxparity.params import Params
@@ -253,13 +254,12 @@ def train_compiled(config: RunConfig, data: Dataset, initial: Params, unroll: in
 # --- how close to the eager fast path ---------------------------------------------------------------------
 
 @contextlib.contextmanager
-def ieee_sqrt():
-    """Within the block, ``Tensor.sqrt`` is correctly rounded (numpy's ``sqrt``), same dtype and shape."""
+def tensor_sqrt_correctly_rounded():
+    """Within the block, ``Tensor.sqrt`` is ``fluxparity``'s :func:`ieee_sqrt` (NumPy's, correctly rounded)."""
     eager = torch.Tensor.sqrt
 
     def correctly_rounded(self):
-        values = self.detach().numpy()
-        return torch.from_numpy(np.array(np.sqrt(values), dtype=values.dtype))  # same shape, 0-d included
+        return ieee_sqrt(self)
 
     torch.Tensor.sqrt = correctly_rounded
     try:
@@ -317,7 +317,7 @@ def parity(config: RunConfig, data: Dataset, initial: Params, compiled: Compiled
 
     if eager is None:
         eager = train_batch([(config, data, initial)])[0]
-    with ieee_sqrt():
+    with tensor_sqrt_correctly_rounded():
         eager_ieee = train_batch([(config, data, initial)])[0]
     step, worst = first_difference(compiled.step_losses, eager.step_losses)
     ieee_step, ieee_worst = first_difference(compiled.step_losses, eager_ieee.step_losses)
@@ -332,7 +332,7 @@ def parity(config: RunConfig, data: Dataset, initial: Params, compiled: Compiled
         "equals_eager_with_ieee_sqrt": _same(compiled, eager_ieee),
     }
     if config.activation == "tanh":
-        with ieee_sqrt(), libm_tanh():
+        with tensor_sqrt_correctly_rounded(), libm_tanh():
             eager_libm = train_batch([(config, data, initial)])[0]
         result["libm_tanh_first_difference_step"] = first_difference(compiled.step_losses,
                                                                      eager_libm.step_losses)[0]

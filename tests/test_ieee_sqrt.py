@@ -70,6 +70,8 @@ def test_ieee_sqrt_works_on_strided_views_and_rejects_other_devices():
     base = torch.arange(12, dtype=torch.float64).reshape(3, 4)
     view = base[:, ::2]
     np.testing.assert_array_equal(ieee_sqrt(view).numpy(), np.sqrt(view.numpy()))
+    scalar = ieee_sqrt(torch.tensor(2.0, dtype=torch.float32))
+    assert scalar.shape == () and scalar.dtype == torch.float32 and scalar.item() == float(np.sqrt(np.float32(2)))
     meta = torch.empty(3, device="meta")
     with pytest.raises(ValueError, match="CPU tensor"):
         ieee_sqrt(meta)

@@ -61,7 +61,7 @@ def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
     """
     if x.device.type != "cpu":
         raise ValueError(f"ieee_sqrt needs a CPU tensor, got one on {x.device}")
-    return torch.from_numpy(np.sqrt(x.detach().numpy()))
+    return torch.from_numpy(np.asarray(np.sqrt(x.detach().numpy())))  # asarray: a 0-d result stays an array
 
 
 class OptimisersAdam(torch.optim.Optimizer):
