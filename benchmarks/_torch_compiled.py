@@ -56,13 +56,12 @@ import numpy as np
 import torch
 
 from fluxparity.adam import BETA1, BETA2, EPSILON
-from fluxparity.backends.pytorch import ieee_sqrt
+from fluxparity.backends.pytorch import TORCH_DTYPES, ieee_sqrt
 from fluxparity.config import RunConfig
 from fluxparity.data import MAX_LENGTH, Dataset
 from fluxparity.params import Params
 
 WINDOW = MAX_LENGTH  # time steps per padded sequence, as in the fast path
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # the inductor options of this one compilation (the C++ wrapper: no Python between the scan's iterations)
 INDUCTOR_OPTIONS = {"cpp_wrapper": True}
 
@@ -102,7 +101,7 @@ def _step_scalars(steps: int, lr: float) -> tuple[list[float], list[float]]:
 
 def _inputs(config: RunConfig, data: Dataset, initial: Params, unroll: int) -> tuple[torch.Tensor, ...]:
     """The scan's initial state and its per-step inputs, each shaped (steps // unroll, unroll, ...)."""
-    dtype = DTYPES[config.dtype]
+    dtype = TORCH_DTYPES[config.dtype]
     n, epochs = len(data.train_sequences), config.epochs
     steps = n * epochs
     x, mask = np.zeros((n, WINDOW)), np.zeros((n, WINDOW))

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     samples, epochs = (100, 5) if args.quick else (1000, 50)
 
     from fluxparity.backends.pytorch import TorchBackend
-    from fluxparity.backends.pytorch_fast import TorchFastBackend, train_batch
+    from fluxparity.backends.pytorch_fast import train_batch
     from fluxparity.backends.reference import ReferenceBackend
     from fluxparity.cli import main as cli_main
     from fluxparity.config import ACTIVATIONS, DTYPES, RunConfig
@@ -96,13 +96,13 @@ def main(argv=None) -> int:
     for a in ACTIVATIONS:
         for d in DTYPES:
             ReferenceBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
-            TorchFastBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
+            TorchBackend(path="fast").train(RunConfig(a, d, epochs=1), tiny_data, initial)
             TorchBackend(path="plain").train(RunConfig(a, d, epochs=1), tiny_data, initial)
 
     label = f"identity/float64, {samples} x {epochs}"
     seconds, plain = timed(lambda: TorchBackend(path="plain").train(config, data, initial))
     record("torch_plain", seconds, label)
-    seconds, fast = timed(lambda: TorchFastBackend().train(config, data, initial))
+    seconds, fast = timed(lambda: TorchBackend(path="fast").train(config, data, initial))
     same = bool(np.array_equal(fast.step_losses, plain.step_losses))
     record("torch_fast", seconds, f"{label}; step losses identical to plain: {same}")
     seconds = min(timed(lambda: ReferenceBackend().train(config, data, initial))[0] for _ in range(3))

@@ -9,7 +9,7 @@ import pytest
 
 from fluxparity import models
 
-from models_support import MODEL_IDS, MODELS
+from models_support import MODEL_IDS, MODELS, random_case
 
 # Central differences with step 1e-6 in float64: truncation ~1e-12, cancellation ~1e-10 relative.
 FINITE_DIFFERENCE = dict(rtol=1e-6, atol=1e-8)
@@ -31,16 +31,7 @@ SIZE_IDS = [f"in{i}-h{h}-len{n}-b{b}" for i, h, n, b in SIZES]
 
 
 def _case(kind, activation, size, head, seed=1):
-    n_in, n_hidden, length, batch = size
-    rng = np.random.default_rng(seed)
-    params = models.init_model(
-        kind, n_in, n_hidden, 2 if head else None, seed=rng, dtype=np.float64, activation=activation
-    )
-    flat = {n: a + 0.3 * rng.standard_normal(a.shape, dtype=np.float64) for n, a in models.flat_params(params).items()}
-    params = models.with_flat_params(params, flat)
-    x = rng.standard_normal((n_in, length, batch), dtype=np.float64)
-    d_outputs = rng.standard_normal((params.output_size, length, batch), dtype=np.float64)
-    return params, x, d_outputs
+    return random_case(kind, activation, size, head, seed=seed, head_outputs=2, perturb_all=True)
 
 
 def _weighted_loss(params, x, d_outputs, fast):

@@ -13,7 +13,7 @@ import torch
 
 from fluxparity import models
 
-from models_support import MODEL_IDS, MODELS, float64_everywhere  # noqa: F401 (an autouse fixture)
+from models_support import MODEL_IDS, MODELS, float64_everywhere, random_case  # noqa: F401 (an autouse fixture)
 
 FLOAT64_PARITY = dict(rtol=0.0, atol=1e-10)
 TWICE_AS_FAR = dict(rtol=1e-12)  # same gradients, same Adam arithmetic: only rounding separates 2x from exact
@@ -26,18 +26,7 @@ SIZE_IDS = [f"in{i}-h{h}-len{n}-b{b}" for i, h, n, b in SIZES]
 
 
 def _case(kind, activation, size, head, seed=0):
-    n_in, n_hidden, length, batch = size
-    rng = np.random.default_rng(seed)
-    params = models.init_model(
-        kind, n_in, n_hidden, 1 if head else None, seed=rng, dtype=np.float64, activation=activation
-    )
-    # Nonzero biases, so that bias handling is exercised (Flux initialises them to zero).
-    flat = {n: (a + 0.3 * rng.standard_normal(a.shape, dtype=np.float64) if n.endswith(("bias", ".b")) else a)
-            for n, a in models.flat_params(params).items()}
-    params = models.with_flat_params(params, flat)
-    x = rng.standard_normal((n_in, length, batch), dtype=np.float64)
-    d_outputs = rng.standard_normal((params.output_size, length, batch), dtype=np.float64)  # d loss / d outputs
-    return params, x, d_outputs
+    return random_case(kind, activation, size, head, seed=seed, head_outputs=1, perturb_all=False)
 
 
 @pytest.mark.parametrize("head", [False, True], ids=["no-head", "dense-head"])
@@ -114,24 +103,23 @@ def test_one_bias_rnn_matches_nn_rnn(activation):
     )
 
 
-def test_lstm_with_converted_weights_matches_reference():
-    params, x, _ = _case("lstm", "tanh", (3, 8, 5, 4), head=False)
-    lstm = _load(torch.nn.LSTM(3, 8, dtype=torch.float64), params.cell)
-    hidden, _ = lstm(torch.from_numpy(x.transpose(1, 2, 0)))
-    # nn.LSTM (gates i, f, g, o) with Flux's Wi/Wh/bias (input, forget, cell, output): every step's h
+def _assert_builtin_layer_matches_reference(kind, layer_class):
+    params, x, _ = _case(kind, "tanh", (3, 8, 5, 4), head=False)
+    layer = _load(layer_class(3, 8, dtype=torch.float64), params.cell)
+    hidden, _ = layer(torch.from_numpy(x.transpose(1, 2, 0)))
     torch.testing.assert_close(
         hidden.detach().permute(2, 0, 1), torch.from_numpy(models.outputs(params.cell, x, fast=False)), **FLOAT64_PARITY
     )
+
+
+def test_lstm_with_converted_weights_matches_reference():
+    # nn.LSTM (gates i, f, g, o) with Flux's Wi/Wh/bias (input, forget, cell, output): every step's h
+    _assert_builtin_layer_matches_reference("lstm", torch.nn.LSTM)
 
 
 def test_gru_with_converted_weights_matches_reference():
-    params, x, _ = _case("gru", "tanh", (3, 8, 5, 4), head=False)
-    gru = _load(torch.nn.GRU(3, 8, dtype=torch.float64), params.cell)
-    hidden, _ = gru(torch.from_numpy(x.transpose(1, 2, 0)))
     # nn.GRU (r, z, n; reset after the product) with b_hn = 0 vs Flux's GRU: every step's h
-    torch.testing.assert_close(
-        hidden.detach().permute(2, 0, 1), torch.from_numpy(models.outputs(params.cell, x, fast=False)), **FLOAT64_PARITY
-    )
+    _assert_builtin_layer_matches_reference("gru", torch.nn.GRU)
 
 
 def test_frozen_hidden_bias_gets_no_gradient_and_stays_zero():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fluxparity.backends.pytorch import TorchBackend
-from fluxparity.backends.pytorch_fast import TorchFastBackend, train_batch, train_many
+from fluxparity.backends.pytorch_fast import train_batch, train_many
 from fluxparity.config import RunConfig
 
 from conftest import make_inputs
@@ -31,7 +31,7 @@ def test_float64_fast_equals_plain_at_every_step(activation, optimizer):
     data, initial = make_inputs(40, seed=1)
     config = RunConfig(activation, "float64", epochs=3, lr=1e-2)  # a larger lr: parameters move visibly
     plain = TorchBackend(optimizer, path="plain").train(config, data, initial)
-    fast = TorchFastBackend(optimizer).train(config, data, initial)
+    fast = TorchBackend(optimizer, path="fast").train(config, data, initial)
     assert_same_run(fast, plain, **EXACT)
     assert fast.notes["path"] == "fast" and plain.notes["path"] == "plain"
     assert np.abs(fast.final_params.Wi - initial.Wi).max() > 1e-3  # it did train
@@ -95,7 +95,15 @@ def test_batch_rejects_mixed_configurations_and_sizes():
 
 def test_fast_path_leaves_no_autograd_state_and_returns_float64():
     data, initial = make_inputs(10)
-    result = TorchFastBackend().train(RunConfig("identity", "float32", epochs=1), data, initial)
+    result = TorchBackend(path="fast").train(RunConfig("identity", "float32", epochs=1), data, initial)
     assert result.step_losses.dtype == np.float64 and result.step_losses.shape == (10,)
     assert result.final_params.Wi.shape == (1, 1) and result.final_params.bias.shape == (1,)
     assert torch.is_grad_enabled()
+
+
+def test_an_unknown_optimizer_is_refused_by_name_on_every_path():
+    data, initial = make_inputs(3)
+    config = RunConfig("identity", "float64", epochs=1)
+    for attempt in (lambda: TorchBackend("adamw"), lambda: train_batch([(config, data, initial)], "adamw")):
+        with pytest.raises(ValueError, match=r"unknown optimizer 'adamw'; choose from torch, optimisers"):
+            attempt()

@@ -98,12 +98,16 @@ class OptimisersAdam(torch.optim.Optimizer):
         return loss
 
 
+def check_optimizer(kind: str) -> None:
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {kind!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
 def make_optimizer(kind: str, params, lr: float) -> torch.optim.Optimizer:
+    check_optimizer(kind)
     if kind == "torch":
         return torch.optim.Adam(params, lr=lr, betas=(BETA1, BETA2), eps=EPSILON)
-    if kind == "optimisers":
-        return OptimisersAdam(params, lr=lr)
-    raise ValueError(f"unknown optimizer {kind!r}; choose from {', '.join(OPTIMIZERS)}")
+    return OptimisersAdam(params, lr=lr)
 
 
 def _as_inputs(sequences, dtype: torch.dtype) -> list[torch.Tensor]:
@@ -134,8 +138,7 @@ class TorchBackend:
     cost_rank = 0  # the slowest backend: start it first when runs are spread over processes
 
     def __init__(self, optimizer: str = "torch", path: str = "fast") -> None:
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        check_optimizer(optimizer)
         if path not in PATHS:
             raise ValueError(f"unknown torch path {path!r}; choose from {', '.join(PATHS)}")
         self.optimizer = optimizer

@@ -49,7 +49,7 @@ from ..config import RunConfig
 from ..data import MAX_LENGTH, Dataset, pack
 from ..params import Params
 from .base import Progress, RunResult, epoch_sums
-from .pytorch import OPTIMIZERS, TORCH_DTYPES, ieee_sqrt
+from .pytorch import TORCH_DTYPES, check_optimizer, ieee_sqrt
 
 WINDOW = MAX_LENGTH  # time steps per padded sequence
 # Columns of a padded row: two scratch cells, then [h, x, mask] (multiplied by P's rows [Wh, Wi, b]).
@@ -156,8 +156,7 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: st
     :class:`RunResult`, equal to what ``TorchBackend(optimizer).train(config, data, initial)`` returns for
     each run (``seconds`` is the batch's wall time, shared).
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    check_optimizer(optimizer)
     config, n = _check_batch(runs)
     dtype = TORCH_DTYPES[config.dtype]
     tanh = config.activation == "tanh"
@@ -350,21 +349,3 @@ def train_many(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: str
         for index, result in zip(indices, train_batch([runs[i] for i in indices], optimizer, progress)):
             results[index] = result
     return results  # type: ignore[return-value]
-
-
-class TorchFastBackend:
-    """The fast path for one run, with the Backend interface (results equal ``TorchBackend``'s)."""
-
-    name = "torch"
-
-    def __init__(self, optimizer: str = "torch") -> None:
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-        self.optimizer = optimizer
-
-    def unavailable_reason(self) -> Optional[str]:
-        return None
-
-    def train(self, config: RunConfig, data: Dataset, initial: Params,
-              progress: Optional[Progress] = None) -> RunResult:
-        return train_batch([(config, data, initial)], self.optimizer, progress)[0]
