@@ -17,6 +17,7 @@ from ._rules import (
     parse_spec as parse_spec,
     rule as rule,
     to_dict as to_dict,
+    to_julia as to_julia,
 )
 
 # torch-side names load on first use: the Flux worker's process imports this package and must never import

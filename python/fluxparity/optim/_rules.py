@@ -292,3 +292,26 @@ def from_dict(d: dict[str, Any]) -> Rule:
     if name == "OptimiserChain" and "opts" in fields:
         fields["opts"] = tuple(from_dict(o) for o in fields["opts"])
     return rule(name, **fields)
+
+
+def to_julia(r: Rule) -> str:
+    """Julia source of the :func:`to_dict` dict, as ``julia/optimisers.jl``'s ``optimisers_rule`` takes it:
+    ``Dict{String,Any}("rule" => "Momentum", "eta" => 0.01, "rho" => 0.9)`` (evaluate it with juliacall's
+    ``seval``; every value is a number, a bool, a rule name or a list of those, so the text is exact)."""
+    return _julia_value(to_dict(r))
+
+
+def _julia_value(v: Any) -> str:
+    if isinstance(v, dict):
+        return "Dict{String,Any}(" + ", ".join(f"{_julia_value(k)} => {_julia_value(x)}" for k, x in v.items()) + ")"
+    if isinstance(v, list):
+        return "Any[" + ", ".join(_julia_value(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return ("Inf" if v > 0 else "-Inf") if math.isinf(v) else repr(v)  # repr round-trips; Julia reads 1e-08
+    if isinstance(v, str) and v.isidentifier():
+        return f'"{v}"'
+    raise ValueError(f"cannot write {v!r} as Julia source")  # pragma: no cover - to_dict makes none
