@@ -69,7 +69,7 @@ def julia_script(dtype: str) -> str:
 
 @pytest.mark.julia
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_optimisers_jl_agrees_with_the_reference(julia_with_repository_project, tmp_path, dtype):
+def test_optimisers_jl_agrees_with_the_reference(julia_with_repository_project, tmp_path, dtype):  # noqa: F811
     script = tmp_path / "optimisers_check.jl"
     script.write_text(julia_script(dtype), encoding="utf-8")
     completed = subprocess.run([julia_with_repository_project, "--startup-file=no", f"--project={ROOT}", str(script)],
