@@ -101,7 +101,8 @@ def _core(r: Rule) -> tuple[type, dict, bool, str]:
         return o.NAdam, dict(lr=r["eta"] / math.sqrt(b2), betas=r["beta"], eps=r["epsilon"] / math.sqrt(b2),
                              momentum_decay=NADAM_MOMENTUM_DECAY), True, (
             "Optimisers' denominator is sqrt(β2·v/(1-β2^t)) + ϵ and its momentum weight is β1 every step: "
-            "lr=η/√β2, eps=ϵ/√β2 and a huge momentum_decay make torch's the same")
+            "lr=η/√β2, eps=ϵ/√β2 and a huge momentum_decay make torch's the same; torch keeps mu_product in a "
+            "float32 tensor, so its float64 update is only float32-accurate")
     if n == "AdaGrad":
         return o.Adagrad, dict(lr=r["eta"], eps=r["epsilon"], initial_accumulator_value=r["epsilon"]), True, (
             "the accumulator starts at ϵ: initial_accumulator_value=ϵ (torch's default is 0)")
