@@ -274,3 +274,14 @@ def test_flux_optimiser_skips_parameters_without_gradients():
     FluxOptimiser([a, b], rule("Descent", eta=0.5)).step()
     assert_array_equal(a.numpy(), [0.5, 0.5])
     assert_array_equal(b.numpy(), [1.0, 1.0])
+
+
+def test_rounding_budget_is_u_times_the_running_sum_of_size_and_move():
+    # Hand numbers: x goes 1 -> 2 -> 2 in float64, u = 2^-53; budgets 3u after step 1, 3u + 2u after step 2.
+    u = 2.0**-53
+    start, ref = {"x": np.array([1.0])}, [{"x": np.array([2.0])}, {"x": np.array([2.0])}]
+    budget = rounding_budget(ref, start)
+    assert [b["x"][0] for b in budget] == [3 * u, 5 * u]
+    other = [{"x": np.array([2.0 + 2.0**-51])}, {"x": np.array([2.0])}]  # 4u off at step 1
+    assert budget_ratio(other, ref, budget) == pytest.approx(4 / 3, rel=1e-15)
+    assert budget_ratio(ref, ref, budget) == 0
