@@ -2,7 +2,7 @@
 
 The parent (this module) never imports juliacall: it probes for a Julia with
 :mod:`fluxparity.juliaprobe`, writes the run's inputs to a temporary folder, and starts
-``python -m fluxparity.backends._flux_worker`` with ``PYTHON_JULIACALL_EXE`` and
+the worker (:func:`worker_command`; the current folder is not importable there) with ``PYTHON_JULIACALL_EXE`` and
 ``PYTHON_JULIACALL_PROJECT`` set, so that juliacall starts that Julia and never downloads one. The worker
 imports juliacall and never torch (the two must not share a process). A Julia exception becomes a
 :class:`BackendError` naming it; a worker that dies or outlives its timeout is killed with everything it
@@ -186,9 +186,23 @@ def _worker_environment(environment: juliaprobe.FluxEnvironment) -> dict:
     return env
 
 
+# `python -m` and `python -c` put the current folder first on sys.path, so a numpy.py there would be imported
+# in place of NumPy. The worker therefore starts from this bootstrap, which drops it before importing anything
+# (`python -P` does the same, but only from Python 3.11). The package root comes through PYTHONPATH.
+_WORKER_BOOTSTRAP = (
+    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "from fluxparity.backends._flux_worker import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def worker_command(workdir) -> list[str]:
+    """The Flux worker's command line: this Python, the current folder not importable."""
+    return [sys.executable, "-c", _WORKER_BOOTSTRAP, str(workdir)]
+
+
 def _run_worker(workdir: Path, env: dict, timeout: float, progress: Optional[Progress]) -> tuple[int, deque]:
     """Run the worker to completion: ``(exit code, last output lines)``. Raises BackendError on timeout."""
-    command = [sys.executable, "-m", "fluxparity.backends._flux_worker", str(workdir)]
+    command = worker_command(workdir)
     output: deque = deque(maxlen=_OUTPUT_LINES_KEPT)
 
     def on_line(line: str) -> None:
@@ -225,7 +239,12 @@ def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Pa
     error_file = workdir / "error.json"
     result_file = workdir / "result.json"
     if error_file.is_file():
-        error = json.loads(error_file.read_text(encoding="utf-8"))
+        try:
+            error = json.loads(error_file.read_text(encoding="utf-8"))
+            error = {k: str(error.get(k, "?")) for k in ("kind", "type", "message")}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise BackendError(f"the Flux worker {_describe_exit(exit_code)} and left an unreadable error report "
+                               f"({exc}). Last output:\n{_tail(output)}") from None
         if error["kind"] == "julia":
             raise BackendError(f"Julia raised {error['type']}: {error['message']}")
         if error["kind"] == "juliacall":
