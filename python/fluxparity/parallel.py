@@ -71,12 +71,36 @@ def spawn_pool(workers: int):
 
 def stop_pool(pool) -> None:
     """Stop every worker of ``pool`` now (a failure or a signal must not wait for the others to finish)."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    # The queue's feeder thread may be blocked writing a task to workers about to be gone; shutting down
+    # would then wait for it forever (a known trap of ProcessPoolExecutor). Never wait for it, and close
+    # the pipe's reading end so that its write fails and the thread ends.
+    call_queue = getattr(pool, "_call_queue", None)
+    if call_queue is not None:
+        call_queue.cancel_join_thread()
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         try:
             process.terminate()
         except (OSError, ValueError):
             pass
-    pool.shutdown(wait=True, cancel_futures=True)
+    for process in processes:
+        try:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        except (OSError, ValueError, AssertionError):
+            pass
+    reader = getattr(call_queue, "_reader", None)
+    if reader is not None:
+        try:
+            reader.close()
+        except OSError:
+            pass
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except RuntimeError:  # stopped while it was starting (a signal during submit): nothing left to join
+        pass
 
 
 def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) -> RunResult:
