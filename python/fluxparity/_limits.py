@@ -64,11 +64,11 @@ def report_disk(samples: int, epochs: int, runs: int, backends: int) -> int:
 def free_disk(path: Path) -> Optional[int]:
     """Free bytes on the file system that holds ``path`` (or its nearest existing ancestor)."""
     probe = Path(path).absolute()
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
     try:
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
         return shutil.disk_usage(probe).free
-    except OSError:
+    except OSError:  # e.g. a name too long: the folder check says so, in its words
         return None
 
 

@@ -71,6 +71,12 @@ _nonnegative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive finite number")
 
 
+def _out_folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder name, got {text!r}")
+    return Path(text)
+
+
 def _choice_or_both(allowed):
     def parse(text: str) -> tuple[str, ...]:
         if text == "both":
@@ -147,7 +153,7 @@ def _add_training_arguments(p: argparse.ArgumentParser, out: str, files: str) ->
     p.add_argument("--samples", type=_positive_int, default=1000, help="training sequences (test = 2x); default 1000")
     p.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate; default 1e-3")
-    p.add_argument("--out", type=Path, default=Path(out), help=f"folder for {files} (default ./{out})")
+    p.add_argument("--out", type=_out_folder, default=Path(out), help=f"folder for {files} (default ./{out})")
     p.add_argument("--torch-optimizer", choices=("torch", "optimisers"), default=None,
                    help="torch: torch.optim.Adam (default, what a port uses); optimisers: Optimisers.jl's arithmetic")
     p.add_argument("--reference-tanh", choices=("exact", "fast"), default=None,

@@ -343,8 +343,12 @@ def check_project(
     project_file = next((path / n for n in ("JuliaProject.toml", "Project.toml") if (path / n).is_file()), None)
     if project_file is None:
         return not_ready("has no Project.toml.")
+    try:
+        project_text = project_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return not_ready(f"has a {project_file.name} that cannot be read as UTF-8 text ({exc}).")
     direct = {}
-    for header, keys in _toml_sections(project_file.read_text(encoding="utf-8")):
+    for header, keys in _toml_sections(project_text):
         if header == "deps":
             direct = keys
     missing = [name for name in REQUIRED_PACKAGES if name not in direct]
@@ -354,8 +358,12 @@ def check_project(
     manifest = next((path / n for n in _manifest_names(julia_version) if (path / n).is_file()), None)
     if manifest is None:
         return not_ready("is not instantiated (no Manifest.toml): " + _instantiate_hint(path, source))
+    try:
+        manifest_text = manifest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return not_ready(f"has a {manifest.name} that cannot be read as UTF-8 text ({exc}).")
     versions = {}
-    for header, keys in _toml_sections(manifest.read_text(encoding="utf-8")):
+    for header, keys in _toml_sections(manifest_text):
         name = header[len("deps."):] if header.startswith("deps.") else header
         if name in REQUIRED_PACKAGES and "version" in keys:
             versions[name] = keys["version"]

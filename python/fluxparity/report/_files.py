@@ -42,13 +42,20 @@ def check_out_folder(out_dir, names: Iterable[str]) -> None:
     text = str(out_dir)
     if text in ("", "."):
         raise OutFolderError(f"--out {text!r} names no folder of its own; give a new or report folder's name")
+    name_bytes = len(os.fsencode(out_dir.absolute().name))
+    if name_bytes + 40 > 255:  # file systems allow 255 bytes a name; the scratch names add up to 40
+        raise OutFolderError(f"--out {text!r}: the folder name is too long ({name_bytes} bytes; at most 215)")
+    try:
+        _check_existing(out_dir, names, text)
+    except OSError as exc:
+        raise OutFolderError(f"--out {text!r} cannot be used: {exc.strerror or exc}") from None
+
+
+def _check_existing(out_dir: Path, names, text: str) -> None:
     resolved = out_dir.resolve()
     if resolved == Path(resolved.anchor) or Path.cwd().resolve().is_relative_to(resolved):
         raise OutFolderError(f"--out {text!r} is the current folder or one above it; the report folder is "
                              "replaced as a whole, so give a folder of its own")
-    if len(os.fsencode(resolved.name)) + 40 > 255:  # room for the scratch names made from it
-        raise OutFolderError(f"--out {text!r}: the folder name is too long ({len(os.fsencode(resolved.name))} "
-                             "bytes; at most 215)")
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise OutFolderError(f"--out {text!r} exists and is not a directory")
     if out_dir.is_dir():
