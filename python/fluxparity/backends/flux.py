@@ -28,6 +28,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import juliaprobe
+from .._npzio import Expect, NpzError, read_npz
 from .._subprocess import run_streaming
 from ..config import RunConfig
 from ..data import Dataset, pack
@@ -256,13 +257,21 @@ def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Pa
             f"(a crash inside Julia or Python). Last output:\n{_tail(output)}"
         )
     scalars = json.loads(result_file.read_text(encoding="utf-8"))
-    with np.load(workdir / "result.npz") as npz:
-        arrays = {name: np.array(npz[name], dtype=np.float64) for name in ARRAY_FIELDS}
-        if isinstance(initial, Params):
-            final_params = Params(**{name: np.array(npz[name], dtype=np.float64) for name in TUTORIAL_WEIGHTS})
-        else:
-            flat = {name: np.array(npz[name], dtype=np.float64) for name in flat_params(initial)}
-            final_params = with_flat_params(initial, flat)
+    # Every entry's header (name, dtype, shape) is checked before its data is read; the weights must come
+    # back in the shapes they were sent in.
+    weights = ({name: getattr(initial, name) for name in TUTORIAL_WEIGHTS} if isinstance(initial, Params)
+               else flat_params(initial))
+    expected = {name: Expect((None,), ("float64",)) for name in ARRAY_FIELDS}
+    expected.update({name: Expect(np.shape(array), ("float64",)) for name, array in weights.items()})
+    try:
+        npz = read_npz(workdir / "result.npz", expected)
+    except NpzError as exc:
+        raise BackendError(f"the Flux worker's result is not what was expected: {exc}") from None
+    arrays = {name: npz[name] for name in ARRAY_FIELDS}
+    if isinstance(initial, Params):
+        final_params = Params(**{name: npz[name] for name in TUTORIAL_WEIGHTS})
+    else:
+        final_params = with_flat_params(initial, {name: npz[name] for name in weights})
     return RunResult(
         step_losses=arrays["step_losses"],
         epoch_train_loss=arrays["epoch_train_loss"],
