@@ -47,17 +47,22 @@ def test_sigterm_and_sighup_end_the_run_like_ctrl_c(tmp_path, command, signum, c
         kill_marked(marker)
 
 
-def test_workers_end_when_the_parent_is_killed_with_sigkill(tmp_path):
-    marker = new_marker()
-    proc = start_cli([*LONG_COMPARE, "--out", str(tmp_path / "report")], marker)
+def _sigkill_leaves_nothing(proc, marker, ready) -> None:
+    """``ready()`` once the children are up; then SIGKILL ``proc`` (no handler runs) and wait for all to end."""
     try:
-        assert wait_until(lambda: _workers_started(proc, marker), 60), "the pool workers never started"
-        proc.kill()  # SIGKILL: no handler runs in the parent
+        assert ready(), "the children never started"
+        proc.kill()
         proc.wait(timeout=10)
         assert wait_until(lambda: not marked_pids(marker), 15), f"left behind: {marked_pids(marker)}"
     finally:
         proc.kill()
         kill_marked(marker)
+
+
+def test_workers_end_when_the_parent_is_killed_with_sigkill(tmp_path):
+    marker = new_marker()
+    proc = start_cli([*LONG_COMPARE, "--out", str(tmp_path / "report")], marker)
+    _sigkill_leaves_nothing(proc, marker, lambda: wait_until(lambda: _workers_started(proc, marker), 60))
 
 
 def test_the_flux_worker_and_what_it_started_end_with_its_parent(tmp_path):
@@ -80,15 +85,8 @@ def test_the_flux_worker_and_what_it_started_end_with_its_parent(tmp_path):
     """)
     proc = subprocess.Popen([sys.executable, "-c", parent], env=marked_env(marker), stdout=subprocess.PIPE,
                             start_new_session=True)
-    try:
-        assert proc.stdout.readline() == b"ready\n"
-        assert len(marked_pids(marker)) == 3  # parent, worker, its sleep
-        proc.kill()
-        proc.wait(timeout=10)
-        assert wait_until(lambda: not marked_pids(marker), 15), f"left behind: {marked_pids(marker)}"
-    finally:
-        proc.kill()
-        kill_marked(marker)
+    # ready: the parent, the worker and its sleep
+    _sigkill_leaves_nothing(proc, marker, lambda: proc.stdout.readline() == b"ready\n" and len(marked_pids(marker)) == 3)
 
 
 def test_the_flux_worker_does_not_import_from_the_current_folder(tmp_path):
