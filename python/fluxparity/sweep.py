@@ -239,8 +239,8 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
         # slowest first (tanh and float32 take more torch ops per step), so that the workers end together
         order = sorted(range(len(configs)), key=lambda i: (configs[i].activation != "tanh", configs[i].dtype != "float32"))
         with spawn_pool(min(workers, len(configs))) as pool:  # spawned: never fork a process that loaded torch
-            futures = {i: pool.submit(_sweep_run, configs[i], seed_list, samples, None, *options) for i in order}
-            try:
+            try:  # a signal may come while submitting, too: the workers must then be stopped, not awaited
+                futures = {i: pool.submit(_sweep_run, configs[i], seed_list, samples, None, *options) for i in order}
                 for i in order:
                     outcomes[i] = futures[i].result()
                     if progress is not None:
