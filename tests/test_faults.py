@@ -99,7 +99,7 @@ def test_the_flux_worker_does_not_import_from_the_current_folder(tmp_path):
     assert done.returncode != 42
 
 
-def test_pool_workers_do_not_import_from_the_current_folder(tmp_path):
+def test_the_pool_initializer_drops_the_current_folder_from_sys_path():
     from fluxparity.parallel import _watch_parent
 
     sys_path = list(sys.path)
