@@ -259,6 +259,12 @@ def test_an_odd_earlier_report_is_replaced_whole(earlier_report):
     assert _no_scratch(earlier_report)
 
 
+def test_scratch_an_older_version_left_inside_the_report_goes_with_the_swap(earlier_report):
+    (earlier_report / ".fluxparity-k2j4x9").mkdir()  # what a killed run of an older version left
+    assert main(["compare", *PAIR, *TINY, "--seed", "2", "--out", str(earlier_report)]) == 0
+    assert not (earlier_report / ".fluxparity-k2j4x9").exists()
+
+
 def test_a_second_writer_to_the_same_out_is_refused(earlier_report, capsys):
     from fluxparity.report._files import FILES, OutLock
 

@@ -59,7 +59,9 @@ def _check_existing(out_dir: Path, names, text: str) -> None:
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise OutFolderError(f"--out {text!r} exists and is not a directory")
     if out_dir.is_dir():
-        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in names)
+        # scratch that older fluxparity versions left inside the folder is ours, and goes with the swap
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in names
+                         and not p.name.startswith(_SCRATCH_PREFIX))
         if foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise OutFolderError(f"--out {text!r} holds files that are not a fluxparity report ({shown}); the report "
