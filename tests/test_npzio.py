@@ -154,3 +154,13 @@ def test_a_member_that_is_not_an_array_is_refused(tmp_path):
 def test_shape_wildcards(tmp_path):
     out = read_npz(good(tmp_path / "w.npz"), {**WEIGHTS, "cell.Wh": Expect((4, None), ("float64",))})
     assert out["cell.Wh"].shape == (4, 4)
+
+
+def test_ascii_text_as_uint8_codes(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, format=np.frombuffer(b"fluxparity-weights/1", np.uint8), kind=np.array([0xff, 0x41], np.uint8))
+    assert read_npz(path, {"format": Expect.ascii()}, allow_unexpected=True) == {"format": "fluxparity-weights/1"}
+    with pytest.raises(NpzError, match="entry 'kind': expected ASCII text"):
+        read_npz(path, {"format": Expect.ascii(), "kind": Expect.ascii()})
+    with pytest.raises(NpzError, match="entry 'format': expected ASCII text as a uint8 array of at most 4 codes"):
+        read_npz(path, {"format": Expect.ascii(4)}, allow_unexpected=True)

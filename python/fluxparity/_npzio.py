@@ -11,7 +11,7 @@ entry, what was expected and what was found; missing and unexpected entries are 
 
 Arrays come back C-contiguous, in native byte order, with the dtype the file declared (one of the allowed
 ones); a text entry (:meth:`Expect.text`: a NumPy ``str`` or ``bytes`` scalar or 0-d array) comes back as a
-Python ``str``.
+Python ``str``, and so does ASCII text stored as a uint8 array (:meth:`Expect.ascii`, the weights format's way).
 """
 
 from __future__ import annotations
@@ -68,13 +68,25 @@ class Expect:
     finite: bool = False
     is_text: bool = False
 
+    is_ascii: bool = False
+
     @classmethod
     def text(cls) -> "Expect":
+        """Text stored as a NumPy ``str`` or ``bytes`` scalar (0-d array)."""
         return cls(shape=(), dtypes=(), is_text=True)
+
+    @classmethod
+    def ascii(cls, max_length: int = 256) -> "Expect":
+        """Text stored as a ``(n,)`` uint8 array of ASCII codes (what NPZ.jl can read), ``n <= max_length``."""
+        return cls(shape=(None,), dtypes=("uint8",), is_ascii=True, max_length=max_length)
+
+    max_length: int = 256
 
     def describe(self) -> str:
         if self.is_text:
             return "text (a NumPy str or bytes scalar)"
+        if self.is_ascii:
+            return f"ASCII text as a uint8 array of at most {self.max_length} codes"
         shape = "any shape" if self.shape is None else "shape (" + ", ".join(
             "any" if n is None else str(n) for n in self.shape) + ("," if len(self.shape) == 1 else "") + ")"
         return f"{' or '.join(self.dtypes)} of {shape}"
@@ -131,6 +143,8 @@ def _check_header(path, name: str, header: Header, expect: Expect, max_bytes: in
     else:
         if dtype.name not in expect.dtypes:
             raise NpzError(path, name, expect.describe(), f"{dtype.name} of shape {header.shape}")
+        if expect.is_ascii and header.shape and header.shape[0] > expect.max_length:
+            raise NpzError(path, name, expect.describe(), f"{header.shape[0]} codes")
         if expect.shape is not None and (len(expect.shape) != len(header.shape) or any(
                 want is not None and want != got for want, got in zip(expect.shape, header.shape))):
             raise NpzError(path, name, expect.describe(), f"{dtype.name} of shape {header.shape}")
@@ -193,6 +207,12 @@ def read_npz(path: Union[str, Path], expected: Mapping[str, Expect], *, allow_un
                     out[name] = value.decode("utf-8") if isinstance(value, bytes) else str(value)
                 except UnicodeDecodeError as exc:
                     raise NpzError(path, name, "UTF-8 text", f"undecodable bytes ({exc.reason})") from None
+                continue
+            if expect.is_ascii:
+                try:
+                    out[name] = raw.tobytes().decode("ascii")
+                except UnicodeDecodeError:
+                    raise NpzError(path, name, "ASCII text", f"the bytes {raw.tobytes()[:40]!r}") from None
                 continue
             array = np.ascontiguousarray(raw.astype(raw.dtype.newbyteorder("="), copy=True))
             if expect.finite and array.dtype.kind in "fc" and not np.isfinite(array).all():

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--torch-path", choices=("fast", "plain"), default=None,
                    help="fast (default): the torch backend's batched path, bit-identical to plain (tested); plain: "
                         "the idiomatic nn.Module trained with autograd, ~10x slower. Models beyond the tutorial "
-                        "always use plain")
+                        "always use plain (--torch-path fast is refused for them)")
     c.add_argument("--verbose", action="store_true", help="print every table of every run (report.md has them all)")
     _add_training_arguments(c, "fluxparity-report", "report.json, report.md, losses.csv, loss_curves.png")
 
