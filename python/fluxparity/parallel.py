@@ -13,8 +13,12 @@ Backends that cannot be pickled into a worker are trained in this process while 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Callable, Mapping, Optional, Sequence
 
 from .backends.base import BackendError, RunResult
@@ -34,6 +38,69 @@ DEFAULT_WORKERS = 2
 # Starting a spawned worker (a fresh interpreter importing torch, numba's cached kernel) takes ~2 s; the
 # plain torch path does ~3,000 steps a second. Below this many Adam steps per run, a pool only costs time.
 MIN_STEPS_FOR_WORKERS = 10_000
+
+
+_PARENT_POLL_SECONDS = 0.2
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In a pool worker: end this process as soon as its parent is gone (even killed with SIGKILL).
+
+    A worker whose parent died is reparented (to init or a subreaper), so ``getppid`` changes; a daemon
+    thread polls it. Also drops the current folder from ``sys.path`` (a spawned child starts with it first),
+    so that no module of the user's current folder is imported in place of a library.
+    """
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fluxparity-parent-watch", daemon=True).start()
+
+
+def spawn_pool(workers: int):
+    """A process pool of ``workers`` spawned (never forked) processes that end when this process ends."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_watch_parent, initargs=(os.getpid(),))
+
+
+def stop_pool(pool) -> None:
+    """Stop every worker of ``pool`` now (a failure or a signal must not wait for the others to finish)."""
+    # The queue's feeder thread may be blocked writing a task to workers about to be gone; shutting down
+    # would then wait for it forever (a known trap of ProcessPoolExecutor). Never wait for it, and close
+    # the pipe's reading end so that its write fails and the thread ends.
+    call_queue = getattr(pool, "_call_queue", None)
+    if call_queue is not None:
+        call_queue.cancel_join_thread()
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.terminate()
+        except (OSError, ValueError):
+            pass
+    for process in processes:
+        try:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        except (OSError, ValueError, AssertionError):
+            pass
+    reader = getattr(call_queue, "_reader", None)
+    if reader is not None:
+        try:
+            reader.close()
+        except OSError:
+            pass
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except RuntimeError:  # stopped while it was starting (a signal during submit): nothing left to join
+        pass
 
 
 def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) -> RunResult:
@@ -104,8 +171,7 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
 
     if pooled:
         pooled.sort(key=lambda job: getattr(backends[job[1]], "cost_rank", 2))  # stable: runs keep their order
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(pooled)), mp_context=context) as pool:
+        with spawn_pool(min(workers, len(pooled))) as pool:
             futures: dict[Future, tuple[int, str]] = {}
             try:
                 for t, name in pooled:
@@ -124,9 +190,7 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
                         finished(t, name, future.result())
             except BaseException:
                 # Report the failure now, not when the other trainings would have finished: stop the workers.
-                for process in list(getattr(pool, "_processes", {}).values()):
-                    process.terminate()
-                pool.shutdown(wait=True, cancel_futures=True)
+                stop_pool(pool)
                 raise
     else:
         for t, name in local:

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,21 +234,19 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
     options = (torch_optimizer, reference_tanh, batch, keep_results)
     outcomes: list = [None] * len(configs)
     if workers > 1 and len(configs) > 1 and samples * epochs >= min_steps:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from .parallel import spawn_pool, stop_pool
 
         # slowest first (tanh and float32 take more torch ops per step), so that the workers end together
         order = sorted(range(len(configs)), key=lambda i: (configs[i].activation != "tanh", configs[i].dtype != "float32"))
-        context = multiprocessing.get_context("spawn")  # never fork a process that has loaded torch
-        with ProcessPoolExecutor(max_workers=min(workers, len(configs)), mp_context=context) as pool:
-            futures = {i: pool.submit(_sweep_run, configs[i], seed_list, samples, None, *options) for i in order}
-            try:
+        with spawn_pool(min(workers, len(configs))) as pool:  # spawned: never fork a process that loaded torch
+            try:  # a signal may come while submitting, too: the workers must then be stopped, not awaited
+                futures = {i: pool.submit(_sweep_run, configs[i], seed_list, samples, None, *options) for i in order}
                 for i in order:
                     outcomes[i] = futures[i].result()
                     if progress is not None:
                         progress(f"torch+reference {configs[i].label}", len(seed_list), len(seed_list))
             except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
+                stop_pool(pool)
                 raise
     else:
         inputs = _inputs(seed_list, samples)
@@ -349,19 +344,13 @@ def plot_sweep(sweep: Sweep, path) -> None:
 
 
 def write_sweep(sweep: Sweep, out_dir) -> list[Path]:
-    """sweep.json, sweep.csv and sweep.png, all-or-nothing (rendered beside, then moved in)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".fluxparity-sweep-", dir=out_dir))
-    try:
-        with open(scratch / "sweep.json", "w") as f:
+    """sweep.json, sweep.csv and sweep.png, rendered beside ``out_dir`` and swapped in as one folder."""
+    from .report._files import publish_folder
+
+    def render(folder: Path) -> None:
+        with open(folder / "sweep.json", "w") as f:
             json.dump(sweep.to_dict(), f, allow_nan=False)
-        write_sweep_csv(sweep, scratch / "sweep.csv")
-        plot_sweep(sweep, scratch / "sweep.png")
-        paths = []
-        for name in FILES:
-            os.replace(scratch / name, out_dir / name)
-            paths.append(out_dir / name)
-        return paths
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        write_sweep_csv(sweep, folder / "sweep.csv")
+        plot_sweep(sweep, folder / "sweep.png")
+
+    return publish_folder(out_dir, FILES, render)

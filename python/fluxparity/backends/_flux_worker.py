@@ -1,4 +1,4 @@
-"""The Flux backend's worker: ``python -m fluxparity.backends._flux_worker WORKDIR``.
+"""The Flux backend's worker: ``main([WORKDIR])``, started by :func:`fluxparity.backends.flux.worker_command`.
 
 Runs in its own process, started by :mod:`fluxparity.backends.flux`, because juliacall and torch must not
 share a process (both load LLVM; see docs/julia.md) and because a Julia that crashes or hangs must
@@ -27,7 +27,11 @@ Progress goes to stdout as lines ``PROGRESS_TAG done total``.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -130,10 +134,11 @@ def run(workdir: Path) -> int:
             if len(trained) != len(weight_names) or not all(name in trained for name in weight_names):
                 raise KeyError(f"train_model returned the arrays {sorted(trained)}, expected {sorted(weight_names)}")
             trained = {name: trained[name] for name in weight_names}
-        # numpy.array copies out of the Julia arrays (numpy.asarray would keep a view into Julia memory).
-        arrays = {name: np.array(getattr(result, name), dtype=np.float64) for name in ARRAY_FIELDS}
+        # numpy.array copies out of the Julia arrays (numpy.asarray would keep a view into Julia memory); Julia's
+        # arrays are column-major, so the copy is made C-contiguous here, at the boundary.
+        arrays = {name: np.array(getattr(result, name), dtype=np.float64, order="C") for name in ARRAY_FIELDS}
         for name, array in trained.items():
-            arrays[name] = np.array(array, dtype=np.float64)
+            arrays[name] = np.array(array, dtype=np.float64, order="C")
             if arrays[name].shape != weights[name].shape:
                 raise ValueError(f"{name} came back with shape {arrays[name].shape}, sent {weights[name].shape}")
         scalars = {name: float(getattr(result, name)) for name in SCALAR_FIELDS}
@@ -158,8 +163,30 @@ def run(workdir: Path) -> int:
     return 0
 
 
+_PARENT_POLL_SECONDS = 0.2
+
+
+def _end_with_parent() -> None:
+    """End this worker, and every process it started, as soon as its parent is gone (even killed by SIGKILL).
+
+    The parent starts the worker as the leader of its own process group, so the whole group is killed; a
+    daemon thread notices the parent's death by ``getppid`` changing (the orphan is reparented).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_SECONDS)
+        if os.name == "posix" and os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fluxparity-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _end_with_parent()
     if len(argv) != 1:
         print("usage: python -m fluxparity.backends._flux_worker WORKDIR", file=sys.stderr)
         return 2
