@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -212,47 +211,32 @@ def _resolve_backends(args) -> tuple[dict, dict]:
     return chosen, skipped
 
 
-class _Progress:
-    """One line per backend run, rewritten in place on a terminal, every 10% otherwise."""
-
-    def __init__(self, stream) -> None:
-        self.stream, self.tty = stream, stream.isatty()
-        self.last = {}
-        self.started = {}
-
-    def __call__(self, backend: str, run: str, done: int, total: int) -> None:
-        key = (backend, run)
-        self.started.setdefault(key, time.perf_counter())
-        tenth = 10 * done // total
-        if not self.tty and self.last.get(key) == tenth:
-            return
-        self.last[key] = tenth
-        line = f"  {backend:9s} {run:16s} {done:>7d}/{total} steps  {time.perf_counter() - self.started[key]:6.1f}s"
-        self.stream.write(("\r" + line + ("\n" if done == total else "")) if self.tty else line + "\n")
-        self.stream.flush()
-
-
 def _compare(args) -> int:
     from .experiment import run_experiment
+    from .progress import progress_display
     from .report import format_experiment, write_reports
 
     _check_lr(args.lr, args.dtype)
     backends, skipped = _resolve_backends(args)  # the report's header says which were skipped, and why
     created = _prepare_out(args.out)
-    try:
-        experiment = run_experiment(
-            samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
-            dtypes=args.dtype, backends=backends, skipped=skipped,
-            progress=None if args.quiet else _Progress(sys.stderr),
-            options={"torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
-                     "reference_tanh": args.reference_tanh},
-            model=args.model, hidden=args.hidden, workers=args.workers,
-        )
-    except BaseException:
-        if created:
-            _remove_if_empty(args.out)
-        raise
-    paths = _write_or_clean(lambda: write_reports(experiment, args.out), args.out, created)  # files first
+    with progress_display(sys.stderr, quiet=args.quiet) as progress:  # stderr: stdout has only the report
+        try:
+            experiment = run_experiment(
+                samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
+                dtypes=args.dtype, backends=backends, skipped=skipped, progress=progress,
+                options={"torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
+                         "reference_tanh": args.reference_tanh},
+                model=args.model, hidden=args.hidden, workers=args.workers,
+            )
+        except BaseException:
+            if created:
+                _remove_if_empty(args.out)
+            raise
+        if progress is not None:
+            progress.phase("report", f"writing the report files to {args.out}")
+        paths = _write_or_clean(lambda: write_reports(experiment, args.out), args.out, created)  # files first
+        if progress is not None:
+            progress.phase("report", f"written to {args.out}", finished=True)
     _emit(format_experiment(experiment, verbose=args.verbose))
     _emit("\nWrote " + ", ".join(str(p) for p in paths))
     return EXIT_OK if experiment.verdict == "pass" else EXIT_PARITY_FAILED

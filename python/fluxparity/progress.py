@@ -1,0 +1,209 @@
+"""Live progress of trainings on stderr: a rich bar per (backend, run) on a terminal, periodic lines elsewhere.
+
+A display is fed by two calls, from any thread:
+
+- ``update(name, done, total)``: ``done`` of ``total`` units (Adam steps, or seeds in a sweep);
+- ``phase(name, text)``: a stage with no steps ("starting Julia", "loading Flux", "writing the report").
+
+``display(backend, run, done, total)`` and ``display.phase_of(backend, run, text)`` are the same for an
+experiment's (backend, run) pairs (``fluxparity.parallel.ExperimentProgress``).
+
+Where the lines go: on a terminal that takes colour, a ``rich`` live display (bars, done/total, rate, time
+left), redrawn in place. Anywhere else (a pipe, a CI log, ``NO_COLOR`` set, ``TERM=dumb``) plain lines with
+no escape codes: one per run when it starts, at most one every ``interval`` seconds while it trains, one
+when it ends, and one per phase. Updates never move a run backwards (a worker's last throttled update may
+arrive after its result).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, TextIO
+
+PLAIN_INTERVAL = 5.0  # seconds between two plain lines of one run (CI logs: alive, not flooded)
+
+
+def live_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` takes a live colour display: a terminal, colour allowed (``NO_COLOR``, ``TERM=dumb``
+    and ``FORCE_COLOR`` as rich reads them)."""
+    from rich.console import Console
+
+    console = Console(file=stream)
+    return console.is_terminal and not console.is_dumb_terminal and not console.no_color \
+        and console.color_system is not None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class _Run:
+    """What the display knows about one run: progress, when it started, the phase it is in."""
+
+    def __init__(self) -> None:
+        self.done, self.total = 0.0, None
+        self.first: Optional[tuple[float, float]] = None  # (time, done) of the first step update
+        self.phase: Optional[str] = None
+        self.last_line = -float("inf")
+        self.finished = False
+
+    def rate(self, now: float) -> Optional[float]:
+        if self.first is None or now <= self.first[0] or self.done <= self.first[1]:
+            return None
+        return (self.done - self.first[1]) / (now - self.first[0])
+
+
+class ProgressDisplay:
+    """Progress of several runs at once. ``unit``: what ``done``/``total`` count ("steps", "seeds").
+
+    ``live``: a rich live display (default: when ``stream`` is a colour terminal, :func:`live_terminal`),
+    else plain lines every ``interval`` seconds per run. ``clock``: seconds, for tests.
+    Use as a context manager: the live display starts and stops with the block.
+    """
+
+    def __init__(self, stream: TextIO = sys.stderr, *, unit: str = "steps", live: Optional[bool] = None,
+                 interval: float = PLAIN_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream, self.unit, self.interval, self.clock = stream, unit, interval, clock
+        self.live = live_terminal(stream) if live is None else live
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+        self._bars = None  # rich.progress.Progress while live
+        self._tasks: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ the calls that feed it
+
+    def __call__(self, backend: str, run: str, done: float, total: float) -> None:
+        self.update(f"{backend} {run}", done, total)
+
+    def phase_of(self, backend: str, run: str, text: str) -> None:
+        self.phase(f"{backend} {run}", text)
+
+    def update(self, name: str, done: float, total: float) -> None:
+        with self._lock:
+            now = self.clock()
+            state = self._runs.setdefault(name, _Run())
+            new = state.phase is not None or state.total != total
+            if not new and done <= state.done:
+                return  # nothing new: a worker's last throttled update arriving after its result, a repeat
+            state.phase, state.done, state.total = None, done, total
+            if state.first is None:
+                state.first = (now, done)
+            if self.live:
+                self._show_live(name, state)
+            elif new or done >= total or now - state.last_line >= self.interval:
+                self._line(name, state, now)
+
+    def phase(self, name: str, text: str, finished: bool = False) -> None:
+        """``name`` is in a stage with no steps, described by ``text``; ``finished``: its last stage, done."""
+        with self._lock:
+            now = self.clock()
+            state = self._runs.setdefault(name, _Run())
+            if state.phase == text:
+                return
+            state.phase, state.finished = text, finished
+            if self.live:
+                self._show_live(name, state)
+            else:
+                self.stream.write(f"  {name}: {text}\n")
+                self.stream.flush()
+                state.last_line = now
+
+    # ------------------------------------------------------------------ plain lines
+
+    def _line(self, name: str, state: _Run, now: float) -> None:
+        total = state.total or 0
+        text = f"  {name}: {int(state.done)}/{int(total)} {self.unit}"
+        rate = state.rate(now)
+        if state.done >= total:
+            text += f", done in {now - state.first[0]:.1f}s"
+        elif rate:
+            text += f", {rate:,.0f} {self.unit}/s, {_duration((total - state.done) / rate)} left"
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        state.last_line = now
+
+    # ------------------------------------------------------------------ rich live display
+
+    def _show_live(self, name: str, state: _Run) -> None:
+        if self._bars is None:
+            return
+        task = self._tasks.get(name)
+        if task is None:
+            task = self._tasks[name] = self._bars.add_task(name, total=None, phase="")
+        if state.phase is not None:
+            self._bars.update(task, total=1 if state.finished else None, completed=int(state.finished),
+                              phase=state.phase)
+        else:
+            self._bars.update(task, total=state.total, completed=state.done, phase="")
+
+    def __enter__(self) -> "ProgressDisplay":
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            count, rate, left = _columns()
+            self._bars = Progress(
+                TextColumn("{task.description}"), BarColumn(bar_width=30), count(self.unit), rate(self.unit), left(),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream), refresh_per_second=10,
+                redirect_stdout=False, redirect_stderr=False,  # the report goes to stdout, untouched
+            )
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None
+
+
+@contextmanager
+def progress_display(stream: TextIO = sys.stderr, *, quiet: bool = False,
+                     unit: str = "steps") -> Iterator[Optional[ProgressDisplay]]:
+    """The CLI's display on ``stream`` (``None`` with ``--quiet``: nothing at all is written)."""
+    if quiet:
+        yield None
+        return
+    with ProgressDisplay(stream, unit=unit) as display:
+        yield display
+
+
+def _columns():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class CountColumn(ProgressColumn):
+        """``done/total unit``, or the phase while a run has no steps yet."""
+
+        def __init__(self, unit: str) -> None:
+            super().__init__()
+            self.unit = unit
+
+        def render(self, task) -> Text:
+            if task.fields.get("phase"):
+                return Text(task.fields["phase"], style="cyan")
+            return Text(f"{int(task.completed)}/{int(task.total)} {self.unit}", style="green")
+
+    class RateColumn(ProgressColumn):
+        def __init__(self, unit: str) -> None:
+            super().__init__()
+            self.unit = unit
+
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if task.fields.get("phase") or not speed else f"{speed:,.0f} {self.unit}/s", style="magenta")
+
+    class LeftColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            if task.finished:
+                return Text("done", style="green")
+            left = None if task.fields.get("phase") else task.time_remaining
+            return Text("" if left is None else f"{_duration(left)} left", style="yellow")
+
+    return CountColumn, RateColumn, LeftColumn
+
