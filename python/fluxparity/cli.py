@@ -237,7 +237,7 @@ def _compare(args) -> int:
         paths = _write_or_clean(lambda: write_reports(experiment, args.out), args.out, created)  # files first
         if progress is not None:
             progress.phase("report", f"written to {args.out}", finished=True)
-    _emit(format_experiment(experiment, verbose=args.verbose))
+    _emit(format_experiment(experiment, verbose=args.verbose, terminal=sys.stdout))
     _emit("\nWrote " + ", ".join(str(p) for p in paths))
     return EXIT_OK if experiment.verdict == "pass" else EXIT_PARITY_FAILED
 

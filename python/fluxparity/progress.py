@@ -23,17 +23,9 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, TextIO
 
+from ._console import colour_terminal
+
 PLAIN_INTERVAL = 5.0  # seconds between two plain lines of one run (CI logs: alive, not flooded)
-
-
-def live_terminal(stream: TextIO) -> bool:
-    """Whether ``stream`` takes a live colour display: a terminal, colour allowed (``NO_COLOR``, ``TERM=dumb``
-    and ``FORCE_COLOR`` as rich reads them)."""
-    from rich.console import Console
-
-    console = Console(file=stream)
-    return console.is_terminal and not console.is_dumb_terminal and not console.no_color \
-        and console.color_system is not None
 
 
 def _duration(seconds: float) -> str:
@@ -61,7 +53,7 @@ class _Run:
 class ProgressDisplay:
     """Progress of several runs at once. ``unit``: what ``done``/``total`` count ("steps", "seeds").
 
-    ``live``: a rich live display (default: when ``stream`` is a colour terminal, :func:`live_terminal`),
+    ``live``: a rich live display (default: when ``stream`` is a colour terminal, :func:`fluxparity._console.colour_terminal`),
     else plain lines every ``interval`` seconds per run. ``clock``: seconds, for tests.
     Use as a context manager: the live display starts and stops with the block.
     """
@@ -69,7 +61,7 @@ class ProgressDisplay:
     def __init__(self, stream: TextIO = sys.stderr, *, unit: str = "steps", live: Optional[bool] = None,
                  interval: float = PLAIN_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream, self.unit, self.interval, self.clock = stream, unit, interval, clock
-        self.live = live_terminal(stream) if live is None else live
+        self.live = colour_terminal(stream) if live is None else live
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._bars = None  # rich.progress.Progress while live
@@ -132,14 +124,17 @@ class ProgressDisplay:
     def _show_live(self, name: str, state: _Run) -> None:
         if self._bars is None:
             return
+        if state.phase is not None:
+            fields = dict(total=1 if state.finished else None, completed=int(state.finished), phase=state.phase)
+        else:
+            fields = dict(total=state.total, completed=state.done, phase="")
         task = self._tasks.get(name)
         if task is None:
-            task = self._tasks[name] = self._bars.add_task(name, total=None, phase="")
-        if state.phase is not None:
-            self._bars.update(task, total=1 if state.finished else None, completed=int(state.finished),
-                              phase=state.phase)
+            self._tasks[name] = self._bars.add_task(name, **fields)
+        elif state.phase is None and state.first is not None and state.done == state.first[1]:
+            self._bars.reset(task, **fields)  # its first step update: time and rate count from here
         else:
-            self._bars.update(task, total=state.total, completed=state.done, phase="")
+            self._bars.update(task, **fields)
 
     def __enter__(self) -> "ProgressDisplay":
         if self.live:
@@ -185,8 +180,8 @@ def _columns():
             self.unit = unit
 
         def render(self, task) -> Text:
-            if task.fields.get("phase"):
-                return Text(task.fields["phase"], style="cyan")
+            if task.fields.get("phase") or task.total is None:
+                return Text(task.fields.get("phase", ""), style="cyan")
             return Text(f"{int(task.completed)}/{int(task.total)} {self.unit}", style="green")
 
     class RateColumn(ProgressColumn):
