@@ -243,24 +243,22 @@ def _compare(args) -> int:
 
 
 def _sweep(args) -> int:
+    from .progress import progress_display
     from .sweep import format_sweep, run_sweep, write_sweep
 
     _check_lr(args.lr, args.dtype)
     created = _prepare_out(args.out)
-
-    def report(what: str, done: int, total: int) -> None:
-        print(f"  {what:26s} {done:>5d}/{total} seeds", file=sys.stderr, flush=True)
-
-    try:
-        sweep = run_sweep(list(range(args.first_seed, args.first_seed + args.seeds)), args.samples, args.epochs,
-                          args.lr, args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
-                          reference_tanh=args.reference_tanh, workers=args.workers,
-                          progress=None if args.quiet else report)
-    except BaseException:
-        if created:
-            _remove_if_empty(args.out)
-        raise
-    paths = _write_or_clean(lambda: write_sweep(sweep, args.out), args.out, created)
+    with progress_display(sys.stderr, quiet=args.quiet, unit="seeds") as progress:  # stderr, as compare's
+        try:
+            sweep = run_sweep(list(range(args.first_seed, args.first_seed + args.seeds)), args.samples, args.epochs,
+                              args.lr, args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
+                              reference_tanh=args.reference_tanh, workers=args.workers,
+                              progress=None if progress is None else progress.update)
+        except BaseException:
+            if created:
+                _remove_if_empty(args.out)
+            raise
+        paths = _write_or_clean(lambda: write_sweep(sweep, args.out), args.out, created)
     _emit(format_sweep(sweep))
     _emit("\nWrote " + ", ".join(str(p) for p in paths))
     return EXIT_OK if sweep.verdict == "pass" else EXIT_PARITY_FAILED

@@ -34,6 +34,10 @@ def _duration(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def _rate(per_second: float, unit: str) -> str:
+    return f"{per_second:,.0f} {unit}/s" if per_second >= 100 else f"{per_second:.3g} {unit}/s"
+
+
 class _Run:
     """What the display knows about one run: progress, when it started, the phase it is in."""
 
@@ -114,7 +118,7 @@ class ProgressDisplay:
         if state.done >= total:
             text += f", done in {now - state.first[0]:.1f}s"
         elif rate:
-            text += f", {rate:,.0f} {self.unit}/s, {_duration((total - state.done) / rate)} left"
+            text += f", {_rate(rate, self.unit)}, {_duration((total - state.done) / rate)} left"
         self.stream.write(text + "\n")
         self.stream.flush()
         state.last_line = now
@@ -191,7 +195,7 @@ def _columns():
 
         def render(self, task) -> Text:
             speed = task.finished_speed or task.speed
-            return Text("" if task.fields.get("phase") or not speed else f"{speed:,.0f} {self.unit}/s", style="magenta")
+            return Text("" if task.fields.get("phase") or not speed else _rate(speed, self.unit), style="magenta")
 
     class LeftColumn(ProgressColumn):
         def render(self, task) -> Text:
