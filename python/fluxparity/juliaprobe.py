@@ -32,6 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package (a conditional dependency in pyproject.toml)
+    import tomli as tomllib
+
 # juliacall 0.9.37's juliapkg.json asks for Julia "^1.10.3", i.e. 1.10.3 <= v < 2. juliapkg (deps.py,
 # openssl_compat) caps Julia at 1.11 when Python's OpenSSL is older than 3.5: Julia 1.12 ships OpenSSL 3.5
 # and the two libraries cannot share one process.
@@ -289,26 +294,30 @@ def find_julia(env: Optional[Mapping[str, str]] = None, timeout: float = DEFAULT
 # Julia project
 # ---------------------------------------------------------------------------------------------------
 
-_SECTION_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY_RE = re.compile(r'^\s*("?)([A-Za-z0-9_\-]+)\1\s*=\s*"([^"]*)"')
+def _read_toml(path: Path) -> dict:
+    """A Project.toml / Manifest.toml as a dict; ``ValueError`` (tomllib's TOMLDecodeError, or a file that
+    cannot be decoded as UTF-8) when it is not valid TOML."""
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def _toml_sections(text: str) -> list[tuple[str, dict]]:
-    """(header, {key: string value}) for each table of a Project.toml / Manifest.toml.
-
-    Only what the probe needs: string-valued keys. Files are read with this small reader instead of
-    ``tomllib`` so that the probe also runs on Python 3.10.
-    """
-    sections: list[tuple[str, dict]] = [("", {})]
-    for line in text.splitlines():
-        header = _SECTION_RE.match(line)
-        if header is not None:
-            sections.append((header.group(1).strip('"'), {}))
+def _manifest_versions(manifest: dict) -> dict:
+    """``{package: version}`` of the required packages a manifest records: format 2 keeps each package under
+    ``[[deps.NAME]]``, format 1 (Julia < 1.7) under ``[[NAME]]``; a package without a version (a standard
+    library) is left out."""
+    versions = {}
+    for table in (manifest.get("deps"), manifest):
+        if not isinstance(table, dict):
             continue
-        key = _KEY_RE.match(line)
-        if key is not None:
-            sections[-1][1][key.group(2)] = key.group(3)
-    return sections
+        for name in REQUIRED_PACKAGES:
+            entries = table.get(name)
+            if name not in versions and isinstance(entries, list) and entries and isinstance(entries[0], dict) \
+                    and isinstance(entries[0].get("version"), str):
+                versions[name] = entries[0]["version"]
+    return versions
 
 
 def _manifest_names(julia_version: Optional[str]) -> list[str]:
@@ -339,10 +348,12 @@ def check_project(
     project_file = next((path / n for n in ("JuliaProject.toml", "Project.toml") if (path / n).is_file()), None)
     if project_file is None:
         return not_ready("has no Project.toml.")
-    direct = {}
-    for header, keys in _toml_sections(project_file.read_text(encoding="utf-8")):
-        if header == "deps":
-            direct = keys
+    try:
+        direct = _read_toml(project_file).get("deps", {})
+    except ValueError as exc:
+        return not_ready(f"has a {project_file.name} that is not valid TOML: {exc}.")
+    if not isinstance(direct, dict):
+        direct = {}
     missing = [name for name in REQUIRED_PACKAGES if name not in direct]
     if missing:
         return not_ready(f"does not list {', '.join(missing)} in [deps] of {project_file.name}.")
@@ -350,11 +361,10 @@ def check_project(
     manifest = next((path / n for n in _manifest_names(julia_version) if (path / n).is_file()), None)
     if manifest is None:
         return not_ready("is not instantiated (no Manifest.toml): " + _instantiate_hint(path, source))
-    versions = {}
-    for header, keys in _toml_sections(manifest.read_text(encoding="utf-8")):
-        name = header[len("deps."):] if header.startswith("deps.") else header
-        if name in REQUIRED_PACKAGES and "version" in keys:
-            versions[name] = keys["version"]
+    try:
+        versions = _manifest_versions(_read_toml(manifest))
+    except ValueError as exc:
+        return not_ready(f"has a {manifest.name} that is not valid TOML: {exc}. " + _instantiate_hint(path, source))
     problems = [f"{name} is not in {manifest.name}" for name in REQUIRED_PACKAGES if name not in versions]
     if "Flux" in versions and _parse_version(versions["Flux"])[:2] != (0, 16):
         problems.append(f"Flux is {versions['Flux']}, not 0.16")
