@@ -50,24 +50,26 @@ def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) ->
 # ------------------------------------------------------------------ progress from pool workers
 
 _EVENTS = None  # in a pool worker: the queue its trainings report progress on (set by _listen)
+_UPDATES_PER_SECOND = UPDATES_PER_SECOND  # in a pool worker: the parent's UPDATES_PER_SECOND
 
 
-def _listen(queue) -> None:
+def _listen(queue, updates_per_second: float) -> None:
     """Pool initializer: a queue reaches a spawned worker only this way (as a Process argument)."""
-    global _EVENTS
-    _EVENTS = queue
+    global _EVENTS, _UPDATES_PER_SECOND
+    _EVENTS, _UPDATES_PER_SECOND = queue, updates_per_second
 
 
 class _Reporter:
     """A backend's ``progress(done, total)`` (and ``.phase(text)``) in a pool worker: events on the queue,
-    tagged with ``key``, at most ``UPDATES_PER_SECOND`` step updates a second (the last one always)."""
+    tagged with ``key``, at most ``updates_per_second`` step updates a second (the last one always)."""
 
-    def __init__(self, queue, key: Hashable) -> None:
+    def __init__(self, queue, key: Hashable, updates_per_second: float = UPDATES_PER_SECOND) -> None:
         self.queue, self.key, self.last = queue, key, -float("inf")
+        self.interval = 1 / updates_per_second
 
     def __call__(self, done, total) -> None:
         now = time.monotonic()
-        if done < total and now - self.last < 1 / UPDATES_PER_SECOND:
+        if done < total and now - self.last < self.interval:
             return
         self.last = now
         self.queue.put(("steps", self.key, done, total))
@@ -78,7 +80,7 @@ class _Reporter:
 
 def worker_progress(key: Hashable) -> Optional[_Reporter]:
     """In a pool worker started under :func:`relayed_progress`: a reporter for ``key``; else None."""
-    return None if _EVENTS is None else _Reporter(_EVENTS, key)
+    return None if _EVENTS is None else _Reporter(_EVENTS, key, _UPDATES_PER_SECOND)
 
 
 @contextmanager
@@ -101,7 +103,7 @@ def relayed_progress(on_steps: Optional[Callable], on_phase: Optional[Callable] 
     thread = threading.Thread(target=relay, name="fluxparity-progress", daemon=True)
     thread.start()
     try:
-        yield {"initializer": _listen, "initargs": (queue,)}
+        yield {"initializer": _listen, "initargs": (queue, UPDATES_PER_SECOND)}
     finally:
         queue.put(None)
         thread.join(timeout=5)
