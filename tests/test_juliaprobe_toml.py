@@ -1,14 +1,9 @@
 """The probe reads Project.toml and Manifest.toml with a real TOML parser (tomllib, tomli on 3.10)."""
 
+from test_juliaprobe import PROJECT
+
 from fluxparity import juliaprobe
 
-PROJECT = """
-[deps]
-Flux = "587475ba-b771-5e3f-ad9e-33799f191a9c"
-Optimisers = "3bd65402-5787-11e9-1adc-39752487f4e2"
-PythonCall = "6099a3de-0909-46bc-b1f4-468b9a2dfc0d"
-Zygote = "e88e6eb3-aa80-5325-afca-941959d7151f"
-"""
 VERSIONS = {"Flux": "0.16.11", "Optimisers": "0.4.8", "PythonCall": "0.9.37", "Zygote": "0.7.12"}
 
 
