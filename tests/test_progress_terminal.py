@@ -91,3 +91,14 @@ def test_quiet_writes_no_progress_at_all(tmp_path):
     assert code == 0, text[-3000:]
     assert "steps" not in text.split("fluxparity compare:")[0] and "done" not in text.split("fluxparity compare:")[0]
     assert text.lstrip().startswith("fluxparity compare:")
+
+
+def test_sweep_counts_seeds_in_plain_lines_off_a_terminal(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fluxparity", "sweep", "--seeds", "3", "--samples", "20", "--epochs",
+                           "2", "--activation", "identity", "--out", str(tmp_path / "s")],
+                          capture_output=True, text=True, cwd=tmp_path, env=terminal_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ESCAPE not in proc.stdout + proc.stderr
+    for what in ("torch identity/float32", "reference identity/float64"):
+        assert re.search(rf"^  {what}: 0/3 seeds$", proc.stderr, re.M), proc.stderr
+        assert re.search(rf"^  {what}: 3/3 seeds, done in \d+\.\ds$", proc.stderr, re.M), proc.stderr
