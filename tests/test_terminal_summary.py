@@ -43,6 +43,7 @@ def test_no_color_or_no_terminal_gives_the_plain_text(monkeypatch):
     experiment, _ = failing_experiment()
     plain = format_experiment(experiment)
     assert "\x1b" not in plain and "Overall verdict: FAIL" in plain
+    assert plain.isascii()  # whatever the encoding of the stdout it goes to
     assert format_experiment(experiment, terminal=io.StringIO()) == plain  # a file, a pipe
     monkeypatch.setenv("NO_COLOR", "1")
     assert format_experiment(experiment, terminal=Terminal()) == plain

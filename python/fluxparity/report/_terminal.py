@@ -24,6 +24,8 @@ UNWRAPPED = 10_000  # the width of text that is not for a terminal: no line is e
 # a verdict word: ending a line ("tanh/f32: PASS", "=== ...: FAIL ==="), starting one ("FAIL a vs b: ..."), or
 # "(FAILED: ...)"; never inside a sentence ("an outcome FAIL here says ...")
 _VERDICT = re.compile(r"^(FAIL)\b|\b(PASS|FAIL)(?=(?: ===)?$)|\((FAILED):")
+# rich's SIMPLE_HEAD with an ASCII rule under the header: the text stays ASCII, for any stdout encoding
+_HEAD_RULE = box.Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)
 _STYLE = {"PASS": "bold green", "pass": "green", "FAIL": "bold red", "FAILED": "bold red"}
 
 
@@ -38,7 +40,7 @@ def _marked(line: str, style: str = "") -> Text:
 
 def rich_table(table: Table) -> RichTable:
     """One of ``_tables``' tables as a rich table: first column left, numbers right, a result column coloured."""
-    out = RichTable(title=Text(table.title, style="bold"), title_justify="left", box=box.SIMPLE_HEAD,
+    out = RichTable(title=Text(table.title, style="bold"), title_justify="left", box=_HEAD_RULE,
                     pad_edge=False, show_edge=False, header_style="bold", padding=(0, 1, 0, 0))
     for i, name in enumerate(table.header):
         out.add_column(name, justify="left" if i == 0 else "right", max_width=MAX_CELL, no_wrap=True,
