@@ -122,3 +122,24 @@ def test_runs_in_pool_workers_report_while_they_train(monkeypatch):
     # torch reports each epoch from its worker: 20, 40, 60 of 80 steps reach this process before the end
     torch_steps = [e[2] for e in progress.events if e[:2] == ("torch", "tanh/float64") and len(e) == 4]
     assert {20, 40, 60} <= set(torch_steps)
+
+
+def test_the_live_display_shows_phases_counts_and_ends():
+    stream = io.StringIO()  # not a terminal: rich draws the last frame once, when the display stops
+    with ProgressDisplay(stream, live=True) as display:
+        display.phase_of("flux", "tanh/float32", "loading Flux")
+        display("torch", "tanh/float32", 0, 100)
+        display("torch", "tanh/float32", 40, 100)
+        display("reference", "tanh/float32", 0, 100)
+        display("reference", "tanh/float32", 100, 100)
+        display.phase("report", "written to out", finished=True)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4  # a row per run, each on one line
+
+    def row(name):
+        return next(line for line in lines if line.startswith(name + " "))
+
+    assert "loading Flux" in row("flux tanh/float32")
+    assert "40/100 steps" in row("torch tanh/float32") and "done" not in row("torch tanh/float32")
+    assert "100/100 steps" in row("reference tanh/float32") and " done " in row("reference tanh/float32")
+    assert "written to out" in row("report") and " done " in row("report")

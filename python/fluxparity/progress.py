@@ -57,13 +57,14 @@ class _Run:
 class ProgressDisplay:
     """Progress of several runs at once. ``unit``: what ``done``/``total`` count ("steps", "seeds").
 
-    ``live``: a rich live display (default: when ``stream`` is a colour terminal, :func:`fluxparity._console.colour_terminal`),
+    ``stream``: default ``sys.stderr``. ``live``: a rich live display (default: when ``stream`` is a colour terminal, :func:`fluxparity._console.colour_terminal`),
     else plain lines every ``interval`` seconds per run. ``clock``: seconds, for tests.
     Use as a context manager: the live display starts and stops with the block.
     """
 
-    def __init__(self, stream: TextIO = sys.stderr, *, unit: str = "steps", live: Optional[bool] = None,
+    def __init__(self, stream: Optional[TextIO] = None, *, unit: str = "steps", live: Optional[bool] = None,
                  interval: float = PLAIN_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
+        stream = sys.stderr if stream is None else stream
         self.stream, self.unit, self.interval, self.clock = stream, unit, interval, clock
         self.live = colour_terminal(stream) if live is None else live
         self._runs: dict[str, _Run] = {}
@@ -162,7 +163,7 @@ class ProgressDisplay:
 
 
 @contextmanager
-def progress_display(stream: TextIO = sys.stderr, *, quiet: bool = False,
+def progress_display(stream: Optional[TextIO] = None, *, quiet: bool = False,
                      unit: str = "steps") -> Iterator[Optional[ProgressDisplay]]:
     """The CLI's display on ``stream`` (``None`` with ``--quiet``: nothing at all is written)."""
     if quiet:
@@ -185,7 +186,7 @@ def _columns():
 
         def render(self, task) -> Text:
             if task.fields.get("phase") or task.total is None:
-                return Text(task.fields.get("phase", ""), style="cyan")
+                return Text(task.fields.get("phase", ""), style="cyan", no_wrap=True, overflow="ellipsis")
             return Text(f"{int(task.completed)}/{int(task.total)} {self.unit}", style="green")
 
     class RateColumn(ProgressColumn):
@@ -199,7 +200,7 @@ def _columns():
 
     class LeftColumn(ProgressColumn):
         def render(self, task) -> Text:
-            if task.finished:
+            if task.total is not None and task.completed >= task.total:
                 return Text("done", style="green")
             left = None if task.fields.get("phase") else task.time_remaining
             return Text("" if left is None else f"{_duration(left)} left", style="yellow")
