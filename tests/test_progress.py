@@ -143,3 +143,19 @@ def test_the_live_display_shows_phases_counts_and_ends():
     assert "40/100 steps" in row("torch tanh/float32") and "done" not in row("torch tanh/float32")
     assert "100/100 steps" in row("reference tanh/float32") and " done " in row("reference tanh/float32")
     assert "written to out" in row("report") and " done " in row("report")
+
+
+def test_rate_and_time_count_from_the_first_step_after_the_stages():
+    display, stream, clock = plain(interval=1.0)
+    display("flux", "identity/float64", 0, 1000)  # the parent's "started", before the worker runs
+    display.phase_of("flux", "identity/float64", "starting Julia")
+    clock.now += 60.0  # Julia starts, Flux loads: no steps
+    display("flux", "identity/float64", 100, 1000)
+    clock.now += 1.0
+    display("flux", "identity/float64", 300, 1000)
+    clock.now += 1.0
+    display("flux", "identity/float64", 1000, 1000)
+    assert stream.getvalue().splitlines()[-2:] == [
+        "  flux identity/float64: 300/1000 steps, 200 steps/s, 0:04 left",
+        "  flux identity/float64: 1000/1000 steps, done in 2.0s",
+    ]

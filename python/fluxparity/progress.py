@@ -43,7 +43,7 @@ class _Run:
 
     def __init__(self) -> None:
         self.done, self.total = 0.0, None
-        self.first: Optional[tuple[float, float]] = None  # (time, done) of the first step update
+        self.first: Optional[tuple[float, float]] = None  # (time, done) of the first step update after a stage
         self.phase: Optional[str] = None
         self.last_line = -float("inf")
         self.finished = False
@@ -87,9 +87,9 @@ class ProgressDisplay:
             new = state.phase is not None or state.total != total
             if not new and done <= state.done:
                 return  # nothing new: a worker's last throttled update arriving after its result, a repeat
-            state.phase, state.done, state.total = None, done, total
-            if state.first is None:
+            if state.first is None or state.phase is not None:  # rate and time count from the end of the stages
                 state.first = (now, done)
+            state.phase, state.done, state.total = None, done, total
             if self.live:
                 self._show_live(name, state)
             elif new or done >= total or now - state.last_line >= self.interval:
