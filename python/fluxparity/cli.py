@@ -12,7 +12,6 @@ import argparse
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -256,26 +255,6 @@ def _resolve_backends(args) -> tuple[dict, dict]:
     return chosen, skipped
 
 
-class _Progress:
-    """One line per backend run, rewritten in place on a terminal, every 10% otherwise."""
-
-    def __init__(self, stream) -> None:
-        self.stream, self.tty = stream, stream.isatty()
-        self.last = {}
-        self.started = {}
-
-    def __call__(self, backend: str, run: str, done: int, total: int) -> None:
-        key = (backend, run)
-        self.started.setdefault(key, time.perf_counter())
-        tenth = 10 * done // total
-        if not self.tty and self.last.get(key) == tenth:
-            return
-        self.last[key] = tenth
-        line = f"  {backend:9s} {run:16s} {done:>7d}/{total} steps  {time.perf_counter() - self.started[key]:6.1f}s"
-        self.stream.write(("\r" + line + ("\n" if done == total else "")) if self.tty else line + "\n")
-        self.stream.flush()
-
-
 def _note_given(args) -> None:
     args.given_torch_optimizer = args.torch_optimizer is not None
     args.given_torch_path = getattr(args, "torch_path", None) is not None
@@ -297,6 +276,7 @@ def _write(write, out: Path):
 
 def _compare(args) -> int:
     from .experiment import run_experiment
+    from .progress import progress_display
     from .report import format_experiment, write_reports
     from .report._files import FILES
 
@@ -313,23 +293,28 @@ def _compare(args) -> int:
     try:
         backends, skipped = _resolve_backends(args)  # the report's header says which were skipped, and why
         _check_options_apply(args, backends)
-        experiment = run_experiment(
-            samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
-            dtypes=args.dtype, backends=backends, skipped=skipped,
-            progress=None if args.quiet else _Progress(sys.stderr),
-            options={"torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
-                     "reference_tanh": args.reference_tanh},
-            model=args.model, hidden=args.hidden, workers=args.workers,
-        )
-        paths = _write(lambda: write_reports(experiment, args.out), args.out)  # files first
+        with progress_display(sys.stderr, quiet=args.quiet) as progress:  # stderr: stdout has only the report
+            experiment = run_experiment(
+                samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
+                dtypes=args.dtype, backends=backends, skipped=skipped, progress=progress,
+                options={"torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
+                         "reference_tanh": args.reference_tanh},
+                model=args.model, hidden=args.hidden, workers=args.workers,
+            )
+            if progress is not None:
+                progress.phase("report", f"writing the report files to {args.out}")
+            paths = _write(lambda: write_reports(experiment, args.out), args.out)  # files first
+            if progress is not None:
+                progress.phase("report", f"written to {args.out}", finished=True)
     finally:
         lock.release()
-    _emit(format_experiment(experiment, verbose=args.verbose))
+    _emit(format_experiment(experiment, verbose=args.verbose, terminal=sys.stdout))
     _emit("\nWrote " + ", ".join(str(p) for p in paths))
     return _verdict_exit(experiment.verdict)
 
 
 def _sweep(args) -> int:
+    from .progress import progress_display
     from .sweep import FILES, MAX_BATCH, format_sweep, run_sweep, write_sweep
 
     _note_given(args)
@@ -340,20 +325,16 @@ def _sweep(args) -> int:
     _check_resources(args.out, _limits.sweep_memory(args.seeds, args.samples, args.epochs, runs, MAX_BATCH),
                      _limits.report_disk(1, args.seeds, runs, 8), what)
     lock = _prepare_out(args.out, FILES)
-
-    def report(what: str, done: int, total: int) -> None:
-        print(f"  {what:26s} {done:>5d}/{total} seeds", file=sys.stderr, flush=True)
-
     try:
         if not args.quiet:
             steps = args.seeds * args.samples * args.epochs
-            print(f"sweep: {args.seeds} seeds x {runs} runs, {steps:,} Adam steps per run and backend; "
-                  f"progress after every {MAX_BATCH} seeds (with --workers 1) or every finished run",
+            print(f"sweep: {args.seeds} seeds x {runs} runs, {steps:,} Adam steps per run and backend",
                   file=sys.stderr, flush=True)
-        sweep = run_sweep(list(range(args.first_seed, args.first_seed + args.seeds)), args.samples, args.epochs,
-                          args.lr, args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
-                          reference_tanh=args.reference_tanh, workers=args.workers,
-                          progress=None if args.quiet else report)
+        with progress_display(sys.stderr, quiet=args.quiet, unit="seeds") as progress:  # stderr, as compare's
+            sweep = run_sweep(list(range(args.first_seed, args.first_seed + args.seeds)), args.samples, args.epochs,
+                              args.lr, args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
+                              reference_tanh=args.reference_tanh, workers=args.workers,
+                              progress=None if progress is None else progress.update)
         paths = _write(lambda: write_sweep(sweep, args.out), args.out)
     finally:
         lock.release()

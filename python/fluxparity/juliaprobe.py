@@ -33,6 +33,11 @@ from typing import Mapping, Optional
 
 from ._subprocess import run_captured
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package (a conditional dependency in pyproject.toml)
+    import tomli as tomllib
+
 # juliacall 0.9.37's juliapkg.json asks for Julia "^1.10.3", i.e. 1.10.3 <= v < 2. juliapkg (deps.py,
 # openssl_compat) caps Julia at 1.11 when Python's OpenSSL is older than 3.5: Julia 1.12 ships OpenSSL 3.5
 # and the two libraries cannot share one process.
@@ -293,26 +298,30 @@ def find_julia(env: Optional[Mapping[str, str]] = None, timeout: float = DEFAULT
 # Julia project
 # ---------------------------------------------------------------------------------------------------
 
-_SECTION_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY_RE = re.compile(r'^\s*("?)([A-Za-z0-9_\-]+)\1\s*=\s*"([^"]*)"')
+def _read_toml(path: Path) -> dict:
+    """A Project.toml / Manifest.toml as a dict; ``ValueError`` (tomllib's TOMLDecodeError, or a file that
+    cannot be decoded as UTF-8) when it is not valid TOML."""
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def _toml_sections(text: str) -> list[tuple[str, dict]]:
-    """(header, {key: string value}) for each table of a Project.toml / Manifest.toml.
-
-    Only what the probe needs: string-valued keys. Files are read with this small reader instead of
-    ``tomllib`` so that the probe also runs on Python 3.10.
-    """
-    sections: list[tuple[str, dict]] = [("", {})]
-    for line in text.splitlines():
-        header = _SECTION_RE.match(line)
-        if header is not None:
-            sections.append((header.group(1).strip('"'), {}))
+def _manifest_versions(manifest: dict) -> dict:
+    """``{package: version}`` of the required packages a manifest records: format 2 keeps each package under
+    ``[[deps.NAME]]``, format 1 (Julia < 1.7) under ``[[NAME]]``; a package without a version (a standard
+    library) is left out."""
+    versions = {}
+    for table in (manifest.get("deps"), manifest):
+        if not isinstance(table, dict):
             continue
-        key = _KEY_RE.match(line)
-        if key is not None:
-            sections[-1][1][key.group(2)] = key.group(3)
-    return sections
+        for name in REQUIRED_PACKAGES:
+            entries = table.get(name)
+            if name not in versions and isinstance(entries, list) and entries and isinstance(entries[0], dict) \
+                    and isinstance(entries[0].get("version"), str):
+                versions[name] = entries[0]["version"]
+    return versions
 
 
 def _manifest_names(julia_version: Optional[str]) -> list[str]:
@@ -344,13 +353,13 @@ def check_project(
     if project_file is None:
         return not_ready("has no Project.toml.")
     try:
-        project_text = project_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return not_ready(f"has a {project_file.name} that cannot be read as UTF-8 text ({exc}).")
-    direct = {}
-    for header, keys in _toml_sections(project_text):
-        if header == "deps":
-            direct = keys
+        direct = _read_toml(project_file).get("deps", {})
+    except OSError as exc:
+        return not_ready(f"has a {project_file.name} that cannot be read ({exc.strerror or exc}).")
+    except ValueError as exc:
+        return not_ready(f"has a {project_file.name} that is not valid TOML: {exc}.")
+    if not isinstance(direct, dict):
+        direct = {}
     missing = [name for name in REQUIRED_PACKAGES if name not in direct]
     if missing:
         return not_ready(f"does not list {', '.join(missing)} in [deps] of {project_file.name}.")
@@ -359,14 +368,11 @@ def check_project(
     if manifest is None:
         return not_ready("is not instantiated (no Manifest.toml): " + _instantiate_hint(path, source))
     try:
-        manifest_text = manifest.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return not_ready(f"has a {manifest.name} that cannot be read as UTF-8 text ({exc}).")
-    versions = {}
-    for header, keys in _toml_sections(manifest_text):
-        name = header[len("deps."):] if header.startswith("deps.") else header
-        if name in REQUIRED_PACKAGES and "version" in keys:
-            versions[name] = keys["version"]
+        versions = _manifest_versions(_read_toml(manifest))
+    except OSError as exc:
+        return not_ready(f"has a {manifest.name} that cannot be read ({exc.strerror or exc}).")
+    except ValueError as exc:
+        return not_ready(f"has a {manifest.name} that is not valid TOML: {exc}. " + _instantiate_hint(path, source))
     problems = [f"{name} is not in {manifest.name}" for name in REQUIRED_PACKAGES if name not in versions]
     if "Flux" in versions and _parse_version(versions["Flux"])[:2] != (0, 16):
         problems.append(f"Flux is {versions['Flux']}, not 0.16")

@@ -21,7 +21,8 @@ Files in WORKDIR (the parent writes the first two, this worker the rest):
   ``result.json``: float scalars and ``notes``. ``result.json`` is written last: its presence means success.
 - ``error.json`` on failure: ``{"kind": "julia" | "juliacall" | "python", "type", "message"}``.
 
-Progress goes to stdout as lines ``PROGRESS_TAG done total``.
+Progress goes to stdout as lines ``PROGRESS_TAG done total``, and the stages before the first step as
+lines ``PHASE_TAG text``: starting Julia, loading Flux (which precompiles it the first time), training.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 PROGRESS_TAG = "fluxparity-progress:"
+PHASE_TAG = "fluxparity-phase:"
+PHASES = ("starting Julia", "loading Flux (precompiles the first time)", "training (compiling the first step)")
 
 ARRAY_FIELDS = ("step_losses", "epoch_train_loss", "epoch_test_loss", "probe_predictions")
 SCALAR_FIELDS = ("train_loss_before", "test_loss_before", "test_loss_after", "seconds")
@@ -80,6 +83,10 @@ def _report_progress(done, total) -> None:
     print(f"{PROGRESS_TAG} {int(done)} {int(total)}", flush=True)
 
 
+def _report_phase(index: int) -> None:
+    print(f"{PHASE_TAG} {PHASES[index]}", flush=True)
+
+
 def _describe_julia_error(jl, error) -> tuple[str, str]:
     try:
         type_name, message = jl.seval(_DESCRIBE_JULIA_EXCEPTION)(error.exception)
@@ -108,6 +115,7 @@ def run(workdir: Path) -> int:
         return _fail(workdir, "python", type(exc).__name__, f"could not read the worker's inputs: {exc}")
     if "torch" in sys.modules:  # would mean a fluxparity import pulled torch in: never load it with Julia
         return _fail(workdir, "python", "ImportError", "torch was imported in the Flux worker before juliacall")
+    _report_phase(0)
     try:
         import juliacall  # starts Julia with PYTHON_JULIACALL_EXE / PYTHON_JULIACALL_PROJECT from the parent
     except BaseException as exc:  # juliacall raises plain Exception when Julia fails to start
@@ -119,7 +127,9 @@ def run(workdir: Path) -> int:
     settings = (request["dtype"], int(request["epochs"]), float(request["lr"]))
     options = {"progress": _report_progress, "progress_every": int(request.get("progress_every", 1000))}
     try:
-        jl.include(request["source"])
+        _report_phase(1)
+        jl.include(request["source"])  # `using Flux` ...: loads (the first time, precompiles) the packages
+        _report_phase(2)
         if model is None:
             result = jl.FluxParity.train_tutorial(
                 request["activation"], *settings, *(weights[n] for n in TUTORIAL_WEIGHTS), *data, **options

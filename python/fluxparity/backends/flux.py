@@ -34,7 +34,7 @@ from ..config import RunConfig
 from ..data import Dataset, pack
 from ..models import SequenceModel, flat_params, with_flat_params
 from ..params import Params
-from ._flux_worker import ARRAY_FIELDS, PROGRESS_TAG, TUTORIAL_WEIGHTS
+from ._flux_worker import ARRAY_FIELDS, PHASE_TAG, PROGRESS_TAG, TUTORIAL_WEIGHTS
 from .base import BackendError, BackendUnavailable, Progress, RunResult
 
 # Starting Julia and loading Flux takes 10-60 s once packages are precompiled (minutes the first time);
@@ -206,11 +206,16 @@ def _run_worker(workdir: Path, env: dict, timeout: float, progress: Optional[Pro
     command = worker_command(workdir)
     output: deque = deque(maxlen=_OUTPUT_LINES_KEPT)
 
+    phase = getattr(progress, "phase", None)  # a progress object may also show stages (fluxparity.parallel)
+
     def on_line(line: str) -> None:
         if line.startswith(PROGRESS_TAG):
             if progress is not None:
                 done, total = line[len(PROGRESS_TAG):].split()
                 progress(int(done), int(total))
+        elif line.startswith(PHASE_TAG):
+            if phase is not None:
+                phase(line[len(PHASE_TAG):].strip())
         else:
             output.append(line)
 
