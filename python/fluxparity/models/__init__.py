@@ -38,6 +38,9 @@ from ._params import (
     init_cell as init_cell,
     init_dense as init_dense,
     init_model as init_model,
+    tutorial_chain as tutorial_chain,
+    tutorial_weights as tutorial_weights,
+    with_tutorial_weights as with_tutorial_weights,
     with_flat_params as with_flat_params,
 )
 from ._reference import (

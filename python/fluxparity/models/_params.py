@@ -441,6 +441,30 @@ def init_chain(input_size: int, recurrent: Sequence[tuple], dense: Sequence[tupl
     return Chain(tuple(layers), readout)
 
 
+def tutorial_chain(seed: Seed, activation: str = "identity") -> Chain:
+    """The tutorial's model, ``Chain(RNN(1 => 1, activation))`` read at the last step, float64, drawn by
+    Flux's rule from ``seed`` (``Wi``, then ``Wh``, by ``glorot_uniform``; ``bias`` zero): the numbers
+    ``fluxparity compare --seed S`` starts from. ``activation``: ``"identity"`` or ``"tanh"``."""
+    return init_chain(1, [("rnn", 1, activation)], seed=seed, dtype=np.float64, readout="last")
+
+
+def tutorial_weights(chain: Chain) -> tuple[float, float, float]:
+    """``(Wi, Wh, bias)`` of a tutorial-shaped chain (:attr:`Chain.is_tutorial_shape`) as three numbers: what
+    the fast kernels train. Raises ValueError for any other chain (the kernels serve only that shape)."""
+    if not isinstance(chain, Chain) or not chain.is_tutorial_shape:
+        raise ValueError("the fast kernels implement only the tutorial's Chain(RNN(1 => 1, identity|tanh)) read "
+                         "at the last step")
+    cell = chain.layers[0]
+    return float(cell.Wi[0, 0]), float(cell.Wh[0, 0]), float(cell.bias[0])
+
+
+def with_tutorial_weights(chain: Chain, wi: float, wh: float, bias: float) -> Chain:
+    """``chain`` (tutorial-shaped) with these three numbers as its ``Wi``, ``Wh``, ``bias``, float64."""
+    tutorial_weights(chain)  # the shape check
+    names = list(chain.arrays())
+    return chain.astype(np.float64).replace_arrays(dict(zip(names, (np.array([[wi]]), np.array([[wh]]), np.array([bias])))))
+
+
 def init_model(kind: str, input_size: int, hidden_size: int, output_size: Optional[int] = None, *, seed: Seed,
                dtype, activation: str = "tanh", readout: str = "all") -> Chain:
     """``Chain(kind(input => hidden), Dense(hidden => output_size))`` (no Dense when ``output_size`` is None).
