@@ -91,3 +91,22 @@ def test_head_must_match_the_hidden_size():
 def test_unknown_activation_is_rejected():
     with pytest.raises(ValueError, match="activation"):
         models.init_cell("rnn", 1, 1, seed=0, dtype=np.float64, activation="sigmoid")
+
+
+def test_one_public_model_type_and_no_two_public_classes_share_a_name():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import fluxparity
+
+    assert fluxparity.Chain is models.Chain
+    assert not hasattr(models, "SequenceModel") and not hasattr(models, "Params") and not hasattr(fluxparity, "Params")
+    found = {}
+    for info in pkgutil.walk_packages(fluxparity.__path__, "fluxparity."):
+        if info.name.endswith(("__main__", "_flux_worker")):  # a CLI entry point and the Julia worker
+            continue
+        for name, obj in vars(importlib.import_module(info.name)).items():
+            if inspect.isclass(obj) and not name.startswith("_") and obj.__module__.startswith("fluxparity"):
+                found.setdefault(name, set()).add(f"{obj.__module__}.{obj.__qualname__}")
+    assert {name: where for name, where in found.items() if len(where) > 1} == {}
