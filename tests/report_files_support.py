@@ -1,7 +1,9 @@
 """A small experiment whose report files are pinned byte for byte in tests/data/report_files/.
 
 The pinned files were written by the report code as it stood before the terminal summary moved to rich
-(commit da456b2); the terminal's rendering must never change what the files say. Only IEEE-exact
+(commit da456b2); the terminal's rendering must never change what the files say. They were written again
+once when the parameters got their Chain names (``Wi`` -> ``layers[1].cell.Wi``, issue 10): a check at that
+merge showed every other byte of report.md and losses.csv, and every value of report.json, unchanged. Only IEEE-exact
 arithmetic (identity activation, NumPy reference without numba), fixed seconds and versions: the same
 bytes on every machine.
 """

@@ -40,7 +40,7 @@ def test_informational_checks_do_not_decide_the_verdict():
     config = RunConfig("identity", "float32", epochs=2)
     a = ReferenceBackend().train(config, data, initial)
     b = ReferenceBackend().train(config, data, initial)
-    b.final_params.Wh[0, 0] += 0.5  # a late difference: reported, not judged, in float32
+    b.final_params.layers[0].Wh[0, 0] += 0.5  # a late difference: reported, not judged, in float32
     parity = compare_results("float32", config.lr, {"a": a, "b": b}, data)
     final = next(c for c in parity.checks if c.quantity == "final_params")
     assert not final.passed and not final.judged

@@ -28,7 +28,7 @@ from fluxparity.backends import BackendError, BackendUnavailable, get_backend
 from fluxparity.backends.flux import FluxBackend
 from fluxparity.config import RunConfig
 from fluxparity.juliaprobe import FluxEnvironment, JuliaProbe, ProjectProbe
-from fluxparity.models import GRUParams, SequenceModel, flat_params, init_model
+from fluxparity.models import Chain, GRUParams, flat_params, init_chain
 
 from conftest import make_inputs
 
@@ -38,9 +38,9 @@ from julia_support import flux_backend, julia_with_repository_project  # noqa: F
 # Without Julia: a stub juliacall
 # ---------------------------------------------------------------------------------------------------
 
-# Stands in for juliacall in the worker process: Main.include, Main.FluxParity.train_tutorial and
-# train_model, Main.seval and JuliaError, which is all the worker uses. BEHAVIOUR is replaced per test.
-# train_model writes what it received to STUB_SEEN_FILE and returns every weight as 2 * w + 1.
+# Stands in for juliacall in the worker process: Main.include, Main.FluxParity.train_chain, Main.seval and
+# JuliaError, which is all the worker uses. BEHAVIOUR is replaced per test.
+# train_chain writes what it received to STUB_SEEN_FILE and returns every weight as 2 * w + 1.
 STUB = '''
 import json, os, sys, types
 import numpy as np
@@ -69,50 +69,33 @@ class FakeJuliaException:
         self.type_name, self.message = type_name, message
 
 
-def train_tutorial(activation, dtype, epochs, lr, Wi, Wh, bias,
-                   train_values, train_lengths, train_labels, test_values, test_lengths, test_labels,
-                   probe_values, probe_lengths, progress=None, progress_every=1000):
-    if BEHAVIOUR == "julia-error":
-        raise JuliaError(FakeJuliaException("DimensionMismatch", "Wh must be (1, 1), got (2, 2)"))
-    if BEHAVIOUR == "method-error":  # how PythonCall reports a MethodError of the called function itself
-        raise TypeError("Julia: MethodError: no method matching train_tutorial(::Int64)")
-    total = epochs * len(train_lengths)
-    for step in range(progress_every, total + 1, progress_every):
-        progress(step, total)
-    return types.SimpleNamespace(
-        step_losses=np.arange(total, dtype=np.float64),
-        epoch_train_loss=np.full(epochs, float(len(train_lengths))),
-        epoch_test_loss=np.full(epochs, 2.0),
-        probe_predictions=np.array([float(v) for v in np.split(probe_values, np.cumsum(probe_lengths)[:-1])[0]]),
-        Wi=Wi * 2, Wh=Wh * 3, bias=bias + 1,
-        train_loss_before=1.5, test_loss_before=2.5, test_loss_after=3.5, seconds=0.25,
-        julia_version="1.10.4", flux_version="0.16.11", optimisers_version="0.4.8",
-        zygote_version="torch loaded: " + str(TORCH_LOADED),
-    )
-
-
-def train_model(kind, activation, dtype, epochs, lr, params,
+def train_chain(kinds, activations, dtype, epochs, lr, params,
                 train_values, train_lengths, train_labels, test_values, test_lengths, test_labels,
                 probe_values, probe_lengths, progress=None, progress_every=1000):
     if BEHAVIOUR == "julia-error":
-        raise JuliaError(FakeJuliaException("DimensionMismatch", "cell.Wh must be (16, 4)"))
+        raise JuliaError(FakeJuliaException("DimensionMismatch", "layers[1].cell.Wh must be (16, 4)"))
+    if BEHAVIOUR == "method-error":  # how PythonCall reports a MethodError of the called function itself
+        raise TypeError("Julia: MethodError: no method matching train_chain(::Int64)")
     with open(os.environ["STUB_SEEN_FILE"], "w") as fp:
         json.dump({
-            "kind": kind, "activation": activation, "dtype": dtype, "epochs": epochs, "lr": lr,
+            "kinds": list(kinds), "activations": list(activations), "dtype": dtype, "epochs": epochs, "lr": lr,
             "params_type": type(params).__name__,
             "weights": {n: [list(a.shape), str(a.dtype), bool(a.flags.c_contiguous)] for n, a in params.items()},
             "n_train": len(train_lengths), "n_test": len(test_lengths), "n_probes": len(probe_lengths),
         }, fp)
     total = epochs * len(train_lengths)
-    progress(total, total)
+    for step in range(progress_every, total + 1, progress_every):
+        progress(step, total)
+    if total % progress_every:
+        progress(total, total)
     returned = {n: 2 * np.asarray(a) + 1 for n, a in params.items()}
     if BEHAVIOUR == "drop-weight":
         returned.popitem()
     return types.SimpleNamespace(
         step_losses=np.arange(total, dtype=np.float64),
-        epoch_train_loss=np.full(epochs, 1.0),
+        epoch_train_loss=np.full(epochs, float(len(train_lengths))),
         epoch_test_loss=np.full(epochs, 2.0),
-        probe_predictions=np.zeros(len(probe_lengths)),
+        probe_predictions=np.array([float(v) for v in np.split(probe_values, np.cumsum(probe_lengths)[:-1])[0]]),
         params=returned,
         train_loss_before=1.5, test_loss_before=2.5, test_loss_after=3.5, seconds=0.25,
         julia_version="1.10.4", flux_version="0.16.11", optimisers_version="0.4.8",
@@ -121,13 +104,13 @@ def train_model(kind, activation, dtype, epochs, lr, params,
 
 
 class _Main:
-    FluxParity = types.SimpleNamespace(train_tutorial=train_tutorial, train_model=train_model)
+    FluxParity = types.SimpleNamespace(train_chain=train_chain)
 
     def include(self, path):
         assert os.path.isfile(path), path
 
     def seval(self, code):
-        if code == "Dict{String, Any}":  # the Julia Dict the worker fills with train_model's weights
+        if code == "Dict{String, Any}":  # the Julia Dict the worker fills with train_chain's weights
             return dict
         # the worker's describer: (type name, showerror text), and showerror starts with the type name
         return lambda exception: (exception.type_name, f"{exception.type_name}: {exception.message}")
@@ -174,9 +157,11 @@ def test_results_cross_back_from_the_worker_intact(stub_juliacall, tmp_path, sma
     total = 3 * len(data.train_sequences)
     np.testing.assert_array_equal(result.step_losses, np.arange(total))
     np.testing.assert_array_equal(result.epoch_train_loss, [len(data.train_sequences)] * 3)
-    np.testing.assert_array_equal(result.final_params.Wi, initial.Wi * 2)
-    np.testing.assert_array_equal(result.final_params.Wh, initial.Wh * 3)
-    np.testing.assert_array_equal(result.final_params.bias, initial.bias + 1)
+    for name, array in flat_params(result.final_params).items():  # the tutorial's Chain, by its flat names
+        np.testing.assert_array_equal(array, 2 * flat_params(initial)[name] + 1, err_msg=name)
+    seen_by_julia = json.loads((tmp_path / "seen.json").read_text())
+    assert (seen_by_julia["kinds"], seen_by_julia["activations"]) == (["rnn"], ["identity"])
+    assert set(seen_by_julia["weights"]) == {"layers[1].cell.Wi", "layers[1].cell.Wh", "layers[1].cell.bias"}
     np.testing.assert_array_equal(result.probe_predictions, data.probes[0])
     assert (result.train_loss_before, result.test_loss_before, result.test_loss_after) == (1.5, 2.5, 3.5)
     assert result.notes["flux_version"] == "0.16.11"
@@ -190,9 +175,8 @@ MODEL_RUNS = [("rnn", 3, "tanh"), ("lstm", 4, "gated"), ("gru", 4, "gated"), ("g
 def model_inputs(kind: str, hidden: int, activation: str, samples: int = 30, seed: int = 2):
     """The data of ``make_inputs`` and a float64 model as ``fluxparity compare --model`` starts it."""
     data, _ = make_inputs(samples, seed=seed)
-    initial = init_model(
-        kind, 1, hidden, 1, seed=seed, dtype=np.float64, activation="tanh" if activation == "gated" else activation
-    )
+    initial = init_chain(1, [(kind, hidden, "tanh" if activation == "gated" else activation)], [(1,)], seed=seed,
+                         dtype=np.float64)
     return data, initial
 
 
@@ -207,24 +191,24 @@ def test_a_model_runs_weights_cross_back_intact(stub_juliacall, tmp_path, kind, 
     )
     seen = json.loads((tmp_path / "seen.json").read_text())
     sent = flat_params(initial)
-    # What reached train_model: the kind, an activation Julia knows, and a Dict of C-order float64 arrays in
-    # Flux's layout under the flat names.
-    assert (seen["kind"], seen["dtype"], seen["epochs"]) == (kind, "float32", 2)
-    assert seen["activation"] == ("tanh" if activation == "gated" else activation)
+    # What reached train_chain: the layer kinds, their activations ("" for a gated cell), and a Dict of
+    # C-order float64 arrays in Flux's layout under the flat names.
+    assert (seen["kinds"], seen["dtype"], seen["epochs"]) == ([kind, "dense"], "float32", 2)
+    assert seen["activations"] == ["" if activation == "gated" else activation, "identity"]
     assert seen["params_type"] == "dict"
     assert seen["weights"] == {n: [list(a.shape), "float64", True] for n, a in sent.items()}
     assert (seen["n_train"], seen["n_probes"]) == (len(data.train_sequences), len(data.probes))
-    # What came back: a SequenceModel of the same structure, every array float64, same shape, the stub's values.
+    # What came back: a Chain of the same structure, every array float64, same shape, the stub's values.
     final = result.final_params
-    assert isinstance(final, SequenceModel) and type(final.cell) is type(initial.cell)
-    assert final.head is not None and final.cell.hidden_size == hidden
+    assert isinstance(final, Chain) and type(final.layers[0]) is type(initial.layers[0])
+    assert len(final.layers) == 2 and final.layers[0].hidden_size == hidden
     returned = flat_params(final)
     assert list(returned) == list(sent)
     for name, array in returned.items():
         assert array.dtype == np.float64 and array.shape == sent[name].shape, name
         np.testing.assert_array_equal(array, 2 * sent[name] + 1, err_msg=name)
     if kind == "rnn":
-        assert final.cell.activation == initial.cell.activation
+        assert final.layers[0].activation == initial.layers[0].activation
     total = 2 * len(data.train_sequences)
     np.testing.assert_array_equal(result.step_losses, np.arange(total))
     assert result.test_loss_after == 3.5 and result.notes["zygote_version"] == "torch loaded: False"
@@ -235,7 +219,7 @@ def test_a_model_run_missing_a_weight_on_return_is_an_error(stub_juliacall, tmp_
     stub_juliacall("drop-weight")
     data, initial = model_inputs("gruv3", 4, "gated")
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
-    with pytest.raises(BackendError, match="KeyError: .*train_model returned the arrays"):
+    with pytest.raises(BackendError, match="KeyError: .*train_chain returned the arrays"):
         backend.train(RunConfig("gated", "float64", epochs=1, model="gruv3", hidden=4), data, initial)
 
 
@@ -243,7 +227,7 @@ def test_a_julia_exception_in_a_model_run_becomes_a_backend_error(stub_juliacall
     stub_juliacall("julia-error")
     data, initial = model_inputs("lstm", 4, "gated")
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
-    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: cell.Wh must be \(16, 4\)"):
+    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: layers\[1\].cell.Wh must be \(16, 4\)"):
         backend.train(RunConfig("gated", "float64", epochs=1, model="lstm", hidden=4), data, initial)
 
 
@@ -251,18 +235,20 @@ def test_the_initial_weights_must_match_the_run(tmp_path, small_inputs):
     data, tutorial_initial = small_inputs
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
     _, lstm = model_inputs("lstm", 4, "gated")
-    with pytest.raises(TypeError, match="needs Params"):
+    with pytest.raises(ValueError, match=r"needs Chain\(RNN\(1 => 1, identity\)\)"):
         backend.train(RunConfig("identity", "float64", epochs=1), data, lstm)
-    with pytest.raises(TypeError, match="needs a fluxparity.models.SequenceModel"):
+    with pytest.raises(ValueError, match="starts with rnn of hidden size 1, but the run is lstm-h4"):
         backend.train(RunConfig("gated", "float64", epochs=1, model="lstm", hidden=4), data, tutorial_initial)
-    with pytest.raises(ValueError, match="is lstm with hidden size 4, but the run is gru"):
+    with pytest.raises(TypeError, match="must be a fluxparity.models.Chain"):
+        backend.train(RunConfig("identity", "float64", epochs=1), data, tutorial_initial.layers[0])
+    with pytest.raises(ValueError, match="starts with lstm of hidden size 4, but the run is gru"):
         backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, lstm)
 
 
 @pytest.mark.parametrize("behaviour,message", [
-    ("julia-error", r"Julia raised DimensionMismatch: Wh must be \(1, 1\), got \(2, 2\)"),
+    ("julia-error", r"Julia raised DimensionMismatch: layers\[1\]\.cell\.Wh must be \(16, 4\)"),
     # PythonCall raises a MethodError of the called function itself as TypeError("Julia: ...")
-    ("method-error", r"Julia raised MethodError: no method matching train_tutorial"),
+    ("method-error", r"Julia raised MethodError: no method matching train_chain"),
 ], ids=["exception", "method-error"])
 def test_a_julia_exception_becomes_a_backend_error_naming_it(stub_juliacall, tmp_path, small_inputs, behaviour,
                                                             message):
@@ -364,7 +350,7 @@ def test_flux_model_runs_pass_the_parity_policy_against_the_reference(flux_backe
         "flux": flux_backend.train(config, data, initial),
         "reference": get_backend("reference", tanh="fast").train(config, data, initial),
     }
-    assert isinstance(results["flux"].final_params, SequenceModel)
+    assert isinstance(results["flux"].final_params, Chain)
     parity = compare_results("float64", config.lr, results, data)
     failed = [f"{c.a} vs {c.b}: {c.quantity}[{c.worst_index}] max abs {c.max_abs:.3e} breaks {c.rule}"
               for c in parity.failed()]
@@ -374,19 +360,24 @@ def test_flux_model_runs_pass_the_parity_policy_against_the_reference(flux_backe
 @pytest.mark.julia
 def test_a_model_run_with_a_wrong_shape_is_a_julia_dimension_mismatch(flux_backend):
     data, initial = model_inputs("gru", 4, "gated")
-    # Julia checks every shape against cell.Wh's: a bias of 8 for 3 gates of 4 units is a DimensionMismatch.
-    cell = GRUParams(initial.cell.Wi, initial.cell.Wh, initial.cell.b)
+    # Flux's GRUCell adds b to Wi*x .+ Wh*h: a bias of 8 for 3 gates of 4 units is a DimensionMismatch.
+    cell = GRUParams(initial.layers[0].Wi, initial.layers[0].Wh, initial.layers[0].b)
     object.__setattr__(cell, "b", np.zeros(8))  # past the Python-side checks, on purpose
-    bad = SequenceModel(cell, initial.head)
-    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: cell.b must be \(12,\)"):
+    bad = Chain((initial.layers[0], initial.layers[1]))
+    object.__setattr__(bad, "layers", (cell, initial.layers[1]))
+    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch"):
         flux_backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, bad)
 
 
 @pytest.mark.julia
 def test_a_real_julia_exception_names_its_type(flux_backend, small_inputs):
     data, initial = small_inputs
-    bad = type(initial)(Wi=initial.Wi, Wh=np.zeros((2, 2)), bias=initial.bias)
-    with pytest.raises(BackendError, match="Julia raised DimensionMismatch: Wh must be"):
+    cell = initial.layers[0]
+    bad_cell = type(cell)(Wi=cell.Wi, Wh=cell.Wh, bias=cell.bias, activation=cell.activation)
+    object.__setattr__(bad_cell, "Wh", np.zeros((2, 2)))  # past the Python-side checks, on purpose
+    bad = Chain((cell,))
+    object.__setattr__(bad, "layers", (bad_cell,))
+    with pytest.raises(BackendError, match="Julia raised DimensionMismatch"):
         flux_backend.train(RunConfig("identity", "float64", epochs=1), data, bad)
 
 

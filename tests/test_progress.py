@@ -2,7 +2,7 @@
 
 import io
 
-from conftest import make_inputs
+from conftest import make_inputs, tutorial_for
 
 import fluxparity.parallel as parallel
 from fluxparity.backends import get_backend
@@ -110,7 +110,7 @@ class Recorder:
 def test_runs_in_pool_workers_report_while_they_train(monkeypatch):
     monkeypatch.setattr(parallel, "UPDATES_PER_SECOND", float("inf"))  # the workers' throttle off: every update
     data, initial = make_inputs(20, seed=1)
-    tasks = [(RunConfig(a, "float64", epochs=4), initial) for a in ("identity", "tanh")]
+    tasks = [(RunConfig(a, "float64", epochs=4), tutorial_for(initial, a)) for a in ("identity", "tanh")]
     progress = Recorder()
     run_runs_concurrently(tasks, data, {"torch": get_backend("torch"), "reference": get_backend("reference")}, workers=2,
                           min_steps=0, progress=progress)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .backends.base import RunResult
 from .data import Dataset
-from .params import named_arrays
+from .models import flat_params
 
 # float64: an autograd and an analytic implementation agree to ~1e-14 (label-scaled) after 50,000 steps (see
 # docs/parity.md); 1e-9 leaves five orders of margin and still catches any real difference in the math.
@@ -121,8 +121,8 @@ def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, 
     step_scale = np.tile(data.train_labels, epochs)
     sum_train, sum_test = np.abs(data.train_labels).sum(), np.abs(data.test_labels).sum()
     probe_scale = np.abs(data.probe_labels)
-    final_a = np.concatenate([np.ravel(v) for v in named_arrays(a.final_params).values()])
-    final_b = np.concatenate([np.ravel(v) for v in named_arrays(b.final_params).values()])
+    final_a = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in flat_params(a.final_params).values()])
+    final_b = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in flat_params(b.final_params).values()])
     param_scale = max(np.abs(final_a).max(), np.abs(final_b).max())
 
     def check(quantity, va, vb, rtol, scale=None, atol=None, judged=True, rule=""):

@@ -1,7 +1,7 @@
 """Seed sweeps: the tutorial's comparison (torch vs reference) repeated over many seeds, cheaply.
 
 Each seed fixes its own data and initial weights exactly as ``fluxparity compare --seed S`` does
-(``seeds_for`` + ``generate_dataset`` + ``initial_params``). The reference trains once per seed (compiled,
+(``seeds_for`` + ``generate_dataset`` + ``tutorial_chain``). The reference trains once per seed (compiled,
 milliseconds); PyTorch trains every seed of an (activation, dtype) run at once through the batched fast
 path (``backends/pytorch_fast.py``), whose float64 trajectories are the plain ``torch`` backend's to the
 last bit (float32 too). Each seed's pair is then compared by ``compare_results``: the very checks
@@ -25,8 +25,8 @@ from .backends.base import BackendError, RunResult
 from .compare import RTOL_FLOAT32, RTOL_FLOAT64, Parity, compare_results
 from .config import ACTIVATIONS, DTYPES, RunConfig
 from .data import generate_dataset
+from .models import tutorial_chain
 from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS, relayed_progress, worker_progress
-from .params import initial_params
 from .report._json import finite_json
 
 FILES = ("sweep.json", "sweep.csv", "sweep.png")
@@ -164,13 +164,14 @@ def _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, referen
 
 
 def _inputs(seed_list: Sequence[int], samples: int) -> list:
-    """Each seed's data and initial weights, exactly as ``compare --seed S`` draws them."""
+    """Each seed's data and weight seed, exactly as ``compare --seed S`` draws them (the initial Chain is
+    drawn from the weight seed with each run's activation: ``tutorial_chain``)."""
     from .experiment import seeds_for
 
     inputs = []
     for s in seed_list:
         data_seed, param_seed = seeds_for(s)
-        inputs.append((generate_dataset(int(samples), data_seed), initial_params(param_seed)))
+        inputs.append((generate_dataset(int(samples), data_seed), param_seed))
     return inputs
 
 
@@ -196,9 +197,9 @@ def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs
     start = time.perf_counter()
     ref_results = []
     report(f"reference {label}", 0, n)
-    for s, (data, initial) in zip(seed_list, inputs):
+    for s, (data, param_seed) in zip(seed_list, inputs):
         try:
-            ref_results.append(reference.train(config, data, initial))
+            ref_results.append(reference.train(config, data, tutorial_chain(param_seed, config.activation)))
         except Exception as exc:
             raise BackendError(f"backend 'reference' failed on {label}, seed {s}: {type(exc).__name__}: {exc}") from exc
         report(f"reference {label}", len(ref_results), n)
@@ -207,7 +208,8 @@ def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs
     torch_results: list[RunResult] = []
     report(f"torch {label}", 0, n)
     for lo in range(0, len(inputs), batch):
-        chunk = [(config, data, initial) for data, initial in inputs[lo:lo + batch]]
+        chunk = [(config, data, tutorial_chain(param_seed, config.activation))
+                 for data, param_seed in inputs[lo:lo + batch]]
 
         def epochs_done(done: int, total: int, _lo=lo, _k=len(chunk)) -> None:  # seeds of the batch, in part
             if done < total:

@@ -8,9 +8,9 @@ imports juliacall and never torch (the two must not share a process). A Julia ex
 :class:`BackendError` naming it; a worker that dies or outlives its timeout is killed with everything it
 started, and also becomes a :class:`BackendError`.
 
-The tutorial (``config.is_tutorial``) runs ``FluxParity.train_tutorial`` on :class:`fluxparity.params.Params`;
-any other model runs ``FluxParity.train_model`` on a :class:`fluxparity.models.SequenceModel`, whose arrays
-cross by their flat names (:func:`fluxparity.models.flat_params`) and come back under the same names.
+Every run — the tutorial too — calls ``FluxParity.train_chain`` on a :class:`fluxparity.models.Chain`: its
+layer kinds and activations cross as two lists of strings, its arrays by their flat names
+(:meth:`~fluxparity.models.Chain.arrays`), and they come back under the same names.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
@@ -32,10 +32,9 @@ from .._npzio import Expect, NpzError, read_npz
 from .._subprocess import run_streaming
 from ..config import RunConfig
 from ..data import Dataset, pack
-from ..models import SequenceModel, flat_params, with_flat_params
-from ..params import Params
-from ._flux_worker import ARRAY_FIELDS, PHASE_TAG, PROGRESS_TAG, TUTORIAL_WEIGHTS
-from .base import BackendError, BackendUnavailable, Progress, RunResult
+from ..models import Chain, DenseParams, RNNParams, flat_params, with_flat_params
+from ._flux_worker import ARRAY_FIELDS, PHASE_TAG, PROGRESS_TAG
+from .base import BackendError, BackendUnavailable, Progress, RunResult, check_initial
 
 # Starting Julia and loading Flux takes 10-60 s once packages are precompiled (minutes the first time);
 # the tutorial's 50,000 steps take about as long again. 30 minutes means "hung", not "slow".
@@ -72,12 +71,11 @@ class FluxBackend:
         self,
         config: RunConfig,
         data: Dataset,
-        initial: Union[Params, SequenceModel],
+        initial: Chain,
         progress: Optional[Progress] = None,
     ) -> RunResult:
-        """``initial``: :class:`Params` for the tutorial, a :class:`SequenceModel` with a Dense head otherwise;
-        ``final_params`` has the same type and structure, in float64."""
-        _check_initial(config, initial)
+        """``initial``: the run's :class:`~fluxparity.models.Chain`; ``final_params`` has its structure, float64."""
+        check_initial(config, initial)
         environment = self.environment()
         if environment.reason is not None:
             raise BackendUnavailable(environment.reason)
@@ -99,35 +97,19 @@ class FluxBackend:
         return result
 
 
-def _check_initial(config: RunConfig, initial) -> None:
-    if config.is_tutorial:
-        if not isinstance(initial, Params):
-            raise TypeError(f"the tutorial's run ({config.label}) needs Params, got {type(initial).__name__}")
-        return
-    if not isinstance(initial, SequenceModel) or initial.head is None:
-        raise TypeError(
-            f"a {config.label} run needs a fluxparity.models.SequenceModel with a Dense head, "
-            f"got {type(initial).__name__}"
-        )
-    if initial.cell.kind != config.model or initial.cell.hidden_size != config.hidden:
-        raise ValueError(
-            f"the initial model is {initial.cell.kind} with hidden size {initial.cell.hidden_size}, "
-            f"but the run is {config.label}"
-        )
-
-
-def _initial_arrays(config: RunConfig, initial) -> dict[str, np.ndarray]:
-    """The initial weights by the name they cross under: Wi/Wh/bias for the tutorial, flat names otherwise."""
-    if config.is_tutorial:
-        return {name: getattr(initial, name) for name in TUTORIAL_WEIGHTS}
-    return flat_params(initial)
+def layer_strings(chain: Chain) -> tuple[list[str], list[str]]:
+    """``(kinds, activations)``: one string each per layer, as ``FluxParity.train_chain`` takes them —
+    ``"rnn" | "lstm" | "gru" | "gruv3" | "dense"``, and the RNN's or Dense's σ name (``""`` for gated cells)."""
+    kinds = ["dense" if isinstance(layer, DenseParams) else layer.kind for layer in chain.layers]
+    activations = [layer.activation if isinstance(layer, (DenseParams, RNNParams)) else "" for layer in chain.layers]
+    return kinds, activations
 
 
 def _write_inputs(
     workdir: Path,
     config: RunConfig,
     data: Dataset,
-    initial: Union[Params, SequenceModel],
+    initial: Chain,
     source: str,
     total_steps: int,
 ) -> None:
@@ -136,11 +118,11 @@ def _write_inputs(
     probe_values, probe_lengths = pack(data.probes)
     # Boundary with the worker (and on to Julia): float64 arrays, int64 lengths; Julia converts to the
     # run's dtype. Weights in Flux's layout, (out, in) matrices as NumPy (rows, cols) arrays:
-    #   tutorial: Wi (out, 1), Wh (out, out), bias (out,);
-    #   model runs: the flat names of fluxparity.models.flat_params, e.g. cell.Wi (G*hidden, 1),
-    #   cell.Wh (G*hidden, hidden), cell.bias or cell.b (G*hidden,), cell.Wh_htilde (hidden, hidden),
-    #   head.weight (1, hidden), head.bias (1,).
-    weights = _initial_arrays(config, initial)
+    #   the Chain's flat names, e.g. layers[1].cell.Wi (G*hidden, 1), layers[1].cell.Wh (G*hidden, hidden),
+    #   layers[1].cell.bias or .b (G*hidden,), layers[1].cell.Wh_htilde (hidden, hidden),
+    #   layers[2].weight (1, hidden), layers[2].bias (1,); the tutorial: layers[1].cell.{Wi, Wh} (1, 1), .bias (1,).
+    weights = flat_params(initial)
+    kinds, activations = layer_strings(initial)
     np.savez(
         workdir / "inputs.npz",
         **{name: np.asarray(array, dtype=np.float64) for name, array in weights.items()},
@@ -154,10 +136,8 @@ def _write_inputs(
         probe_lengths=probe_lengths,
     )
     request = {
-        # None for the tutorial (FluxParity.train_tutorial), else the cell kind (FluxParity.train_model).
-        "model": None if config.is_tutorial else config.model,
-        # Gated cells have no activation option; Julia checks the name, so give it one it knows.
-        "activation": config.activation if config.model == "rnn" else "tanh",
+        "kinds": kinds,  # FluxParity.train_chain's first two arguments
+        "activations": activations,
         "weights": list(weights),
         "dtype": config.dtype,
         "epochs": config.epochs,
@@ -241,7 +221,7 @@ def _describe_exit(exit_code: int) -> str:
     return f"exited with code {exit_code}"
 
 
-def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Params, SequenceModel]) -> RunResult:
+def _read_result(workdir: Path, exit_code: int, output: deque, initial: Chain) -> RunResult:
     error_file = workdir / "error.json"
     result_file = workdir / "result.json"
     if error_file.is_file():
@@ -264,8 +244,7 @@ def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Pa
     scalars = json.loads(result_file.read_text(encoding="utf-8"))
     # Every entry's header (name, dtype, shape) is checked before its data is read; the weights must come
     # back in the shapes they were sent in.
-    weights = ({name: getattr(initial, name) for name in TUTORIAL_WEIGHTS} if isinstance(initial, Params)
-               else flat_params(initial))
+    weights = flat_params(initial)
     expected = {name: Expect((None,), ("float64",)) for name in ARRAY_FIELDS}
     expected.update({name: Expect(np.shape(array), ("float64",)) for name, array in weights.items()})
     try:
@@ -273,10 +252,7 @@ def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Pa
     except NpzError as exc:
         raise BackendError(f"the Flux worker's result is not what was expected: {exc}") from None
     arrays = {name: npz[name] for name in ARRAY_FIELDS}
-    if isinstance(initial, Params):
-        final_params = Params(**{name: npz[name] for name in TUTORIAL_WEIGHTS})
-    else:
-        final_params = with_flat_params(initial, {name: npz[name] for name in weights})
+    final_params = with_flat_params(initial, {name: np.asarray(npz[name], dtype=np.float64) for name in weights})
     return RunResult(
         step_losses=arrays["step_losses"],
         epoch_train_loss=arrays["epoch_train_loss"],
