@@ -42,6 +42,7 @@ from typing import Union
 
 import numpy as np
 
+from .._npzio import Expect, NpzError, npz_headers, read_npz
 from ._params import CELL_TYPES, Chain, DenseParams, RNNParams, as_chain
 
 FORMAT = "fluxparity-weights/2"
@@ -54,15 +55,65 @@ def _text(s: str) -> np.ndarray:
     return np.frombuffer(s.encode("ascii"), dtype=np.uint8).copy()
 
 
-def _read_text(a: np.ndarray) -> str:
-    return np.asarray(a, dtype=np.uint8).tobytes().decode("ascii")
+_FLOATS = ("float32", "float64")
 
 
 def read_entries(path: PathLike) -> dict[str, np.ndarray]:
-    """Every entry of the archive at ``path`` by name, as NumPy arrays (no pickles). The ONE place a
-    weights file is read."""
-    with np.load(path, allow_pickle=False) as f:
-        return {name: f[name] for name in f.files}
+    """Every entry of a weights file by name, each entry's header (shape, dtype) checked before its data is
+    read, never unpickling: the ONE place a weights file is read. Raises :class:`fluxparity._npzio.NpzError`
+    (a ``ValueError``) naming the file and the entry.
+
+    Text entries (``format``, ``readout``, ``kind``, ``layers[i].kind``, ``activation``,
+    ``layers[i].activation``) must be ASCII uint8 arrays and come back as ``str``; arrays must be float32 or
+    float64 and finite, with the shapes their layer's kind implies (``Wh`` of a cell fixes its hidden size).
+    """
+    headers = npz_headers(path)
+    text_names = [n for n in headers if n in ("format", "readout", "kind", "activation")
+                  or n.endswith((".kind", ".activation"))]
+    texts = read_npz(path, {n: Expect.ascii() for n in text_names}, allow_unexpected=True)
+    expected = {n: Expect.ascii() for n in text_names}
+    for prefix, kind in _layer_kinds(path, texts, headers):
+        if kind == "dense":
+            weight = headers.get(prefix + "weight")
+            out = weight.shape[0] if weight is not None and len(weight.shape) == 2 else None
+            expected[prefix + "weight"] = Expect((out, None), _FLOATS, finite=True)
+            expected[prefix + "bias"] = Expect((out,), _FLOATS, finite=True)
+            continue
+        cls = CELL_TYPES[kind]
+        wh = headers.get(prefix + "Wh")
+        hidden = wh.shape[1] if wh is not None and len(wh.shape) == 2 else None
+        rows = None if hidden is None else cls.gates * hidden
+        shapes = {"Wi": (rows, None), "Wh": (rows, hidden), cls.array_names[2]: (rows,), "Wh_htilde": (hidden, hidden)}
+        for name in sorted(cls.array_names, key=lambda n: n != "Wh"):  # Wh first: it fixes the others' shapes
+            expected[prefix + name] = Expect(shapes[name], _FLOATS, finite=True)
+    entries = read_npz(path, expected)
+    dtypes = {str(a.dtype) for n, a in entries.items() if n not in text_names}
+    if len(dtypes) > 1:
+        raise NpzError(path, None, "one float dtype for every array", ", ".join(sorted(dtypes)))
+    return entries
+
+
+def _layer_kinds(path, texts: dict, headers: dict) -> list[tuple[str, str]]:
+    """``(array name prefix, kind)`` per layer, from the text entries (version 1 or 2)."""
+    found = texts.get("format")
+    if found == FORMAT_V1:
+        kind = texts.get("kind")
+        if kind not in CELL_TYPES:
+            raise NpzError(path, "kind", f"one of {', '.join(CELL_TYPES)}", repr(kind))
+        has_head = any(n.startswith("head.") for n in headers)
+        return [("cell.", kind), ("head.", "dense")] if has_head else [("cell.", kind)]
+    if found != FORMAT:
+        raise NpzError(path, "format", f"{FORMAT!r} (or {FORMAT_V1!r})", repr(found) if found else "no such entry")
+    numbers = sorted(int(m.group(1)) for m in map(_KIND.match, texts) if m)
+    if not numbers or numbers != list(range(1, len(numbers) + 1)):
+        raise NpzError(path, None, "layers numbered 1, 2, … (entries layers[i].kind)", f"layer numbers {numbers}")
+    kinds = []
+    for i in numbers:
+        kind = texts[f"layers[{i}].kind"]
+        if kind != "dense" and kind not in CELL_TYPES:
+            raise NpzError(path, f"layers[{i}].kind", f"one of {', '.join((*CELL_TYPES, 'dense'))}", repr(kind))
+        kinds.append((f"layers[{i}]." if kind == "dense" else f"layers[{i}].cell.", kind))
+    return kinds
 
 
 def file_entries(params) -> dict[str, np.ndarray]:
@@ -83,61 +134,51 @@ def save_npz(path: PathLike, params: Chain) -> None:
         np.savez(f, **file_entries(params))
 
 
-def _layer(kind: str, activation, arrays: dict, where: str):
-    if kind == "dense":
-        return DenseParams(**arrays, activation=activation or "identity")
-    if kind not in CELL_TYPES:
-        raise ValueError(f"{where}: unknown kind {kind!r}")
-    cls = CELL_TYPES[kind]
-    if set(arrays) != set(cls.array_names):
-        raise ValueError(f"{where}: arrays {sorted(arrays)} are not a {kind}'s {list(cls.array_names)}")
-    return cls(**arrays, activation=activation) if cls is RNNParams else cls(**arrays)
+def _layer(kind: str, activation, arrays: dict, path, where: str):
+    """One layer from checked entries; a value the layer refuses (e.g. an unknown activation, a Wi whose rows
+    do not match Wh's) is reported as a file error naming the layer."""
+    try:
+        if kind == "dense":
+            return DenseParams(**arrays, activation=activation or "identity")
+        cls = CELL_TYPES[kind]
+        return cls(**arrays, activation=activation) if cls is RNNParams else cls(**arrays)
+    except (TypeError, ValueError) as exc:
+        raise NpzError(path, where, f"a valid {kind} layer", str(exc)) from None
 
 
 def _load_v1(path, entries: dict) -> Chain:
-    kind = _read_text(entries.pop("kind"))
-    activation = _read_text(entries.pop("activation")) if "activation" in entries else None
-    cell_arrays = {n[5:]: np.ascontiguousarray(a) for n, a in entries.items() if n.startswith("cell.")}
-    head_arrays = {n[5:]: np.ascontiguousarray(a) for n, a in entries.items() if n.startswith("head.")}
-    unknown = sorted(set(entries) - {f"cell.{n}" for n in cell_arrays} - {f"head.{n}" for n in head_arrays})
-    if unknown:
-        raise ValueError(f"{path}: entries {sorted(entries)} do not describe a {kind} (+ optional head)")
-    layers = [_layer(kind, activation, cell_arrays, str(path))]
-    if head_arrays:
-        layers.append(DenseParams(**head_arrays))
-    return Chain(tuple(layers), "all")
+    kind = entries["kind"]
+    cell = _layer(kind, entries.get("activation"), {n[5:]: a for n, a in entries.items() if n.startswith("cell.")},
+                  path, "cell")
+    layers = [cell]
+    head = {n[5:]: a for n, a in entries.items() if n.startswith("head.")}
+    if head:
+        layers.append(_layer("dense", None, head, path, "head"))
+    return _chain(tuple(layers), "all", path)
+
+
+def _chain(layers: tuple, readout: str, path) -> Chain:
+    try:
+        return Chain(layers, readout)
+    except (TypeError, ValueError) as exc:
+        raise NpzError(path, None, "layers that fit together", str(exc)) from None
 
 
 def load_npz(path: PathLike) -> Chain:
     """Read a version-2 (or version-1) file (written by :func:`save_npz` or Julia's ``save_weights``).
 
     Arrays keep the file's dtype (checked to be one float dtype); the result always is a :class:`Chain`.
+    Every problem with the file raises :class:`fluxparity._npzio.NpzError` (a ``ValueError``) naming the
+    file and the entry, with what was expected and what was found.
     """
     entries = read_entries(path)
-    found = _read_text(entries.pop("format", np.zeros(0, np.uint8)))
-    if found == FORMAT_V1:
+    if entries["format"] == FORMAT_V1:
         return _load_v1(path, entries)
-    if found != FORMAT:
-        raise ValueError(f"{path}: format {found!r} is not {FORMAT!r} (or {FORMAT_V1!r})")
-    readout = _read_text(entries.pop("readout"))
-    numbers = sorted(int(m.group(1)) for m in map(_KIND.match, entries) if m)
-    if numbers != list(range(1, len(numbers) + 1)) or not numbers:
-        raise ValueError(f"{path}: layer numbers {numbers} are not 1, 2, …")
-    layers, used = [], set()
-    for i in numbers:
-        kind = _read_text(entries[f"layers[{i}].kind"])
-        used.add(f"layers[{i}].kind")
-        activation = None
-        if f"layers[{i}].activation" in entries:
-            activation = _read_text(entries[f"layers[{i}].activation"])
-            used.add(f"layers[{i}].activation")
-        prefix = f"layers[{i}]." if kind == "dense" else f"layers[{i}].cell."
-        arrays = {n[len(prefix):]: np.ascontiguousarray(a) for n, a in entries.items()
-                  if n.startswith(prefix) and n not in used and "." not in n[len(prefix):]
-                  and n[len(prefix):] not in ("kind", "activation")}
-        used |= {prefix + n for n in arrays}
-        layers.append(_layer(kind, activation, arrays, f"{path}: layers[{i}]"))
-    unknown = sorted(set(entries) - used)
-    if unknown:
-        raise ValueError(f"{path}: unexpected entries {unknown}")
-    return Chain(tuple(layers), readout)
+    if "readout" not in entries:
+        raise NpzError(path, "readout", "ASCII text 'last' or 'all'", "no such entry")
+    layers = []
+    for i, (prefix, kind) in enumerate(_layer_kinds(path, entries, entries), start=1):
+        arrays = {n[len(prefix):]: a for n, a in entries.items()
+                  if n.startswith(prefix) and not isinstance(a, str)}
+        layers.append(_layer(kind, entries.get(f"layers[{i}].activation"), arrays, path, f"layers[{i}]"))
+    return _chain(tuple(layers), entries["readout"], path)
