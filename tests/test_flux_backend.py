@@ -13,10 +13,12 @@ julia/tutorial.jl end to end.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,8 @@ from fluxparity.compare import compare_results
 
 from fluxparity import juliaprobe
 from fluxparity.backends import BackendError, BackendUnavailable, get_backend
-from fluxparity.backends.flux import FluxBackend
+from fluxparity.backends import _flux_worker
+from fluxparity.backends.flux import FluxBackend, _read_result, _write_inputs
 from fluxparity.config import RunConfig
 from fluxparity.juliaprobe import FluxEnvironment, JuliaProbe, ProjectProbe
 from fluxparity.backends.reference import ReferenceBackend
@@ -131,6 +134,35 @@ def test_a_model_run_crosses_to_julia_and_back_exactly(fake_julia, tmp_path, kin
         assert final.cell.activation == initial.cell.activation
     assert_same_run(result, ReferenceBackend(tanh="fast").train(config, data, initial))
     assert seen[-1] == (2 * 12, 2 * 12)
+
+
+def load_fake_juliacall():
+    """The fake juliacall as a module object, for a worker run inside this process."""
+    spec = importlib.util.spec_from_file_location("juliacall", FAKE_JULIA / "juliacall" / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("kind, hidden, activation, dtype", [
+    ("rnn", 1, "tanh", "float32"), ("gruv3", 3, "gated", "float64"),
+], ids=["tutorial", "gruv3"])
+def test_the_worker_run_in_this_process_round_trips_a_run_exactly(tmp_path, monkeypatch, kind, hidden, activation,
+                                                                  dtype):
+    # The same end-to-end check without the subprocess, so that mutation testing (docs/mutation.md), which
+    # only sees code run in the test's process, sees the worker's marshalling being tested.
+    monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # the worker refuses to run beside torch
+    if kind == "rnn":
+        data, initial = make_inputs(12, seed=4)
+    else:
+        data, initial = model_inputs(kind, hidden, activation, samples=8)
+    config = RunConfig(activation, dtype, epochs=2, lr=0.01, model=kind, hidden=hidden)
+    total = 2 * len(data.train_sequences)
+    _write_inputs(tmp_path, config, data, initial, str(juliaprobe.flux_source_path()), total)
+    assert _flux_worker.run(tmp_path) == 0, (tmp_path / "error.json").read_text()
+    result = _read_result(tmp_path, 0, deque(), initial)
+    assert_same_run(result, ReferenceBackend(tanh="fast").train(config, data, initial))
 
 
 def test_a_model_run_missing_a_weight_on_return_is_an_error(fake_julia, tmp_path):
