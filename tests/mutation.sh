@@ -15,4 +15,4 @@ find "$stage" -name __pycache__ -prune -exec rm -rf {} +
 cd "$stage"
 unset PYTHONPATH
 "$python" -m mutmut run --max-children "${MUTATION_JOBS:-2}" "$@" || true
-"$python" -m mutmut results --all true
+"$python" "$root/tests/mutation_survivors.py"

@@ -113,6 +113,27 @@ def test_gru_nonzero_b_hn_is_refused():
         models.from_module(gru, dtype=np.float64)
 
 
+def test_gru_hidden_biases_of_the_gates_fold_into_flux_bias():
+    # b_hr and b_hz add to b_ir and b_iz before the sigmoid (Flux's one bias holds the sum); only b_hn may not
+    gru = torch.nn.GRU(3, 4, dtype=torch.float64)
+    with torch.no_grad():
+        gru.bias_hh_l0[8:].zero_()  # b_hn = 0, b_hr and b_hz as initialised (nonzero)
+    params = models.from_module(gru, dtype=np.float64)
+    expected = (gru.bias_ih_l0 + gru.bias_hh_l0).detach().numpy()
+    np.testing.assert_array_equal(params.b, expected)
+
+
+@pytest.mark.parametrize("np_dtype, torch_dtype", [(np.float64, torch.float32), (np.float32, torch.float64)])
+def test_to_state_dict_gives_every_tensor_the_requested_dtype(np_dtype, torch_dtype):
+    for kind, activation in MODELS:
+        for one_bias_rnn in (False, True):
+            params = _params(kind, activation, True, np_dtype)
+            state_dict = models.to_state_dict(params, dtype=torch_dtype, one_bias_rnn=one_bias_rnn)
+            assert {name: t.dtype for name, t in state_dict.items()} == {name: torch_dtype for name in state_dict}
+            cell_only = models.to_state_dict(params.cell, dtype=torch_dtype, one_bias_rnn=one_bias_rnn)
+            assert {t.dtype for t in cell_only.values()} == {torch_dtype}
+
+
 def test_conversion_to_float32_rounds_explicitly():
     cell = _params("lstm", "tanh", False, np.float64).cell
     state_dict = models.to_state_dict(cell, dtype=torch.float32)
