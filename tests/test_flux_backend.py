@@ -14,6 +14,7 @@ julia/tutorial.jl end to end.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -163,6 +164,20 @@ def test_the_worker_run_in_this_process_round_trips_a_run_exactly(tmp_path, monk
     assert _flux_worker.run(tmp_path) == 0, (tmp_path / "error.json").read_text()
     result = _read_result(tmp_path, 0, deque(), initial)
     assert_same_run(result, ReferenceBackend(tanh="fast").train(config, data, initial))
+
+
+def test_the_worker_in_this_process_reports_a_julia_exception_and_its_usage(tmp_path, monkeypatch, small_inputs):
+    monkeypatch.setenv("FAKE_JULIA_BEHAVIOUR", "julia-error")
+    monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    data, initial = small_inputs
+    _write_inputs(tmp_path, RunConfig("identity", "float64", epochs=1), data, initial,
+                  str(juliaprobe.flux_source_path()), len(data.train_sequences))
+    assert _flux_worker.main([str(tmp_path)]) == 1
+    assert json.loads((tmp_path / "error.json").read_text()) == {
+        "kind": "julia", "type": "DimensionMismatch", "message": "Wh must be (1, 1), got (2, 2)"}
+    assert not (tmp_path / "result.json").exists()
+    assert _flux_worker.main([]) == 2 and _flux_worker.main(["a", "b"]) == 2
 
 
 def test_a_model_run_missing_a_weight_on_return_is_an_error(fake_julia, tmp_path):
