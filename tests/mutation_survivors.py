@@ -32,7 +32,11 @@ def mutmut(*args: str) -> str:
 
 
 def changed_lines(name: str) -> tuple[str, str]:
-    diff = mutmut("show", name).splitlines()
+    """The removed and the added lines of one mutant's diff (in this process: one mutmut call each is slow)."""
+    import mutmut.__main__  # noqa: F401  (sets up mutmut's state for the import below)
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    diff = get_diff_for_mutant(name).splitlines()
     removed = " ".join(line[1:] for line in diff if line.startswith("-") and not line.startswith("---"))
     added = " ".join(line[1:] for line in diff if line.startswith("+") and not line.startswith("+++"))
     return removed, added

@@ -119,3 +119,8 @@ def test_the_model_reference_takes_the_same_step_with_a_gradient_below_epsilon(d
     for name, before in flat_params(start).items():
         np.testing.assert_array_equal(flat_params(result.final_params)[name].astype(dtype),
                                       hand_adam_step(before, g[name], dtype), err_msg=name)
+
+
+def test_optimisers_adam_defaults_are_optimisers_jl_s():
+    p = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+    assert OptimisersAdam([p]).defaults == {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}

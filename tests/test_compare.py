@@ -157,3 +157,29 @@ def parity_failures(parity):
     failed = [c.quantity for c in parity.failed()]
     assert (parity.verdict == "fail") == bool(failed)
     return failed
+
+
+def test_a_difference_exactly_at_the_allowance_passes():
+    assert compare_arrays("x", "a", [1.5], "b", [1.0], rtol=0.0, atol=0.5).passed
+    assert not compare_arrays("x", "a", [1.5], "b", [1.0], rtol=0.0, atol=0.25).passed
+
+
+def test_zero_allowances_and_zero_values_report_finite_numbers():
+    check = compare_arrays("x", "a", [0.0, 2.0, 3.0], "b", [0.0, 1.0, 3.0], rtol=0.0)
+    assert check.max_rel == 0.5  # |2 - 1| / 2; 0 vs 0 counts as 0, not NaN
+    assert check.tolerance_used == np.inf and check.worst_index == 1 and check.first_divergent_step == 1
+    same = compare_arrays("x", "a", [0.0, 1.0], "b", [0.0, 1.0], rtol=0.0)
+    assert same.passed and same.tolerance_used == 0.0 and same.max_rel == 0.0 and same.worst_index == 0
+    assert same.judged and same.rule == "" and same.atol == 0.0
+
+
+def test_empty_arrays_compare_as_equal():
+    check = compare_arrays("x", "a", [], "b", [], rtol=1e-9)
+    assert check.passed and check.first_divergent_step is None
+    assert (check.max_abs, check.max_rel, check.tolerance_used, check.worst_index, check.atol) == (0.0, 0.0, 0.0, 0, 0.0)
+
+
+def test_scale_is_per_element():
+    # labels 1 and 100: a difference of 5e-8 is inside 1e-9 * 100 and outside 1e-9 * 1
+    check = compare_arrays("loss", "a", [5e-8, 5e-8], "b", [0.0, 0.0], rtol=1e-9, scale=[100.0, 1.0])
+    assert not check.passed and check.first_divergent_step == 1 and check.atol == pytest.approx(1e-7)

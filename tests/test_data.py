@@ -59,3 +59,9 @@ def test_from_dict_makes_every_array_float64_even_from_integers():
 def test_bad_sample_count_is_rejected(bad):
     with pytest.raises(ValueError, match=str(bad)):
         generate_dataset(bad, seed=0)
+
+
+def test_pack_of_no_sequences_is_two_empty_arrays():
+    values, lengths = pack([])
+    assert values.shape == (0,) and values.dtype == np.float64
+    assert lengths.shape == (0,) and lengths.dtype == np.int64

@@ -148,8 +148,8 @@ def load_fake_juliacall():
 @pytest.mark.parametrize("kind, hidden, activation, dtype", [
     ("rnn", 1, "tanh", "float32"), ("gruv3", 3, "gated", "float64"),
 ], ids=["tutorial", "gruv3"])
-def test_the_worker_run_in_this_process_round_trips_a_run_exactly(tmp_path, monkeypatch, kind, hidden, activation,
-                                                                  dtype):
+def test_the_worker_run_in_this_process_round_trips_a_run_exactly(tmp_path, monkeypatch, capsys, kind, hidden,
+                                                                  activation, dtype):
     # The same end-to-end check without the subprocess, so that mutation testing (docs/mutation.md), which
     # only sees code run in the test's process, sees the worker's marshalling being tested.
     monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
@@ -164,6 +164,35 @@ def test_the_worker_run_in_this_process_round_trips_a_run_exactly(tmp_path, monk
     assert _flux_worker.run(tmp_path) == 0, (tmp_path / "error.json").read_text()
     result = _read_result(tmp_path, 0, deque(), initial)
     assert_same_run(result, ReferenceBackend(tanh="fast").train(config, data, initial))
+    # progress reached Julia and came back as the worker's stdout lines, every total // 100 steps
+    lines = capsys.readouterr().out.split()
+    assert lines[-3:] == [_flux_worker.PROGRESS_TAG, str(total), str(total)]
+    assert lines.count(_flux_worker.PROGRESS_TAG) == total
+    assert result.notes["juliacall_version"] == "0.0-fake"
+
+
+def test_the_worker_in_this_process_refuses_to_run_beside_torch(tmp_path, monkeypatch, small_inputs):
+    import torch  # noqa: F401  (loaded, as it would be if a fluxparity import pulled it in)
+
+    monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
+    data, initial = small_inputs
+    _write_inputs(tmp_path, RunConfig("identity", "float64", epochs=1), data, initial,
+                  str(juliaprobe.flux_source_path()), len(data.train_sequences))
+    assert _flux_worker.run(tmp_path) == 1
+    assert json.loads((tmp_path / "error.json").read_text())["message"] == (
+        "torch was imported in the Flux worker before juliacall")
+
+
+def test_the_worker_in_this_process_checks_the_returned_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_JULIA_BEHAVIOUR", "drop-weight")
+    monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    data, initial = model_inputs("gru", 2, "gated", samples=3)
+    _write_inputs(tmp_path, RunConfig("gated", "float64", epochs=1, model="gru", hidden=2), data, initial,
+                  str(juliaprobe.flux_source_path()), 3)
+    assert _flux_worker.run(tmp_path) == 1
+    error = json.loads((tmp_path / "error.json").read_text())
+    assert error["type"] == "KeyError" and "train_model returned the arrays" in error["message"]
 
 
 def test_the_worker_in_this_process_reports_a_julia_exception_and_its_usage(tmp_path, monkeypatch, small_inputs):
