@@ -18,6 +18,11 @@ CLASSES = [
     ("message", re.compile(r"raise |Error\(|_fail\(|print\(|rule=|f\"|warn|note|help=")),
     # dtype=None / no dtype on arrays that are float64 already (the inputs' documented layout).
     ("equivalent: dtype of a float64 array", re.compile(r"dtype=None|asarray\([^)]*, \)|ascontiguousarray\([^)]*, \)")),
+    # np.array/astype without a dtype on values that are already what it would make: Python ints -> int64,
+    # float64 arrays from NumPy or Julia (Float64 by FluxParity.jl's contract) -> float64.
+    ("equivalent: default dtype", re.compile(r"np\.array\([^()]*(\([^()]*\))?[^()]*, \)|astype\(None\)")),
+    # request.json always carries these keys (backends/flux.py writes them): the fallback is never read.
+    ("unreachable: request.json default", re.compile(r"request\.get\(")),
     # Python's UTF-8 default and codec names are case-insensitive.
     ("equivalent: text encoding", re.compile(r"encoding=None|\"UTF-8\"|read_text\(\)|write_text\([^)]*, \)")),
     # astype(copy=...) changes only whether a copy is made of an array nobody else holds.
