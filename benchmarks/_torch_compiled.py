@@ -59,7 +59,7 @@ from fluxparity.adam import BETA1, BETA2, EPSILON
 from fluxparity.backends.pytorch import TORCH_DTYPES, ieee_sqrt
 from fluxparity.config import RunConfig
 from fluxparity.data import MAX_LENGTH, Dataset
-from fluxparity.params import Params
+from fluxparity.models import Chain as Params, tutorial_weights, with_tutorial_weights
 
 WINDOW = MAX_LENGTH  # time steps per padded sequence, as in the fast path
 # the inductor options of this one compilation (the C++ wrapper: no Python between the scan's iterations)
@@ -117,7 +117,8 @@ def _inputs(config: RunConfig, data: Dataset, initial: Params, unroll: int) -> t
 
     step_size, bias_correction2_sqrt = _step_scalars(steps, float(config.lr))
     state = torch.zeros(9, 1, dtype=dtype)  # rows Wh, Wi, b, m_Wh, m_Wi, m_b, v_Wh, v_Wi, v_b
-    state[:3, 0] = torch.tensor([initial.Wh[0, 0], initial.Wi[0, 0], initial.bias[0]], dtype=dtype)
+    wi, wh, b = tutorial_weights(initial)
+    state[:3, 0] = torch.tensor([wh, wi, b], dtype=dtype)
     # torch.optim.Adam rounds its Python-float hyperparameters to the tensor's dtype in its kernels
     constants = torch.tensor([[1 - BETA1], [BETA2], [1 - BETA2], [EPSILON], [1.0]], dtype=dtype)
     return (state, constants, per_step(x, WINDOW, 1), per_step(mask, WINDOW, 1),
@@ -210,7 +211,7 @@ def _run_once(config: RunConfig, data: Dataset, initial: Params, unroll: int) ->
         state, residuals = program(*inputs)
     seconds = time.perf_counter() - start
     final = state[:3, 0].to(torch.float64).numpy()
-    params = Params(Wi=np.array([[final[1]]]), Wh=np.array([[final[0]]]), bias=np.array([final[2]]))
+    params = with_tutorial_weights(initial, final[1], final[0], final[2])
     return residuals.reshape(-1).abs().to(torch.float64).numpy().copy(), params, seconds
 
 
@@ -226,8 +227,7 @@ def train_compiled(config: RunConfig, data: Dataset, initial: Params, unroll: in
     """
     if not getattr(config, "is_tutorial", True):
         raise ValueError(f"the compiled benchmark implements the tutorial's one-unit RNN, not {config.label}")
-    if initial.Wi.shape != (1, 1) or initial.Wh.shape != (1, 1) or initial.bias.shape != (1,):
-        raise ValueError("the compiled benchmark implements the tutorial's one-unit RNN")
+    tutorial_weights(initial)  # the tutorial's shape only: refuses any other Chain
     steps = len(data.train_sequences) * config.epochs
     unroll = pick_unroll(steps, unroll)
     with _one_thread():
@@ -381,7 +381,7 @@ def main() -> int:
     from fluxparity.config import ACTIVATIONS, DTYPES as RUN_DTYPES
     from fluxparity.data import generate_dataset
     from fluxparity.experiment import seeds_for
-    from fluxparity.params import initial_params
+    from fluxparity.models import tutorial_chain
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--samples", type=int, default=1000)
@@ -395,11 +395,12 @@ def main() -> int:
               flush=True)
     samples, epochs, unroll = args.samples, args.epochs, args.unroll
     data_seed, param_seed = seeds_for(0)
-    data, initial = generate_dataset(samples, data_seed), initial_params(param_seed)
+    data = generate_dataset(samples, data_seed)
     for activation, dtype in (run.split("/") for run in args.runs.split(",")):
         if activation not in ACTIVATIONS or dtype not in RUN_DTYPES:
             parser.error(f"unknown run {activation}/{dtype}")
         config = RunConfig(activation, dtype, epochs=epochs)
+        initial = tutorial_chain(param_seed, activation)
         run = train_compiled(config, data, initial, unroll=unroll, repeats=3)
         check = parity(config, data, initial, run)
         print(f"{activation}/{dtype}: compile {run.compile_seconds:.1f} s, run {run.run_seconds:.3f} s "

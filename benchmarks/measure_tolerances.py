@@ -25,12 +25,13 @@ from fluxparity.compare import RTOL_FLOAT32, adam_jitter
 from fluxparity.config import RunConfig
 from fluxparity.data import generate_dataset
 from fluxparity.experiment import seeds_for
-from fluxparity.params import initial_params
+from fluxparity.models import tutorial_chain
 
 
 def inputs(seed: int, samples: int = 1000):
+    """The data and, by activation, the initial tutorial Chain ``compare --seed`` uses."""
     data_seed, param_seed = seeds_for(seed)
-    return generate_dataset(samples, data_seed), initial_params(param_seed)
+    return generate_dataset(samples, data_seed), {a: tutorial_chain(param_seed, a) for a in ("identity", "tanh")}
 
 
 def scaled_step_diff(a, b, data):
@@ -47,8 +48,8 @@ def epoch_one_table(seeds):
             for seed in seeds:
                 data, initial = inputs(seed)
                 config = RunConfig(activation, "float32", epochs=2)
-                d = scaled_step_diff(ReferenceBackend().train(config, data, initial),
-                                     TorchBackend(optimizer).train(config, data, initial), data)
+                d = scaled_step_diff(ReferenceBackend().train(config, data, initial[config.activation]),
+                                     TorchBackend(optimizer).train(config, data, initial[config.activation]), data)
                 row.append(d[: len(data.train_labels)].max())
             print(f"{activation:10s} {optimizer:10s} " + " ".join(f"{v:9.2e}" for v in row))
 
@@ -64,8 +65,8 @@ def full_run_table(seeds):
             cells = {}
             for dtype in ("float32", "float64"):
                 config = RunConfig("identity", dtype)
-                ref = ReferenceBackend().train(config, data, initial)
-                tor = TorchBackend(optimizer).train(config, data, initial)
+                ref = ReferenceBackend().train(config, data, initial[config.activation])
+                tor = TorchBackend(optimizer).train(config, data, initial[config.activation])
                 cells[dtype] = (ref, tor, scaled_step_diff(ref, tor, data))
             ref, tor, d32 = cells["float32"]
             sep = np.argmax(d32 > RTOL_FLOAT32) if (d32 > RTOL_FLOAT32).any() else None
@@ -103,15 +104,15 @@ def first_difference_table(seed: int = 0):
     for activation in ("identity", "tanh"):
         for dtype in ("float64", "float32"):
             config = RunConfig(activation, dtype)
-            ref = ReferenceBackend().train(config, data, initial)
-            cells = [first(TorchBackend("torch").train(config, data, initial), ref)]
+            ref = ReferenceBackend().train(config, data, initial[config.activation])
+            cells = [first(TorchBackend("torch").train(config, data, initial[config.activation]), ref)]
             ieee = pytorch_fast.ieee_sqrt
             pytorch_fast.ieee_sqrt = torch.sqrt  # the Optimisers.jl arithmetic with PyTorch's own sqrt
             try:
-                cells.append(first(TorchBackend("optimisers").train(config, data, initial), ref))
+                cells.append(first(TorchBackend("optimisers").train(config, data, initial[config.activation]), ref))
             finally:
                 pytorch_fast.ieee_sqrt = ieee
-            cells.append(first(TorchBackend("optimisers").train(config, data, initial), ref))
+            cells.append(first(TorchBackend("optimisers").train(config, data, initial[config.activation]), ref))
             print(f"{activation:10s} {dtype:8s} {cells[0]:>16s} {cells[1]:>21s} {cells[2]:>10s}", flush=True)
 
 

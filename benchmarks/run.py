@@ -78,11 +78,11 @@ def main(argv=None) -> int:
     from fluxparity.config import ACTIVATIONS, DTYPES, RunConfig
     from fluxparity.data import generate_dataset
     from fluxparity.experiment import seeds_for
-    from fluxparity.params import initial_params
+    from fluxparity.models import tutorial_chain
     from fluxparity.sweep import run_sweep
 
     data_seed, param_seed = seeds_for(0)
-    data, initial = generate_dataset(samples, data_seed), initial_params(param_seed)
+    data, initial = generate_dataset(samples, data_seed), tutorial_chain(param_seed)
     config = RunConfig("identity", "float64", epochs=epochs)
     log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     rows = {}  # name -> (seconds, note)
@@ -97,9 +97,10 @@ def main(argv=None) -> int:
     tiny_data = generate_dataset(5, data_seed)
     for a in ACTIVATIONS:
         for d in DTYPES:
-            ReferenceBackend().train(RunConfig(a, d, epochs=1), tiny_data, initial)
-            TorchBackend(path="fast").train(RunConfig(a, d, epochs=1), tiny_data, initial)
-            TorchBackend(path="plain").train(RunConfig(a, d, epochs=1), tiny_data, initial)
+            warm = tutorial_chain(param_seed, a)
+            ReferenceBackend().train(RunConfig(a, d, epochs=1), tiny_data, warm)
+            TorchBackend(path="fast").train(RunConfig(a, d, epochs=1), tiny_data, warm)
+            TorchBackend(path="plain").train(RunConfig(a, d, epochs=1), tiny_data, warm)
 
     label = f"identity/float64, {samples} x {epochs}"
     seconds, plain = timed(lambda: TorchBackend(path="plain").train(config, data, initial))
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     record("reference", seconds, f"{label}; compiled, best of 3")
     seconds, _ = timed(lambda: ReferenceBackend(jit=False).train(config, data, initial))
     record("reference_python", seconds, f"{label}; the same kernel interpreted (no numba)")
-    batch_runs = [(config, generate_dataset(samples, d), initial_params(p))
+    batch_runs = [(config, generate_dataset(samples, d), tutorial_chain(p))
                   for d, p in (seeds_for(s) for s in range(args.seeds))]
     seconds, _ = timed(lambda: train_batch(batch_runs))
     record(f"torch_fast_x{args.seeds}", seconds, f"{label}; {args.seeds} seeds as one batch "

@@ -1,12 +1,10 @@
 """
     FluxParity
 
-The tutorial's model and training loop in Flux 0.16: an `RNN(1 => 1, σ)` trained with Adam, one sample
-at a time, on the loss `|last output - label|`. Python calls [`train_tutorial`](@ref) once per run
+The training loop of the tutorial in Flux 0.16 — Adam, one sample at a time, on the loss
+`|last output - label|` — for any `Chain` of recurrent layers (RNN, LSTM, GRU, GRUv3) and Dense layers,
+the tutorial's `RNN(1 => 1, σ)` being one of them. Python calls [`train_chain`](@ref) once per run
 (python/fluxparity/backends/_flux_worker.py); julia/tutorial.jl reuses the small helpers.
-
-Beyond the tutorial, [`train_model`](@ref) runs the same loop on `Chain(RNN|LSTM|GRU|GRUv3(cell),
-Dense(hidden => 1))`, the prediction being the head's output at the last step.
 
 Load it with `include("julia/FluxParity.jl")` from an environment that has Flux, Optimisers and Zygote
 (this repository's Project.toml, or juliacall's environment built from python/fluxparity/juliapkg.json).
@@ -27,22 +25,13 @@ using Flux:
     LSTM,
     LSTMCell,
     RNN,
-    RNNCell
+    RNNCell,
+    relu,
+    sigmoid
 import Optimisers
 import Zygote
 
-export train_model, train_tutorial
-
-"""
-    activation_function(name) -> Function
-
-`identity` or `tanh`. Flux itself swaps `tanh` for `NNlib.tanh_fast` inside the cell.
-"""
-function activation_function(name::AbstractString)
-    name == "identity" && return identity
-    name == "tanh" && return tanh
-    throw(ArgumentError("activation must be \"identity\" or \"tanh\", got $(repr(name))"))
-end
+export train_chain
 
 """
     element_type(name) -> Type
@@ -53,17 +42,6 @@ function element_type(name::AbstractString)
     name == "float32" && return Float32
     name == "float64" && return Float64
     throw(ArgumentError("dtype must be \"float32\" or \"float64\", got $(repr(name))"))
-end
-
-"""
-    build_rnn(σ, Wi, Wh, bias) -> RNN
-
-The tutorial's model with exactly these weights: `Wi (out, in)`, `Wh (out, out)`, `bias (out,)`.
-The initial state is zeros and is not a parameter (Flux ≥ 0.15).
-"""
-function build_rnn(σ, Wi::AbstractMatrix, Wh::AbstractMatrix, bias::AbstractVector)
-    cell = RNNCell(σ, Wi, Wh, bias)
-    return RNN(cell)
 end
 
 """
@@ -127,16 +105,6 @@ function sequences(
     stops = cumsum(lengths)
     starts = stops .- lengths .+ 1
     return [reshape(T.(values[a:b]), 1, :) for (a, b) in zip(starts, stops)]
-end
-
-function check_shapes(Wi::AbstractMatrix, Wh::AbstractMatrix, bias::AbstractVector)
-    out = size(Wi, 1)
-    size(Wi, 2) == 1 || throw(DimensionMismatch("Wi must be (out, 1), got $(size(Wi))"))
-    size(Wh) == (out, out) ||
-        throw(DimensionMismatch("Wh must be ($out, $out), got $(size(Wh))"))
-    length(bias) == out ||
-        throw(DimensionMismatch("bias must have length $out, got $(length(bias))"))
-    return nothing
 end
 
 function check_labels(xs::AbstractVector, ys::AbstractVector, set::AbstractString)
@@ -251,234 +219,159 @@ versions() = (
 version_string(m::Module) = string(something(pkgversion(m), "unknown"))
 
 """
-    train_tutorial(activation, dtype, epochs, lr, Wi, Wh, bias,
-                   train_values, train_lengths, train_labels,
-                   test_values, test_lengths, test_labels,
-                   probe_values, probe_lengths;
-                   progress = nothing, progress_every = 1000) -> NamedTuple
+    layer_activation(name) -> Function
 
-Train the tutorial's `RNN(1 => 1, σ)` from the given weights and return everything the Python side
-compares. `activation` is "identity" or "tanh", `dtype` "float32" or "float64". `progress(done, total)`
-(any callable, e.g. a Python function) is called every `progress_every` steps and after the last one.
-
-Returned arrays are Float64 whatever `dtype` is: `step_losses (epochs * n_train,)`,
-`epoch_train_loss (epochs,)`, `epoch_test_loss (epochs,)`, `probe_predictions (n_probes,)`,
-`Wi (out, 1)`, `Wh (out, out)`, `bias (out,)`; plus Float64 scalars `train_loss_before`,
-`test_loss_before`, `test_loss_after`, `seconds` and version strings.
+A layer's `σ` by name: "identity", "tanh", "relu" or "sigmoid". Flux swaps `tanh` for `tanh_fast` and
+`sigmoid` for `sigmoid_fast` (`NNlib.fast_act`) inside `RNNCell` and `Dense`.
 """
-function train_tutorial(
-    activation::AbstractString,
-    dtype::AbstractString,
-    epochs::Integer,
-    lr::Real,
-    Wi::AbstractMatrix,
-    Wh::AbstractMatrix,
-    bias::AbstractVector,
-    train_values::AbstractVector,
-    train_lengths::AbstractVector,
-    train_labels::AbstractVector,
-    test_values::AbstractVector,
-    test_lengths::AbstractVector,
-    test_labels::AbstractVector,
-    probe_values::AbstractVector,
-    probe_lengths::AbstractVector;
-    progress = nothing,
-    progress_every::Integer = 1000,
-)
-    σ = activation_function(activation)
-    T = element_type(dtype)
-    check_settings(epochs, lr, progress_every)
-    check_shapes(Wi, Wh, bias)
-
-    # Boundary with Python. The arguments may be PythonCall `PyArray` views of NumPy memory:
-    #   Wi (out, 1), Wh (out, out), bias (out,), *_values (total,), *_labels (n,): Float64;
-    #   *_lengths (n,): Int64 (the layout of fluxparity.data.pack).
-    # Everything is copied here, once, into Julia arrays of T. Both sides are converted explicitly:
-    # Flux's recurrent cells do not convert Float64 input to Float32 weights.
-    model = build_rnn(σ, Matrix{T}(Wi), Matrix{T}(Wh), Vector{T}(bias))
-    data = training_data(
-        T,
-        train_values,
-        train_lengths,
-        train_labels,
-        test_values,
-        test_lengths,
-        test_labels,
-        probe_values,
-        probe_lengths,
-    )
-    outcome = train_and_evaluate!(model, data, epochs, lr; progress, progress_every)
-
-    cell = model.cell
-    weights = (
-        Wi = Matrix{Float64}(cell.Wi),
-        Wh = Matrix{Float64}(cell.Wh),
-        bias = Vector{Float64}(cell.bias),
-    )
-    return merge(outcome, weights, versions())
+function layer_activation(name::AbstractString)
+    name == "identity" && return identity
+    name == "tanh" && return tanh
+    name == "relu" && return relu
+    name == "sigmoid" && return sigmoid
+    throw(ArgumentError(
+        "activation must be \"identity\", \"tanh\", \"relu\" or \"sigmoid\", got $(repr(name))",
+    ))
 end
 
-# ---------------------------------------------------------------------------------------------------
-# Models beyond the tutorial: Chain(<recurrent layer>(cell), Dense(hidden => 1))
-# ---------------------------------------------------------------------------------------------------
-
-# Flat names of a model's arrays, as python/fluxparity/models `flat_params` writes them (and as
-# julia/weights.jl names them in its files): `cell.<Flux field>` and `head.<Dense field>`, with the
-# ASCII `Wh_htilde` for GRUv3Cell's field `Wh_h̃`. The builders below follow weights.jl's
-# (`load_weights`, `sequence_layer`, `cell_arrays`) without including it: that module reads .npz files
-# through NPZ.jl, while here the arrays are already in memory, handed over by the Python worker.
-const HEAD_NAMES = ("head.weight", "head.bias")
-
 """
-    param_names(kind) -> Tuple of String
+    layer_fields(kind) -> Tuple of (flat-name suffix, Flux field) pairs
 
-The flat names of the arrays of `Chain(<kind>(cell), Dense(hidden => 1))`, `kind` one of
-"rnn", "lstm", "gru", "gruv3".
+The arrays of one layer of kind "rnn", "lstm", "gru", "gruv3" or "dense", in the struct's field order,
+as python/fluxparity/models names them after `layers[i].`: `cell.Wi`, `cell.Wh`, `cell.bias` (RNN,
+LSTM) or `cell.b` (GRU, GRUv3), `cell.Wh_htilde` (GRUv3's `Wh_h̃`); `weight`, `bias` (Dense).
 """
-function param_names(kind::AbstractString)
-    kind == "rnn" && return ("cell.Wi", "cell.Wh", "cell.bias", HEAD_NAMES...)
-    kind == "lstm" && return ("cell.Wi", "cell.Wh", "cell.bias", HEAD_NAMES...)
-    kind == "gru" && return ("cell.Wi", "cell.Wh", "cell.b", HEAD_NAMES...)
+function layer_fields(kind::AbstractString)
+    (kind == "rnn" || kind == "lstm") &&
+        return (("cell.Wi", :Wi), ("cell.Wh", :Wh), ("cell.bias", :bias))
+    kind == "gru" && return (("cell.Wi", :Wi), ("cell.Wh", :Wh), ("cell.b", :b))
     kind == "gruv3" &&
-        return ("cell.Wi", "cell.Wh", "cell.b", "cell.Wh_htilde", HEAD_NAMES...)
+        return (
+            ("cell.Wi", :Wi),
+            ("cell.Wh", :Wh),
+            ("cell.b", :b),
+            ("cell.Wh_htilde", :Wh_h̃),
+        )
+    kind == "dense" && return (("weight", :weight), ("bias", :bias))
     throw(ArgumentError(
-        "kind must be \"rnn\", \"lstm\", \"gru\" or \"gruv3\", got $(repr(kind))",
+        "layer kind must be \"rnn\", \"lstm\", \"gru\", \"gruv3\" or \"dense\", got $(repr(kind))",
     ))
 end
 
 """
-    gate_count(kind) -> Int
+    build_layer(T, kind, activation, i, params) -> RNN | LSTM | GRU | GRUv3 | Dense
 
-Gate blocks stacked along the first axis of `Wi`, `Wh` and the bias: 1 RNN, 4 LSTM, 3 GRU and GRUv3.
+Layer `i` (1-based) with copies, in `Array{T}`, of the arrays `params["layers[i].<suffix>"]`.
+`activation` is the RNN's or the Dense's σ (see [`layer_activation`](@ref)); for LSTM, GRU and GRUv3
+it must be "" (their nonlinearities are fixed).
 """
-function gate_count(kind::AbstractString)
-    kind == "rnn" && return 1
-    kind == "lstm" && return 4
-    (kind == "gru" || kind == "gruv3") && return 3
-    throw(ArgumentError(
-        "kind must be \"rnn\", \"lstm\", \"gru\" or \"gruv3\", got $(repr(kind))",
-    ))
-end
-
-"""
-    model_arrays(T, kind, params) -> Dict{String, Array{T}}
-
-Check that `params` holds exactly the arrays [`param_names`](@ref)`(kind)` names, with the shapes of
-a one-input cell and a one-output head, and copy each into an `Array{T}` of the same shape.
-"""
-function model_arrays(T::Type{<:AbstractFloat}, kind::AbstractString, params::AbstractDict)
-    names = param_names(kind)
-    found = sort!([string(k) for k in keys(params)])
-    found == sort!(collect(names)) ||
-        throw(ArgumentError(
-            "$kind needs the arrays $(join(names, ", ")); got $(join(found, ", "))",
-        ))
-    arrays = Dict{String, Array{T}}(name => Array{T}(params[name]) for name in names)
-    Wh = arrays["cell.Wh"]
-    ndims(Wh) == 2 ||
-        throw(DimensionMismatch("cell.Wh must be a matrix, got size $(size(Wh))"))
-    hidden = size(Wh, 2)
-    rows = gate_count(kind) * hidden
-    expected = Dict(
-        "cell.Wi" => (rows, 1),
-        "cell.Wh" => (rows, hidden),
-        "cell.bias" => (rows,),
-        "cell.b" => (rows,),
-        "cell.Wh_htilde" => (hidden, hidden),
-        "head.weight" => (1, hidden),
-        "head.bias" => (1,),
-    )
-    for name in names
-        size(arrays[name]) == expected[name] ||
-            throw(DimensionMismatch(
-                "$name must be $(expected[name]) for $kind with hidden size $hidden, got $(size(arrays[name]))",
-            ))
-    end
-    return arrays
-end
-
-"""
-    build_cell(kind, σ, arrays) -> RNNCell | LSTMCell | GRUCell | GRUv3Cell
-
-The cell with exactly these arrays (keyed by flat name, see [`param_names`](@ref)). `σ` is the
-`RNNCell`'s activation; the gated cells' nonlinearities are fixed and ignore it.
-"""
-function build_cell(kind::AbstractString, σ, arrays::AbstractDict)
-    Wi, Wh = arrays["cell.Wi"], arrays["cell.Wh"]
-    kind == "rnn" && return RNNCell(σ, Wi, Wh, arrays["cell.bias"])
-    kind == "lstm" && return LSTMCell(Wi, Wh, arrays["cell.bias"])
-    kind == "gru" && return GRUCell(Wi, Wh, arrays["cell.b"])
-    kind == "gruv3" && return GRUv3Cell(Wi, Wh, arrays["cell.b"], arrays["cell.Wh_htilde"])
-    throw(ArgumentError(
-        "kind must be \"rnn\", \"lstm\", \"gru\" or \"gruv3\", got $(repr(kind))",
-    ))
-end
-
-# The layer that runs a cell over a sequence: `in × len` in, every step's state `hidden × len` out.
-sequence_layer(cell::RNNCell) = RNN(cell)
-sequence_layer(cell::LSTMCell) = LSTM(cell)
-sequence_layer(cell::GRUCell) = GRU(cell)
-sequence_layer(cell::GRUv3Cell) = GRUv3(cell)
-
-"""
-    build_model(kind, σ, arrays) -> Chain
-
-`Chain(<layer>(cell), Dense(head.weight, head.bias, identity))`: `1 × len` in, `1 × len` out (the head
-reads every step); [`predict`](@ref) takes the last column.
-"""
-function build_model(kind::AbstractString, σ, arrays::AbstractDict)
-    layer = sequence_layer(build_cell(kind, σ, arrays))
-    head = Dense(arrays["head.weight"], arrays["head.bias"], identity)
-    return Chain(layer, head)
-end
-
-cell_arrays(c::RNNCell) = ("cell.Wi" => c.Wi, "cell.Wh" => c.Wh, "cell.bias" => c.bias)
-cell_arrays(c::LSTMCell) = ("cell.Wi" => c.Wi, "cell.Wh" => c.Wh, "cell.bias" => c.bias)
-cell_arrays(c::GRUCell) = ("cell.Wi" => c.Wi, "cell.Wh" => c.Wh, "cell.b" => c.b)
-cell_arrays(c::GRUv3Cell) = (
-    "cell.Wi" => c.Wi,
-    "cell.Wh" => c.Wh,
-    "cell.b" => c.b,
-    "cell.Wh_htilde" => c.Wh_h̃,
+function build_layer(
+    T::Type{<:AbstractFloat},
+    kind::AbstractString,
+    activation::AbstractString,
+    i::Integer,
+    params::AbstractDict,
 )
-
-"""
-    flat_arrays(model::Chain) -> Dict{String, Array{Float64}}
-
-Copies of the model's arrays in Float64, keyed by flat name (see [`param_names`](@ref)).
-"""
-function flat_arrays(model::Chain)
-    layer, head = model[1], model[2]
-    named = (
-        cell_arrays(layer.cell)...,
-        "head.weight" => head.weight,
-        "head.bias" => head.bias,
+    a = Dict(
+        field => Array{T}(params["layers[$i].$suffix"])
+        for (suffix, field) in layer_fields(kind)
     )
-    return Dict{String, Array{Float64}}(name => Array{Float64}(a) for (name, a) in named)
+    if kind in ("lstm", "gru", "gruv3") && !isempty(activation)
+        throw(ArgumentError(
+            "layers[$i] ($kind) has no activation option, got $(repr(activation))",
+        ))
+    end
+    kind == "rnn" &&
+        return RNN(RNNCell(layer_activation(activation), a[:Wi], a[:Wh], a[:bias]))
+    kind == "lstm" && return LSTM(LSTMCell(a[:Wi], a[:Wh], a[:bias]))
+    kind == "gru" && return GRU(GRUCell(a[:Wi], a[:Wh], a[:b]))
+    kind == "gruv3" && return GRUv3(GRUv3Cell(a[:Wi], a[:Wh], a[:b], a[:Wh_h̃]))
+    return Dense(a[:weight], a[:bias], layer_activation(activation))
 end
 
 """
-    train_model(kind, activation, dtype, epochs, lr, params,
+    build_chain(T, kinds, activations, params) -> Chain
+
+`Chain(layer_1, …, layer_n)` built by [`build_layer`](@ref); `params` must hold exactly the arrays the
+layers name (checked), with the shapes python/fluxparity/models checked before sending them.
+"""
+function build_chain(
+    T::Type{<:AbstractFloat},
+    kinds::AbstractVector{<:AbstractString},
+    activations::AbstractVector{<:AbstractString},
+    params::AbstractDict,
+)
+    length(kinds) == length(activations) ||
+        throw(ArgumentError(
+            "$(length(kinds)) layer kinds but $(length(activations)) activations",
+        ))
+    isempty(kinds) && throw(ArgumentError("a Chain needs at least one layer"))
+    expected = sort!([
+        "layers[$i].$suffix"
+        for (i, kind) in enumerate(kinds)
+        for (suffix, _) in layer_fields(kind)
+    ])
+    found = sort!([string(k) for k in keys(params)])
+    found == expected ||
+        throw(ArgumentError(
+            "the layers need the arrays $(join(expected, ", ")); got $(join(found, ", "))",
+        ))
+    return Chain([
+        build_layer(T, kinds[i], activations[i], i, params)
+        for i in eachindex(kinds)
+    ]...)
+end
+
+"""
+    chain_arrays(model::Chain) -> Dict{String, Array{Float64}}
+
+Float64 copies of every array of `model`, by the flat names [`build_chain`](@ref) reads.
+"""
+function chain_arrays(model::Chain)
+    named = Dict{String, Array{Float64}}()
+    for (i, layer) in enumerate(model.layers)
+        if layer isa Dense
+            named["layers[$i].weight"] = Array{Float64}(layer.weight)
+            named["layers[$i].bias"] = Array{Float64}(layer.bias)
+        else
+            kind = layer isa RNN ?
+                "rnn" :
+                layer isa LSTM ? "lstm" : layer isa GRU ? "gru" : "gruv3"
+            for (suffix, field) in layer_fields(kind)
+                named["layers[$i].$suffix"] = Array{Float64}(getfield(layer.cell, field))
+            end
+        end
+    end
+    return named
+end
+
+"""
+    train_chain(kinds, activations, dtype, epochs, lr, params,
                 train_values, train_lengths, train_labels,
                 test_values, test_lengths, test_labels,
                 probe_values, probe_lengths;
                 progress = nothing, progress_every = 1000) -> NamedTuple
 
-Train `Chain(<layer>(cell), Dense(hidden => 1))` built from exactly the arrays in `params`, with the
-loop of [`train_tutorial`](@ref): per-sample Adam, loss `|model(x)[1, end] - y|`.
+The one training entry point Python calls (python/fluxparity/backends/_flux_worker.py), for the
+tutorial and for every other model: build `Chain(layers...)` from `params` ([`build_chain`](@ref)),
+then train it per sample with Adam on `|model(x)[1, end] - y|` (the sum task reads the last step).
 
-`kind` is "rnn", "lstm", "gru" or "gruv3"; `activation` ("identity" or "tanh") is the `RNNCell`'s,
-and is checked but not used by the gated cells (pass "tanh"). `params` maps the flat names of
-[`param_names`](@ref)`(kind)` to arrays: `cell.Wi (G·hidden, 1)`, `cell.Wh (G·hidden, hidden)`,
-`cell.bias` or `cell.b (G·hidden,)`, `cell.Wh_htilde (hidden, hidden)` (GRUv3),
-`head.weight (1, hidden)`, `head.bias (1,)`, with `G` from [`gate_count`](@ref).
+- `kinds`: one per layer, "rnn", "lstm", "gru", "gruv3" or "dense", recurrent layers first.
+- `activations`: one per layer: the RNN's or the Dense's σ name, "" for LSTM/GRU/GRUv3.
+- `dtype`: "float32" or "float64". `params`: flat name => array (Float64, Flux's shapes), e.g.
+  `layers[1].cell.Wi (G·hidden, in)`, `layers[2].weight (out, in)`.
+- The data: as in [`training_data`](@ref). `progress(done, total)` (any callable) is called every
+  `progress_every` steps and after the last one.
+
+The tutorial is `kinds = ["rnn"]`, `activations = ["identity"]` (or "tanh"), with arrays
+`layers[1].cell.Wi (1, 1)`, `layers[1].cell.Wh (1, 1)`, `layers[1].cell.bias (1,)`.
 
 Returns the fields of [`train_and_evaluate!`](@ref) (Float64), the version strings, and `params`: a
 `Dict{String, Array{Float64}}` of the trained arrays under the same names and shapes.
 """
-function train_model(
-    kind::AbstractString,
-    activation::AbstractString,
+function train_chain(
+    kinds::AbstractVector,
+    activations::AbstractVector,
     dtype::AbstractString,
     epochs::Integer,
     lr::Real,
@@ -494,16 +387,20 @@ function train_model(
     progress = nothing,
     progress_every::Integer = 1000,
 )
-    σ = activation_function(activation)
     T = element_type(dtype)
     check_settings(epochs, lr, progress_every)
 
-    # Boundary with Python. `params` is a Julia Dict{String, Any} built by the worker whose values
-    # are PythonCall `PyArray` views of C-order NumPy Float64 arrays; a PyArray indexes as NumPy does
-    # (same shape, NumPy's strides), so `A[i, j]` is NumPy's `a[i - 1, j - 1]` and no transpose is
-    # involved. The data arrays are as in train_tutorial. Everything is copied here, once, into
+    # Boundary with Python. `kinds` and `activations` may arrive as PythonCall list wrappers: `string`
+    # makes each element a Julia String. `params` is a Julia Dict{String, Any} built by the worker
+    # whose values are PythonCall `PyArray` views of C-order NumPy Float64 arrays; a PyArray indexes
+    # as NumPy does (same shape), so no transpose is involved. Everything is copied here, once, into
     # Julia arrays of T, the data too (Flux's recurrent cells do not convert Float64 input).
-    model = build_model(kind, σ, model_arrays(T, kind, params))
+    model = build_chain(
+        T,
+        [string(k) for k in kinds],
+        [string(a) for a in activations],
+        params,
+    )
     data = training_data(
         T,
         train_values,
@@ -516,7 +413,7 @@ function train_model(
         probe_lengths,
     )
     outcome = train_and_evaluate!(model, data, epochs, lr; progress, progress_every)
-    return merge(outcome, (params = flat_arrays(model),), versions())
+    return merge(outcome, (params = chain_arrays(model),), versions())
 end
 
 end # module FluxParity

@@ -3,7 +3,9 @@ import pytest
 
 from fluxparity.data import generate_dataset
 from fluxparity.experiment import seeds_for
-from fluxparity.params import initial_params
+import dataclasses
+
+from fluxparity.models import Chain, tutorial_chain
 
 
 @pytest.fixture(autouse=True)
@@ -13,10 +15,15 @@ def _numpy_errors_raise():
         yield
 
 
-def make_inputs(samples: int, seed: int = 0):
-    """The data and initial parameters ``fluxparity compare --samples N --seed S`` would use."""
+def make_inputs(samples: int, seed: int = 0, activation: str = "identity"):
+    """The data and initial model ``fluxparity compare --samples N --seed S`` would use for ``activation``."""
     data_seed, param_seed = seeds_for(seed)
-    return generate_dataset(samples, data_seed), initial_params(param_seed)
+    return generate_dataset(samples, data_seed), tutorial_chain(param_seed, activation)
+
+
+def tutorial_for(initial: Chain, activation: str) -> Chain:
+    """The tutorial's Chain with the same weights and another RNN activation."""
+    return Chain((dataclasses.replace(initial.layers[0], activation=activation),), initial.readout)
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from fluxparity.backends.pytorch import OptimisersAdam, TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.config import RunConfig
 from fluxparity.data import Dataset
-from fluxparity.models import abs_last_output_loss, flat_params, init_model, value_and_grad
-from fluxparity.params import Params
+from fluxparity.models import Chain, RNNParams, abs_last_output_loss, flat_params, init_model, value_and_grad
 
 F32 = np.float32
 
@@ -19,7 +18,7 @@ def one_sample_data() -> Dataset:
     return Dataset((x,), np.array([4.0]), (x,), np.array([4.0]), (x,))
 
 
-START = Params(Wi=np.array([[0.5]]), Wh=np.array([[0.25]]), bias=np.array([0.0]))
+START = Chain((RNNParams(Wi=np.array([[0.5]]), Wh=np.array([[0.25]]), bias=np.array([0.0]), activation="identity"),))
 
 
 def hand_adam_step_f32(p, g, lr=1e-3):
@@ -41,7 +40,7 @@ def test_one_step_matches_optimisers_formula():
     reference = ReferenceBackend().train(config, one_sample_data(), START)
     torch_mirror = TorchBackend(optimizer="optimisers", path="plain").train(config, one_sample_data(), START)
     for result in (reference, torch_mirror):
-        got = np.array([result.final_params.Wi[0, 0], result.final_params.Wh[0, 0], result.final_params.bias[0]])
+        got = np.concatenate([a.ravel() for a in result.final_params.arrays().values()])  # Wi, Wh, bias
         np.testing.assert_array_equal(got.astype(F32), expected)
         assert result.step_losses[0] == 2.25
 
@@ -50,7 +49,7 @@ def test_torch_adam_first_step_is_the_same_algebra():
     # torch.optim.Adam rounds differently, so equal only to float32 precision, not bit for bit.
     expected = hand_adam_step_f32(np.array([0.5, 0.25, 0.0], dtype=F32), np.array([-3.5, -1.0, -1.25], dtype=F32))
     result = TorchBackend(optimizer="torch", path="plain").train(RunConfig("identity", "float32", epochs=1), one_sample_data(), START)
-    got = np.array([result.final_params.Wi[0, 0], result.final_params.Wh[0, 0], result.final_params.bias[0]])
+    got = np.concatenate([a.ravel() for a in result.final_params.arrays().values()])  # Wi, Wh, bias
     np.testing.assert_allclose(got, expected.astype(np.float64), rtol=1e-6, atol=1e-9)
 
 
@@ -98,7 +97,8 @@ def test_one_step_with_a_gradient_below_epsilon_puts_epsilon_outside_the_sqrt(dt
         "torch optimisers, fast": TorchBackend("optimisers", path="fast").train(config, data, START),
     }
     for name, result in runs.items():
-        got = np.array([result.final_params.Wi[0, 0], result.final_params.Wh[0, 0], result.final_params.bias[0]])
+        cell = result.final_params.layers[0]
+        got = np.array([cell.Wi[0, 0], cell.Wh[0, 0], cell.bias[0]])
         np.testing.assert_array_equal(got.astype(dtype), expected, err_msg=name)
 
 
@@ -108,7 +108,7 @@ def test_the_model_reference_takes_the_same_step_with_a_gradient_below_epsilon(d
     # gradient of the models' own backprop (itself checked by finite differences in test_models_reference).
     tiny = np.array([1e-9])
     data = Dataset((tiny,), np.array([4.0]), (tiny,), np.array([4.0]), (tiny,))
-    initial = init_model("lstm", 1, 2, 1, seed=3, dtype=np.float64)
+    initial = init_model("lstm", 1, 2, 1, seed=3, dtype=np.float64, readout="last")
     config = RunConfig("gated", dtype, epochs=1, model="lstm", hidden=2)
     result = ReferenceBackend().train(config, data, initial)
     start = initial.astype(np.dtype(dtype))

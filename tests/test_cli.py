@@ -30,13 +30,13 @@ def test_compare_writes_four_files_following_the_json_contract(tmp_path):
     assert [(r["activation"], r["dtype"]) for r in report["runs"]] == [
         ("identity", "float32"), ("identity", "float64"), ("tanh", "float32"), ("tanh", "float64")]
     for run in report["runs"]:
-        assert set(run["initial_params"]) == {"Wi", "Wh", "bias"}
+        assert set(run["initial_params"]) == {"layers[1].cell.Wi", "layers[1].cell.Wh", "layers[1].cell.bias"}
         assert set(run["backends"]) == {"torch", "reference"}
         for result in run["backends"].values():
             assert {"step_losses", "epoch_train_loss", "epoch_test_loss", "train_loss_before", "test_loss_before",
                     "test_loss_after", "final_params", "probe_predictions", "seconds"} <= set(result)
             assert len(result["step_losses"]) == 40 and len(result["epoch_test_loss"]) == 2
-            assert set(result["final_params"]) == {"Wi", "Wh", "bias"}
+            assert set(result["final_params"]) == {"layers[1].cell.Wi", "layers[1].cell.Wh", "layers[1].cell.bias"}
         assert run["parity"]["verdict"] == "pass"
         # and independently of the verdict, the documented rule (docs/parity.md): float64 every step within
         # 1e-9 label-scaled; float32 the first epoch within 1e-4
@@ -55,7 +55,7 @@ def test_compare_writes_four_files_following_the_json_contract(tmp_path):
 
 
 def test_one_activation_and_dtype(tmp_path):
-    assert main(["compare", "--backends", "reference", "--activation", "tanh", "--dtype", "float64", *SMALL,
+    assert main(["compare", "--backends", "reference,torch", "--activation", "tanh", "--dtype", "float64", *SMALL,
                  "--out", str(tmp_path)]) == 0
     runs = json.loads((tmp_path / "report.json").read_text())["runs"]
     assert [(r["activation"], r["dtype"]) for r in runs] == [("tanh", "float64")]

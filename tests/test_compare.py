@@ -6,6 +6,7 @@ import pytest
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import adam_jitter, compare_arrays, compare_results
 from fluxparity.config import RunConfig
+from fluxparity.models import flat_params, with_flat_params
 
 from conftest import make_inputs
 
@@ -42,7 +43,7 @@ def test_informational_checks_do_not_decide_the_verdict():
     config = RunConfig("identity", "float32", epochs=2)
     a = ReferenceBackend().train(config, data, initial)
     b = ReferenceBackend().train(config, data, initial)
-    b.final_params.Wh[0, 0] += 0.5  # a late difference: reported, not judged, in float32
+    b.final_params.layers[0].Wh[0, 0] += 0.5  # a late difference: reported, not judged, in float32
     parity = compare_results("float32", config.lr, {"a": a, "b": b}, data)
     final = next(c for c in parity.checks if c.quantity == "final_params")
     assert not final.passed and not final.judged
@@ -72,17 +73,18 @@ def test_adam_jitter_is_lr_times_the_sensitivities():
 # The allowances are label-scaled, so half of one is far above rtol * |b| alone: dropping a scale fails too.
 def _scales(data, result):
     train, test = np.abs(data.train_labels).sum(), np.abs(data.test_labels).sum()
-    params = max(np.abs(v).max() for v in (result.final_params.Wi, result.final_params.Wh, result.final_params.bias))
+    params = max(np.abs(v).max() for v in flat_params(result.final_params).values())
     return {"step_losses": np.abs(data.train_labels[0]), "train_loss_before": train, "test_loss_before": test,
             "epoch_train_loss": train, "epoch_test_loss": test, "test_loss_after": test,
             "probe_predictions": np.abs(data.probe_labels[0]), "final_params": params}
 
 
 def _moved(result, quantity, delta):
-    """``result`` with the first element of ``quantity`` moved by ``delta`` (final_params: Wi)."""
+    """``result`` with the first element of ``quantity`` moved by ``delta`` (final_params: layers[1].cell.Wi)."""
     if quantity == "final_params":
         p = result.final_params
-        return replace(result, final_params=replace(p, Wi=p.Wi + np.array([[delta]])))
+        moved = dict(flat_params(p), **{"layers[1].cell.Wi": p.layers[0].Wi + delta})
+        return replace(result, final_params=with_flat_params(p, moved))
     value = getattr(result, quantity)
     if np.ndim(value) == 0:
         return replace(result, **{quantity: value + delta})
@@ -99,7 +101,7 @@ F64_JUDGED = ["step_losses", "train_loss_before", "test_loss_before", "epoch_tra
 def test_float64_each_quantity_allows_1e9_label_scaled_and_not_more(quantity):
     data, initial = make_inputs(20, seed=0)
     b = ReferenceBackend().train(RunConfig("identity", "float64", epochs=2), data, initial)
-    value = b.final_params.Wi[0, 0] if quantity == "final_params" else np.ravel(getattr(b, quantity))[0]
+    value = b.final_params.layers[0].Wi[0, 0] if quantity == "final_params" else np.ravel(getattr(b, quantity))[0]
     allowance = 1e-9 * (_scales(data, b)[quantity] + abs(value))
     passing = compare_results("float64", 1e-3, {"a": _moved(b, quantity, 0.5 * allowance), "b": b}, data)
     assert parity_failures(passing) == [], quantity

@@ -34,10 +34,9 @@ from fluxparity.backends.flux import FluxBackend, _read_result, _write_inputs
 from fluxparity.config import RunConfig
 from fluxparity.juliaprobe import FluxEnvironment, JuliaProbe, ProjectProbe
 from fluxparity.backends.reference import ReferenceBackend
-from fluxparity.models import GRUParams, SequenceModel, init_model
-from fluxparity.params import named_arrays
+from fluxparity.models import Chain, GRUParams, flat_params, init_chain
 
-from conftest import make_inputs
+from conftest import make_inputs, tutorial_for
 
 from julia_support import flux_backend, julia_with_repository_project  # noqa: F401  (fixtures)
 
@@ -77,7 +76,7 @@ def assert_same_run(flux, reference) -> None:
         np.testing.assert_array_equal(getattr(flux, name), getattr(reference, name), err_msg=name)
     for name in ("train_loss_before", "test_loss_before", "test_loss_after"):
         assert getattr(flux, name) == getattr(reference, name), name
-    sent, back = named_arrays(reference.final_params), named_arrays(flux.final_params)
+    sent, back = flat_params(reference.final_params), flat_params(flux.final_params)
     assert list(back) == list(sent)
     for name, array in back.items():
         assert array.dtype == np.float64 and array.shape == sent[name].shape, name
@@ -92,6 +91,7 @@ def test_the_worker_hands_julia_exactly_the_run_it_was_given(fake_julia, tmp_pat
     # lr (0.01 here, not the default), a wrong dtype or a transposed array each change a number or raise.
     fake_julia()
     data, initial = small_inputs
+    initial = tutorial_for(initial, activation)
     config = RunConfig(activation, dtype, epochs=2, lr=0.01)
     seen = []
     result = FluxBackend(timeout=120, environment=ready_environment(tmp_path)).train(
@@ -109,9 +109,8 @@ MODEL_RUNS = [("rnn", 3, "tanh"), ("lstm", 4, "gated"), ("gru", 4, "gated"), ("g
 def model_inputs(kind: str, hidden: int, activation: str, samples: int = 30, seed: int = 2):
     """The data of ``make_inputs`` and a float64 model as ``fluxparity compare --model`` starts it."""
     data, _ = make_inputs(samples, seed=seed)
-    initial = init_model(
-        kind, 1, hidden, 1, seed=seed, dtype=np.float64, activation="tanh" if activation == "gated" else activation
-    )
+    initial = init_chain(1, [(kind, hidden, "tanh" if activation == "gated" else activation)], [(1,)], seed=seed,
+                         dtype=np.float64)
     return data, initial
 
 
@@ -120,8 +119,8 @@ def model_inputs(kind: str, hidden: int, activation: str, samples: int = 30, see
     ("gruv3", 4, "gated", "float64"),
 ])
 def test_a_model_run_crosses_to_julia_and_back_exactly(fake_julia, tmp_path, kind, hidden, activation, dtype):
-    # Every weight under its flat name, in Flux's layout (a transposed cell.Wi/Wh/head.weight is a
-    # DimensionMismatch; a transposed square Wh_htilde changes the numbers), and back the same way.
+    # Every weight under its flat name, in Flux's layout (a transposed layers[1].cell.Wi/Wh or layers[2].weight
+    # is a DimensionMismatch; a transposed square Wh_htilde changes the numbers), and back the same way.
     fake_julia()
     data, initial = model_inputs(kind, hidden, activation, samples=12)
     config = RunConfig(activation, dtype, epochs=2, lr=0.005, model=kind, hidden=hidden)
@@ -130,9 +129,10 @@ def test_a_model_run_crosses_to_julia_and_back_exactly(fake_julia, tmp_path, kin
         config, data, initial, progress=lambda done, total: seen.append((done, total))
     )
     final = result.final_params
-    assert isinstance(final, SequenceModel) and type(final.cell) is type(initial.cell)
+    assert isinstance(final, Chain) and [type(layer) for layer in final.layers] == [type(layer) for layer in
+                                                                                      initial.layers]
     if kind == "rnn":
-        assert final.cell.activation == initial.cell.activation
+        assert final.layers[0].activation == initial.layers[0].activation
     assert_same_run(result, ReferenceBackend(tanh="fast").train(config, data, initial))
     assert seen[-1] == (2 * 12, 2 * 12)
 
@@ -152,10 +152,11 @@ def test_the_worker_run_in_this_process_round_trips_a_run_exactly(tmp_path, monk
                                                                   activation, dtype):
     # The same end-to-end check without the subprocess, so that mutation testing (docs/mutation.md), which
     # only sees code run in the test's process, sees the worker's marshalling being tested.
-    monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
+    fake = load_fake_juliacall()
+    monkeypatch.setitem(sys.modules, "juliacall", fake)
     monkeypatch.delitem(sys.modules, "torch", raising=False)  # the worker refuses to run beside torch
     if kind == "rnn":
-        data, initial = make_inputs(12, seed=4)
+        data, initial = make_inputs(12, seed=4, activation=activation)
     else:
         data, initial = model_inputs(kind, hidden, activation, samples=8)
     config = RunConfig(activation, dtype, epochs=2, lr=0.01, model=kind, hidden=hidden)
@@ -169,6 +170,13 @@ def test_the_worker_run_in_this_process_round_trips_a_run_exactly(tmp_path, monk
     assert lines[-3:] == [_flux_worker.PROGRESS_TAG, str(total), str(total)]
     assert lines.count(_flux_worker.PROGRESS_TAG) == total
     assert result.notes["juliacall_version"] == "0.0-fake"
+    # What reached train_chain: the layer kinds, their activations ("" for a gated cell), and a Julia Dict of
+    # C-order float64 arrays in Flux's layout under the Chain's flat names.
+    kinds = ["rnn"] if kind == "rnn" else [kind, "dense"]
+    activations = [activation] if kind == "rnn" else ["", "identity"]
+    assert (fake.received["kinds"], fake.received["activations"]) == (kinds, activations)
+    assert fake.received["dtype"] == dtype and fake.received["params_type"] is dict
+    assert fake.received["weights"] == {n: (a.shape, "float64", True) for n, a in flat_params(initial).items()}
 
 
 def test_the_worker_in_this_process_refuses_to_run_beside_torch(tmp_path, monkeypatch, small_inputs):
@@ -192,7 +200,7 @@ def test_the_worker_in_this_process_checks_the_returned_weights(tmp_path, monkey
                   str(juliaprobe.flux_source_path()), 3)
     assert _flux_worker.run(tmp_path) == 1
     error = json.loads((tmp_path / "error.json").read_text())
-    assert error["type"] == "KeyError" and "train_model returned the arrays" in error["message"]
+    assert error["type"] == "KeyError" and "train_chain returned the arrays" in error["message"]
 
 
 def test_the_worker_in_this_process_reports_a_julia_exception_and_its_usage(tmp_path, monkeypatch, small_inputs):
@@ -204,7 +212,7 @@ def test_the_worker_in_this_process_reports_a_julia_exception_and_its_usage(tmp_
                   str(juliaprobe.flux_source_path()), len(data.train_sequences))
     assert _flux_worker.main([str(tmp_path)]) == 1
     assert json.loads((tmp_path / "error.json").read_text()) == {
-        "kind": "julia", "type": "DimensionMismatch", "message": "Wh must be (1, 1), got (2, 2)"}
+        "kind": "julia", "type": "DimensionMismatch", "message": "layers[1].cell.Wh must be (16, 4)"}
     assert not (tmp_path / "result.json").exists()
     assert _flux_worker.main([]) == 2 and _flux_worker.main(["a", "b"]) == 2
 
@@ -213,7 +221,7 @@ def test_a_model_run_missing_a_weight_on_return_is_an_error(fake_julia, tmp_path
     fake_julia("drop-weight")
     data, initial = model_inputs("gruv3", 4, "gated", samples=4)
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
-    with pytest.raises(BackendError, match="KeyError: .*train_model returned the arrays"):
+    with pytest.raises(BackendError, match="KeyError: .*train_chain returned the arrays"):
         backend.train(RunConfig("gated", "float64", epochs=1, model="gruv3", hidden=4), data, initial)
 
 
@@ -221,7 +229,7 @@ def test_a_julia_exception_in_a_model_run_becomes_a_backend_error(fake_julia, tm
     fake_julia("julia-error")
     data, initial = model_inputs("lstm", 4, "gated")
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
-    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: cell.Wh must be \(16, 4\)"):
+    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: layers\[1\]\.cell\.Wh must be \(16, 4\)"):
         backend.train(RunConfig("gated", "float64", epochs=1, model="lstm", hidden=4), data, initial)
 
 
@@ -229,19 +237,22 @@ def test_the_initial_weights_must_match_the_run(tmp_path, small_inputs):
     data, tutorial_initial = small_inputs
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
     _, lstm = model_inputs("lstm", 4, "gated")
-    with pytest.raises(TypeError, match="needs Params"):
+    with pytest.raises(ValueError, match=r"needs Chain\(RNN\(1 => 1, identity\)\)"):
         backend.train(RunConfig("identity", "float64", epochs=1), data, lstm)
-    with pytest.raises(TypeError, match="needs a fluxparity.models.SequenceModel"):
+    with pytest.raises(ValueError, match="starts with rnn of hidden size 1, but the run is lstm-h4"):
         backend.train(RunConfig("gated", "float64", epochs=1, model="lstm", hidden=4), data, tutorial_initial)
-    with pytest.raises(ValueError, match="is lstm with hidden size 4, but the run is gru"):
+    with pytest.raises(TypeError, match="must be a fluxparity.models.Chain"):
+        backend.train(RunConfig("identity", "float64", epochs=1), data, tutorial_initial.layers[0])
+    with pytest.raises(ValueError, match="starts with lstm of hidden size 4, but the run is gru"):
         backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, lstm)
 
 
 @pytest.mark.parametrize("behaviour,message", [
-    ("julia-error", r"Julia raised DimensionMismatch: Wh must be \(1, 1\), got \(2, 2\)"),
+    ("julia-error", r"Julia raised DimensionMismatch: layers\[1\]\.cell\.Wh must be \(16, 4\)"),
     # A keyword call's MethodError is Core.kwcall's, so PythonCall raises it as JuliaError (see the fake).
-    ("old-signature", r"Julia raised MethodError: no method matching train_tutorial\(::String, ::String, "
-                      r"::Int64, ::Float64, ::PyArray\{Float64, 2\}.*; progress::Py, progress_every::Int64\)"),
+    ("old-signature", r"Julia raised MethodError: no method matching train_chain\(::PyList\{Any\}, "
+                      r"::PyList\{Any\}, ::String, ::Int64, ::Float64, ::Dict\{String, Any\}, "
+                      r"::PyArray\{Float64, 1\}.*; progress::Py, progress_every::Int64\)"),
 ], ids=["exception", "method-error"])
 def test_a_julia_exception_becomes_a_backend_error_naming_it(fake_julia, tmp_path, small_inputs, behaviour, message):
     fake_julia(behaviour)
@@ -353,7 +364,7 @@ def test_flux_model_runs_pass_the_parity_policy_against_the_reference(flux_backe
         "flux": flux_backend.train(config, data, initial),
         "reference": get_backend("reference", tanh="fast").train(config, data, initial),
     }
-    assert isinstance(results["flux"].final_params, SequenceModel)
+    assert isinstance(results["flux"].final_params, Chain)
     parity = compare_results("float64", config.lr, results, data)
     failed = [f"{c.a} vs {c.b}: {c.quantity}[{c.worst_index}] max abs {c.max_abs:.3e} breaks {c.rule}"
               for c in parity.failed()]
@@ -364,19 +375,24 @@ def test_flux_model_runs_pass_the_parity_policy_against_the_reference(flux_backe
 @pytest.mark.julia
 def test_a_model_run_with_a_wrong_shape_is_a_julia_dimension_mismatch(flux_backend):
     data, initial = model_inputs("gru", 4, "gated")
-    # Julia checks every shape against cell.Wh's: a bias of 8 for 3 gates of 4 units is a DimensionMismatch.
-    cell = GRUParams(initial.cell.Wi, initial.cell.Wh, initial.cell.b)
+    # Flux's GRUCell adds b to Wi*x .+ Wh*h: a bias of 8 for 3 gates of 4 units is a DimensionMismatch.
+    cell = GRUParams(initial.layers[0].Wi, initial.layers[0].Wh, initial.layers[0].b)
     object.__setattr__(cell, "b", np.zeros(8))  # past the Python-side checks, on purpose
-    bad = SequenceModel(cell, initial.head)
-    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: cell.b must be \(12,\)"):
+    bad = Chain((initial.layers[0], initial.layers[1]))
+    object.__setattr__(bad, "layers", (cell, initial.layers[1]))
+    with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch"):
         flux_backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, bad)
 
 
 @pytest.mark.julia
 def test_a_real_julia_exception_names_its_type(flux_backend, small_inputs):
     data, initial = small_inputs
-    bad = type(initial)(Wi=initial.Wi, Wh=np.zeros((2, 2)), bias=initial.bias)
-    with pytest.raises(BackendError, match="Julia raised DimensionMismatch: Wh must be"):
+    cell = initial.layers[0]
+    bad_cell = type(cell)(Wi=cell.Wi, Wh=cell.Wh, bias=cell.bias, activation=cell.activation)
+    object.__setattr__(bad_cell, "Wh", np.zeros((2, 2)))  # past the Python-side checks, on purpose
+    bad = Chain((cell,))
+    object.__setattr__(bad, "layers", (bad_cell,))
+    with pytest.raises(BackendError, match="Julia raised DimensionMismatch"):
         flux_backend.train(RunConfig("identity", "float64", epochs=1), data, bad)
 
 
@@ -405,3 +421,31 @@ def test_the_worker_module_imports_no_torch():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert completed.stdout.strip() == "False", completed.stderr
 
+
+def test_the_worker_module_imports_no_torch():
+    # The worker shares its process with Julia, so importing it (and the fluxparity modules it pulls in)
+    # must not load torch.
+    code = "import sys, fluxparity.backends._flux_worker; print('torch' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert completed.stdout.strip() == "False", completed.stderr
+
+
+def test_the_worker_reports_its_stages_before_the_first_step(fake_julia, tmp_path, small_inputs):
+    fake_julia()
+    data, initial = small_inputs
+    events = []
+
+    class Recorder:
+        def __call__(self, done, total):
+            events.append(("steps", done, total))
+
+        def phase(self, text):
+            events.append(("phase", text))
+
+    FluxBackend(timeout=120, environment=ready_environment(tmp_path)).train(
+        RunConfig("identity", "float64", epochs=2), data, initial, progress=Recorder())
+    phases = [e[1] for e in events if e[0] == "phase"]
+    assert [p.split(" (")[0] for p in phases] == ["starting Julia", "loading Flux", "training"]
+    assert "precompiles the first time" in phases[1]
+    first_step = next(i for i, e in enumerate(events) if e[0] == "steps")
+    assert all(e[0] == "steps" for e in events[first_step:])

@@ -18,7 +18,7 @@ from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.config import RunConfig
 from fluxparity.data import generate_dataset
 from fluxparity.experiment import seeds_for
-from fluxparity.params import initial_params
+from fluxparity.models import tutorial_chain
 
 NP_TYPES = {torch.float64: np.float64, torch.float32: np.float32}
 
@@ -81,14 +81,14 @@ def test_ieee_sqrt_works_on_strided_views_and_rejects_other_devices():
 def test_optimisers_arithmetic_equals_the_reference_bit_for_bit_on_the_tutorial_run(dtype):
     # identity model, seed 0, 1000 x 50: every step loss, the final parameters, the probes, equal to the bit
     data_seed, param_seed = seeds_for(0)
-    data, initial = generate_dataset(1000, data_seed), initial_params(param_seed)
+    data, initial = generate_dataset(1000, data_seed), tutorial_chain(param_seed)
     config = RunConfig("identity", dtype)
     ref = ReferenceBackend().train(config, data, initial)
     torch_run = TorchBackend(optimizer="optimisers").train(config, data, initial)
     diff = np.nonzero(torch_run.step_losses != ref.step_losses)[0]
     assert len(diff) == 0, f"first different step {diff[0]} of {len(ref.step_losses)}"
-    for name in ("Wi", "Wh", "bias"):
-        np.testing.assert_array_equal(getattr(torch_run.final_params, name), getattr(ref.final_params, name))
+    for name, array in torch_run.final_params.arrays().items():
+        np.testing.assert_array_equal(array, ref.final_params.arrays()[name], err_msg=name)
     np.testing.assert_array_equal(torch_run.probe_predictions, ref.probe_predictions)
     np.testing.assert_array_equal(torch_run.epoch_test_loss, ref.epoch_test_loss)
     np.testing.assert_array_equal(torch_run.epoch_train_loss, ref.epoch_train_loss)  # summed the same way
@@ -98,12 +98,12 @@ def test_optimisers_arithmetic_equals_the_reference_bit_for_bit_on_the_tutorial_
 def test_plain_path_with_optimisers_arithmetic_equals_the_reference(dtype):
     # the idiomatic nn.Module + autograd path, shorter run: the same equality
     data_seed, param_seed = seeds_for(1)
-    data, initial = generate_dataset(500, data_seed), initial_params(param_seed)
+    data, initial = generate_dataset(500, data_seed), tutorial_chain(param_seed)
     config = RunConfig("identity", dtype, epochs=4)
     ref = ReferenceBackend().train(config, data, initial)
     plain = TorchBackend(optimizer="optimisers", path="plain").train(config, data, initial)
     np.testing.assert_array_equal(plain.step_losses, ref.step_losses)
-    np.testing.assert_array_equal(plain.final_params.Wh, ref.final_params.Wh)
+    np.testing.assert_array_equal(plain.final_params.layers[0].Wh, ref.final_params.layers[0].Wh)
     np.testing.assert_array_equal(plain.epoch_train_loss, ref.epoch_train_loss)
 
 

@@ -41,9 +41,9 @@ def test_model_runs_train_every_parameter_including_the_head():
     (run,) = experiment.runs
     assert run.config == RunConfig("identity", "float64", epochs=1, lr=1e-2, model="rnn", hidden=3)
     final = run.results["reference"].final_params
-    assert final.head is not None and final.head.weight.shape == (1, 3)
-    assert not np.array_equal(final.head.weight, run.initial_params.head.weight)
-    assert not np.array_equal(final.cell.Wh, run.initial_params.cell.Wh)
+    assert len(final.layers) == 2 and final.layers[1].weight.shape == (1, 3)
+    assert not np.array_equal(final.layers[1].weight, run.initial_params.layers[1].weight)
+    assert not np.array_equal(final.layers[0].Wh, run.initial_params.layers[0].Wh)
 
 
 def test_float32_model_outcome_is_reported_not_judged():
@@ -62,8 +62,9 @@ def test_cli_lstm_hidden_8_float64(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     (run,) = report["runs"]
     assert (run["model"], run["hidden"], run["activation"], run["dtype"]) == ("lstm", 8, "gated", "float64")
-    assert set(run["initial_params"]) == {"cell.Wi", "cell.Wh", "cell.bias", "head.weight", "head.bias"}
-    assert np.array(run["backends"]["torch"]["final_params"]["cell.Wi"]).shape == (32, 1)
+    assert set(run["initial_params"]) == {"layers[1].cell.Wi", "layers[1].cell.Wh", "layers[1].cell.bias",
+                                        "layers[2].weight", "layers[2].bias"}
+    assert np.array(run["backends"]["torch"]["final_params"]["layers[1].cell.Wi"]).shape == (32, 1)
     assert run["parity"]["verdict"] == "pass"
 
 

@@ -7,10 +7,10 @@ from fluxparity.backends.base import BackendError
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.config import RunConfig
-from fluxparity.params import Params
+from fluxparity.models import init_chain
 from fluxparity.parallel import run_runs_concurrently
 
-from conftest import make_inputs
+from conftest import make_inputs, tutorial_for
 
 
 def same(a, b):
@@ -18,7 +18,7 @@ def same(a, b):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key), err_msg=key)
     assert (a.train_loss_before, a.test_loss_before, a.test_loss_after) == \
         (b.train_loss_before, b.test_loss_before, b.test_loss_after)
-    for (name, va), (_, vb) in zip(a.final_params.items(), b.final_params.items()):
+    for (name, va), (_, vb) in zip(a.final_params.arrays().items(), b.final_params.arrays().items()):
         np.testing.assert_array_equal(va, vb, err_msg=name)
     assert a.notes == b.notes
 
@@ -43,7 +43,7 @@ class _LocalOnly:
 
 def test_concurrent_runs_equal_sequential_runs_in_order():
     data, initial = make_inputs(25, seed=2)
-    tasks = [(RunConfig(a, d, epochs=2), initial) for a in ("identity", "tanh") for d in ("float32", "float64")]
+    tasks = [(RunConfig(a, d, epochs=2), tutorial_for(initial, a)) for a in ("identity", "tanh") for d in ("float32", "float64")]
     backends = {"torch": TorchBackend(), "reference": ReferenceBackend(), "local": _LocalOnly()}
     seen = []
     results = run_runs_concurrently(tasks, data, backends, workers=2, min_steps=0,
@@ -64,9 +64,9 @@ def test_short_runs_train_in_this_process(monkeypatch):
     def no_pool(*args, **kwargs):
         raise AssertionError("a pool was started for runs too short to gain from one")
 
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(parallel, "spawn_pool", no_pool)
     data, initial = make_inputs(15)
-    tasks = [(RunConfig(a, "float64", epochs=1), initial) for a in ("identity", "tanh")]
+    tasks = [(RunConfig(a, "float64", epochs=1), tutorial_for(initial, a)) for a in ("identity", "tanh")]
     results = run_runs_concurrently(tasks, data, {"torch": TorchBackend(), "reference": ReferenceBackend()})
     assert [list(r) for r in results] == [["torch", "reference"]] * 2
 
@@ -82,7 +82,7 @@ def test_one_worker_trains_in_this_process():
 
 def test_a_failing_run_in_a_worker_names_backend_and_run():
     data, initial = make_inputs(15)
-    wrong = Params(Wi=np.zeros((2, 1)), Wh=np.zeros((2, 2)), bias=np.zeros(2))  # not the one-unit RNN
+    wrong = init_chain(1, [("rnn", 2, "tanh")], seed=0, dtype=np.float64)  # not the one-unit RNN, no Dense
     tasks = [(RunConfig("identity", "float64", epochs=1), initial), (RunConfig("tanh", "float64", epochs=1), wrong)]
     with pytest.raises(BackendError, match=r"backend '(reference|ref2)' failed on tanh/float64: ValueError"):
         run_runs_concurrently(tasks, data, {"reference": ReferenceBackend(), "ref2": ReferenceBackend()}, workers=2,

@@ -46,15 +46,19 @@ def test_length_groups_put_every_sequence_in_the_group_of_its_length_once(sequen
 
 @st.composite
 def random_models(draw):
-    """A model of any kind at random sizes, every array replaced by arbitrary finite values."""
-    kind, activation = draw(st.sampled_from(MODELS))
-    n_in, hidden = draw(st.integers(1, 4)), draw(st.integers(1, 5))
-    head = draw(st.sampled_from([None, 1, 2]))
+    """A Chain of one or two recurrent layers of any kind and up to two Dense layers, at random sizes, every
+    array replaced by arbitrary finite values."""
+    n_in = draw(st.integers(1, 4))
+    recurrent = [(kind, draw(st.integers(1, 5)), activation)
+                 for kind, activation in draw(st.lists(st.sampled_from(MODELS), min_size=1, max_size=2))]
+    dense = [(draw(st.integers(1, 3)), draw(st.sampled_from(models.DENSE_ACTIVATIONS)))
+             for _ in range(draw(st.integers(0, 2)))]
+    readout = draw(st.sampled_from(models.READOUTS))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    params = models.init_model(kind, n_in, hidden, head, seed=0, dtype=np.float64, activation=activation)
+    params = models.init_chain(n_in, recurrent, dense, seed=0, dtype=np.float64, readout=readout)
     elements = st.floats(allow_nan=False, allow_infinity=False, width=np.dtype(dtype).itemsize * 8)
     flat = {name: draw(hnp.arrays(dtype, a.shape, elements=elements)) for name, a in models.flat_params(params).items()}
-    return models.with_flat_params(params, flat), kind, activation, dtype
+    return models.with_flat_params(params, flat), dtype
 
 
 def assert_bit_identical(actual, expected):
@@ -68,21 +72,23 @@ def assert_bit_identical(actual, expected):
 @PROPERTY
 @given(random_models())
 def test_the_weights_file_round_trips_every_bit(tmp_path_factory, case):
-    params, _, _, dtype = case
+    params, dtype = case
     path = tmp_path_factory.mktemp("npz") / "weights.npz"
     models.save_npz(path, params)
     loaded = models.load_npz(path)
-    assert type(loaded.cell) is type(params.cell) and (loaded.head is None) == (params.head is None)
+    assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in params.layers]
+    assert [getattr(layer, "activation", "") for layer in loaded.layers] == [
+        getattr(layer, "activation", "") for layer in params.layers] and loaded.readout == params.readout
     assert_bit_identical(loaded.astype(dtype), params)
 
 
 @PROPERTY
 @given(random_models())
 def test_flux_to_state_dict_and_back_keeps_every_bit(case):
-    params, kind, activation, dtype = case
+    params, dtype = case
     torch_dtype = torch.float32 if dtype == np.float32 else torch.float64
     state_dict = models.to_state_dict(params, dtype=torch_dtype)
-    back = models.from_state_dict(state_dict, dtype=dtype, activation=activation if kind == "rnn" else None)
+    back = models.from_state_dict(state_dict, dtype=dtype, like=params)
     assert_bit_identical(back, params)
 
 

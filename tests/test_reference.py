@@ -8,55 +8,56 @@ from fluxparity.backends import reference
 from fluxparity.backends.pytorch import SumRNN
 from fluxparity.backends.reference import ReferenceBackend, loss_and_gradient
 from fluxparity.config import RunConfig
-from fluxparity.params import Params
+from fluxparity.models import Chain, RNNParams, init_chain
 
 from conftest import make_inputs
 
 
-def finite_difference(sequence, label, params: Params, activation: str, h=1e-6) -> Params:
+def finite_difference(sequence, label, params: Chain, h=1e-6) -> dict:
     out = {}
-    for name, value in params.items():
+    flat = params.arrays()
+    for name, value in flat.items():
         grad = np.zeros_like(value)
         for idx in np.ndindex(value.shape):
-            plus, minus = {n: v.copy() for n, v in params.items()}, {n: v.copy() for n, v in params.items()}
+            plus, minus = {n: v.copy() for n, v in flat.items()}, {n: v.copy() for n, v in flat.items()}
             plus[name][idx] += h
             minus[name][idx] -= h
-            grad[idx] = (loss_and_gradient(sequence, label, Params(**plus), activation)[0]
-                         - loss_and_gradient(sequence, label, Params(**minus), activation)[0]) / (2 * h)
+            grad[idx] = (loss_and_gradient(sequence, label, params.replace_arrays(plus))[0]
+                         - loss_and_gradient(sequence, label, params.replace_arrays(minus))[0]) / (2 * h)
         out[name] = grad
-    return Params(**out)
+    return out
 
 
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_gradient_at_init_matches_finite_differences(activation):
-    data, initial = make_inputs(20, seed=4)
+    data, initial = make_inputs(20, seed=4, activation=activation)
     for sequence, label in zip(data.train_sequences[:10], data.train_labels[:10]):
-        _, grad = loss_and_gradient(sequence, label, initial, activation)
-        numeric = finite_difference(sequence, label, initial, activation)
-        for (name, g), (_, fd) in zip(grad.items(), numeric.items()):
+        _, grad = loss_and_gradient(sequence, label, initial)
+        numeric = finite_difference(sequence, label, initial)
+        for (name, g), (_, fd) in zip(grad.arrays().items(), numeric.items()):
             np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_gradient_at_init_matches_torch_autograd(activation):
-    data, initial = make_inputs(20, seed=5)
-    model = SumRNN(initial, activation, torch.float64)
+    data, initial = make_inputs(20, seed=5, activation=activation)
+    model = SumRNN(initial, torch.float64)
     for sequence, label in zip(data.train_sequences[:10], data.train_labels[:10]):
         model.zero_grad()
         (model(torch.tensor(sequence).reshape(-1, 1))[-1, 0] - label).abs().backward()
-        _, grad = loss_and_gradient(sequence, label, initial, activation)
+        _, grad = loss_and_gradient(sequence, label, initial)
         for name, torch_name in (("Wi", "weight_ih"), ("Wh", "weight_hh"), ("bias", "bias")):
-            np.testing.assert_allclose(getattr(grad, name), getattr(model, torch_name).grad.numpy(), rtol=1e-12,
+            np.testing.assert_allclose(getattr(grad.layers[0], name), getattr(model, torch_name).grad.numpy(), rtol=1e-12,
                                        atol=0, err_msg=name)
 
 
 def test_abs_gradient_at_zero_is_zero():
     # Prediction exactly equals the label: ChainRules' abs rule and PyTorch's both give gradient 0.
-    params = Params(Wi=np.array([[1.0]]), Wh=np.array([[1.0]]), bias=np.array([0.0]))
-    loss, grad = loss_and_gradient(np.array([2.0, 3.0]), 5.0, params, "identity")
+    params = Chain((RNNParams(Wi=np.array([[1.0]]), Wh=np.array([[1.0]]), bias=np.array([0.0]), activation="identity"),))
+    loss, grad = loss_and_gradient(np.array([2.0, 3.0]), 5.0, params)
     assert loss == 0.0
-    assert all(not g.any() for _, g in grad.items())
-    model = SumRNN(params, "identity", torch.float64)
+    assert all(not g.any() for g in grad.arrays().values())
+    model = SumRNN(params, torch.float64)
     (model(torch.tensor([[2.0], [3.0]], dtype=torch.float64))[-1, 0] - 5.0).abs().backward()
     assert model.weight_ih.grad.item() == 0.0 and model.bias.grad.item() == 0.0
 
@@ -65,7 +66,7 @@ def test_abs_gradient_at_zero_is_zero():
 @pytest.mark.parametrize("activation,tanh", [("identity", "exact"), ("tanh", "exact"), ("tanh", "fast")])
 def test_compiled_kernel_follows_the_python_kernel(dtype, activation, tanh):
     pytest.importorskip("numba", reason="numba is not installed: only the interpreted kernel exists")
-    data, initial = make_inputs(60, seed=2)
+    data, initial = make_inputs(60, seed=2, activation=activation)
     config = RunConfig(activation, dtype, epochs=3)
     compiled = ReferenceBackend(tanh=tanh, jit=True).train(config, data, initial)
     interpreted = ReferenceBackend(tanh=tanh, jit=False).train(config, data, initial)
@@ -79,7 +80,7 @@ def test_compiled_kernel_follows_the_python_kernel(dtype, activation, tanh):
                                    rtol=1e-6 if dtype == "float32" else 1e-13)
         return
     np.testing.assert_array_equal(compiled.step_losses, interpreted.step_losses)
-    np.testing.assert_array_equal(compiled.final_params.Wh, interpreted.final_params.Wh)
+    np.testing.assert_array_equal(compiled.final_params.layers[0].Wh, interpreted.final_params.layers[0].Wh)
     np.testing.assert_array_equal(compiled.probe_predictions, interpreted.probe_predictions)
 
 
@@ -99,6 +100,8 @@ def test_tanh_fast_float32_is_nnlibs_rational_function_and_close_to_tanh():
 
 def test_rejects_a_model_that_is_not_the_tutorials():
     data, _ = make_inputs(5)
-    wide = Params(Wi=np.zeros((2, 1)), Wh=np.zeros((2, 2)), bias=np.zeros(2))
-    with pytest.raises(ValueError, match="one-unit"):
+    wide = init_chain(1, [("rnn", 2, "identity")], [(1,)], seed=0, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"needs Chain\(RNN\(1 => 1, identity\)\)"):
         ReferenceBackend().train(RunConfig(), data, wide)
+    with pytest.raises(ValueError, match="the fast kernels implement only the tutorial's"):
+        loss_and_gradient(np.array([1.0]), 1.0, wide)

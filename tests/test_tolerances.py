@@ -31,6 +31,14 @@ def scaled_step_difference(a, b, data, steps=None):
     return diff[: steps or len(diff)].max()
 
 
+def honest_runs(samples: int, seed: int, dtype: str, epochs: int, path: str):
+    """``(data, config, torch.optim.Adam run, reference run)``: two correct implementations of one run."""
+    data, initial = make_inputs(samples, seed=seed)
+    config = RunConfig("identity", dtype, epochs=epochs)
+    torch_run = TorchBackend("torch", path=path).train(config, data, initial)
+    return data, config, torch_run, ReferenceBackend().train(config, data, initial)
+
+
 def failed(parity):
     return sorted({c.quantity for c in parity.failed()})
 
@@ -39,10 +47,7 @@ def failed(parity):
 
 def test_float64_torch_adam_sits_far_inside_rtol_1e9():
     # Measured: 5.4e-15 label-scaled over 400 steps (identity, seed 0): 1e-9 is ~2e5 times that.
-    data, initial = make_inputs(100, seed=0)
-    config = RunConfig("identity", "float64", epochs=4)
-    torch_run = TorchBackend("torch", path="plain").train(config, data, initial)
-    reference = ReferenceBackend().train(config, data, initial)
+    data, config, torch_run, reference = honest_runs(100, 0, "float64", 4, "plain")
     assert scaled_step_difference(torch_run, reference, data) < RTOL_FLOAT64_DOC / 1e4
     assert compare_results("float64", config.lr, {"torch": torch_run, "reference": reference}, data).verdict == "pass"
 
@@ -63,10 +68,7 @@ def test_float64_an_lr_wrong_by_1e9_relative_breaks_rtol_1e9():
 def test_float32_torch_adam_epoch_one_sits_inside_rtol_1e4():
     # Measured: 3.0e-7 label-scaled in epoch 1 (torch.optim.Adam vs Optimisers.jl arithmetic, 200
     # samples, seed 0); 1e-4 is ~330x that. (docs/parity.md: worst over 8 seeds of 1000 samples, 7.6e-6.)
-    data, initial = make_inputs(200, seed=0)
-    config = RunConfig("identity", "float32", epochs=2)
-    torch_run = TorchBackend("torch", path="plain").train(config, data, initial)
-    reference = ReferenceBackend().train(config, data, initial)
+    data, config, torch_run, reference = honest_runs(200, 0, "float32", 2, "plain")
     assert scaled_step_difference(torch_run, reference, data, steps=200) < RTOL_FLOAT32_DOC / 100
     assert compare_results("float32", config.lr, {"torch": torch_run, "reference": reference}, data).verdict == "pass"
 
@@ -92,10 +94,7 @@ def outcome_steps(a, b, data):
 def test_float32_torch_adam_outcome_sits_inside_5_jitter_steps():
     # Measured: 0.72 steps (300 samples x 50 epochs, seed 1, torch.optim.Adam): 5 is ~7x that.
     # (docs/parity.md: worst over seeds 0-3 of the 1000 x 50 tutorial, 2.1 steps.)
-    data, initial = make_inputs(300, seed=1)
-    config = RunConfig("identity", "float32", epochs=50)
-    torch_run = TorchBackend("torch", path="fast").train(config, data, initial)
-    reference = ReferenceBackend().train(config, data, initial)
+    data, config, torch_run, reference = honest_runs(300, 1, "float32", 50, "fast")
     assert outcome_steps(torch_run, reference, data) < OUTCOME_STEPS_DOC / 5
     assert compare_results("float32", 1e-3, {"torch": torch_run, "reference": reference}, data).verdict == "pass"
 

@@ -9,17 +9,18 @@ from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import compare_results
 from fluxparity.config import RunConfig
 
-from conftest import make_inputs
+from conftest import make_inputs, tutorial_for
 
 
 def test_tanh_port_equals_nn_rnn_with_one_bias_and_frozen_bias_hh():
     data, initial = make_inputs(30, seed=3)
-    ours = SumRNN(initial, "tanh", torch.float64)
+    initial = tutorial_for(initial, "tanh")
+    ours = SumRNN(initial, torch.float64)
     theirs = torch.nn.RNN(1, 1, nonlinearity="tanh", dtype=torch.float64)
     with torch.no_grad():
-        theirs.weight_ih_l0.copy_(torch.tensor(initial.Wi))
-        theirs.weight_hh_l0.copy_(torch.tensor(initial.Wh))
-        theirs.bias_ih_l0.copy_(torch.tensor(initial.bias))
+        theirs.weight_ih_l0.copy_(torch.tensor(initial.layers[0].Wi))
+        theirs.weight_hh_l0.copy_(torch.tensor(initial.layers[0].Wh))
+        theirs.bias_ih_l0.copy_(torch.tensor(initial.layers[0].bias))
         theirs.bias_hh_l0.zero_()
     theirs.bias_hh_l0.requires_grad_(False)  # Flux has one bias: the second must stay 0
     opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-2)
@@ -40,7 +41,7 @@ def test_tanh_port_equals_nn_rnn_with_one_bias_and_frozen_bias_hh():
 @pytest.mark.parametrize("optimizer", ["torch", "optimisers"])
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_float64_training_agrees_with_reference_at_every_step(activation, optimizer):
-    data, initial = make_inputs(100, seed=0)
+    data, initial = make_inputs(100, seed=0, activation=activation)
     config = RunConfig(activation, "float64", epochs=4)
     results = {"torch": TorchBackend(optimizer, path="plain").train(config, data, initial),
                "reference": ReferenceBackend().train(config, data, initial)}

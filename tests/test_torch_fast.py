@@ -8,7 +8,7 @@ from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.pytorch_fast import train_batch, train_many
 from fluxparity.config import RunConfig
 
-from conftest import make_inputs
+from conftest import make_inputs, tutorial_for
 
 
 
@@ -20,7 +20,7 @@ def assert_same_run(a, b):
     np.testing.assert_array_equal([a.train_loss_before, a.test_loss_before, a.test_loss_after],
                                   [b.train_loss_before, b.test_loss_before, b.test_loss_after])
     np.testing.assert_array_equal(a.probe_predictions, b.probe_predictions)
-    for (name, va), (_, vb) in zip(a.final_params.items(), b.final_params.items()):
+    for (name, va), (_, vb) in zip(a.final_params.arrays().items(), b.final_params.arrays().items()):
         assert va.shape == vb.shape, name
         np.testing.assert_array_equal(va, vb, err_msg=name)
 
@@ -28,20 +28,20 @@ def assert_same_run(a, b):
 @pytest.mark.parametrize("optimizer", ["torch", "optimisers"])
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_float64_fast_is_bit_identical_to_plain(activation, optimizer):
-    data, initial = make_inputs(40, seed=1)
+    data, initial = make_inputs(40, seed=1, activation=activation)
     config = RunConfig(activation, "float64", epochs=3, lr=1e-2)  # a larger lr: parameters move visibly
     plain = TorchBackend(optimizer, path="plain").train(config, data, initial)
     fast = TorchBackend(optimizer, path="fast").train(config, data, initial)
     assert_same_run(fast, plain)
     assert fast.notes["path"] == "fast" and plain.notes["path"] == "plain"
-    assert np.abs(fast.final_params.Wi - initial.Wi).max() > 1e-3  # it did train
+    assert np.abs(fast.final_params.layers[0].Wi - initial.layers[0].Wi).max() > 1e-3  # it did train
 
 
 @pytest.mark.parametrize("optimizer", ["torch", "optimisers"])
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_batch_of_models_equals_each_models_single_run(activation, optimizer):
     config = RunConfig(activation, "float64", epochs=2)
-    runs = [(config, *make_inputs(30, seed=seed)) for seed in range(4)]
+    runs = [(config, *make_inputs(30, seed=seed, activation=activation)) for seed in range(4)]
     lengths = np.array([[len(s) for s in data.train_sequences] for _, data, _ in runs])
     assert (lengths.min(axis=0) != lengths.max(axis=0)).any()  # unequal lengths at the same step
     batch = train_batch(runs, optimizer)
@@ -60,7 +60,7 @@ def test_float32_fast_is_bit_identical_to_plain_too(activation, optimizer):
     # must still be the plain path: PyTorch's CPU cumsum/cumprod accumulate float32 in double, so the fast
     # path spells those chains out in float32 ops; the result is the plain path's, bit for bit.
     config = RunConfig(activation, "float32", epochs=2, lr=1e-2)
-    runs = [(config, *make_inputs(50, seed=seed)) for seed in (2, 5)]
+    runs = [(config, *make_inputs(50, seed=seed, activation=activation)) for seed in (2, 5)]
     for run, fast in zip(runs, train_batch(runs, optimizer)):
         plain = TorchBackend(optimizer, path="plain").train(*run)
         assert_same_run(fast, plain)
@@ -71,7 +71,7 @@ def test_train_many_batches_compatible_runs_and_keeps_order():
     data1, init1 = make_inputs(20, seed=1)
     data2, init2 = make_inputs(25, seed=2)  # another size: its own batch
     runs = [(RunConfig("identity", "float64", epochs=1), data0, init0),
-            (RunConfig("tanh", "float64", epochs=1), data1, init1),
+            (RunConfig("tanh", "float64", epochs=1), data1, tutorial_for(init1, "tanh")),
             (RunConfig("identity", "float64", epochs=1), data2, init2),
             (RunConfig("identity", "float64", epochs=1), data1, init1)]
     results = train_many(runs)
@@ -97,7 +97,8 @@ def test_fast_path_leaves_no_autograd_state_and_returns_float64():
     data, initial = make_inputs(10)
     result = TorchBackend(path="fast").train(RunConfig("identity", "float32", epochs=1), data, initial)
     assert result.step_losses.dtype == np.float64 and result.step_losses.shape == (10,)
-    assert result.final_params.Wi.shape == (1, 1) and result.final_params.bias.shape == (1,)
+    assert result.final_params.layers[0].Wi.shape == (1, 1) and result.final_params.layers[0].bias.shape == (1,)
+    assert all(a.dtype == np.float64 for a in result.final_params.arrays().values())
     assert torch.is_grad_enabled()
 
 

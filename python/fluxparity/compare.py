@@ -20,7 +20,7 @@ import numpy as np
 
 from .backends.base import RunResult
 from .data import Dataset
-from .params import named_arrays
+from .models import flat_params
 
 # float64: an autograd and an analytic implementation agree to ~1e-14 (label-scaled) after 50,000 steps (see
 # docs/parity.md); 1e-9 leaves five orders of margin and still catches any real difference in the math.
@@ -34,6 +34,8 @@ RTOL_FLOAT32 = 1e-4
 # by less than OUTCOME_STEPS steps' worth of jitter (see adam_jitter). Measured worst: 2.1 steps (seeds 0-3,
 # benchmarks/measure_tolerances.py); the 64-seed sweep's one excess is a run that had not converged.
 OUTCOME_STEPS = 5
+# The verdict of a run (or an experiment) in which no check was judged: fewer than two backends ran.
+NOTHING_COMPARED = "nothing compared"
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Check:
 
 @dataclass
 class Parity:
-    verdict: str  # "pass" | "fail"
+    verdict: str  # "pass" | "fail" | NOTHING_COMPARED
     checks: list[Check]
 
     def to_dict(self) -> dict:
@@ -119,8 +121,8 @@ def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, 
     step_scale = np.tile(data.train_labels, epochs)
     sum_train, sum_test = np.abs(data.train_labels).sum(), np.abs(data.test_labels).sum()
     probe_scale = np.abs(data.probe_labels)
-    final_a = np.concatenate([np.ravel(v) for v in named_arrays(a.final_params).values()])
-    final_b = np.concatenate([np.ravel(v) for v in named_arrays(b.final_params).values()])
+    final_a = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in flat_params(a.final_params).values()])
+    final_b = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in flat_params(b.final_params).values()])
     param_scale = max(np.abs(final_a).max(), np.abs(final_b).max())
 
     def check(quantity, va, vb, rtol, scale=None, atol=None, judged=True, rule=""):
@@ -171,6 +173,8 @@ def compare_results(dtype: str, lr: float, results: Mapping[str, RunResult], dat
     checks: list[Check] = []
     for (a_name, a), (b_name, b) in combinations(results.items(), 2):
         checks.extend(_pair_checks(dtype, lr, a_name, a, b_name, b, data, outcome_judged))
+    if not any(c.judged for c in checks):
+        return Parity(NOTHING_COMPARED, checks)  # one backend (or none): no check ran, so no pass either
     verdict = "fail" if any(c.judged and not c.passed for c in checks) else "pass"
     return Parity(verdict, checks)
 

@@ -11,11 +11,11 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from .backends import RunResult
-from .compare import Parity, compare_results
+from .compare import NOTHING_COMPARED, Parity, compare_results
 from .config import GATED, RunConfig
 from .data import Dataset, generate_dataset
 from .parallel import DEFAULT_WORKERS, ExperimentProgress, run_runs_concurrently
-from .params import Params, initial_params
+from .models import Chain, init_chain, tutorial_chain
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Run:
     """One (activation, dtype) experiment: the same data and initial params in every backend."""
 
     config: RunConfig
-    initial_params: Params  # or a fluxparity.models.SequenceModel for model runs
+    initial_params: Chain  # float64, the same numbers for every backend
     results: dict[str, RunResult]
     parity: Parity
 
@@ -38,7 +38,13 @@ class Experiment:
 
     @property
     def verdict(self) -> str:
-        return "fail" if any(r.parity.verdict == "fail" for r in self.runs) else "pass"
+        """"fail" if any judged check failed; "nothing compared" if no check was judged at all (one backend
+        ran, or none): that is not a pass; else "pass"."""
+        if any(r.parity.verdict == "fail" for r in self.runs):
+            return "fail"
+        if not any(c.judged for r in self.runs for c in r.parity.checks):
+            return NOTHING_COMPARED
+        return "pass"
 
 
 def seeds_for(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
@@ -50,11 +56,10 @@ def seeds_for(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence
 def initial_for(config: RunConfig, param_seed: np.random.SeedSequence):
     """The run's initial weights, drawn from ``param_seed``: the same numbers for every dtype and backend."""
     if config.is_tutorial:
-        return initial_params(param_seed)
-    from .models import init_model
-
+        return tutorial_chain(param_seed, config.activation)  # Chain(RNN(1 => 1, σ)), last step
     activation = "tanh" if config.activation == GATED else config.activation
-    return init_model(config.model, 1, config.hidden, 1, seed=param_seed, dtype=np.float64, activation=activation)
+    # Chain(<model>(1 => hidden), Dense(hidden => 1)), last step: cell drawn first, then the Dense.
+    return init_chain(1, [(config.model, config.hidden, activation)], [(1,)], seed=param_seed, dtype=np.float64)
 
 
 def versions(backend_names: Sequence[str]) -> dict:

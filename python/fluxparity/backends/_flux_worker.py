@@ -1,4 +1,4 @@
-"""The Flux backend's worker: ``python -m fluxparity.backends._flux_worker WORKDIR``.
+"""The Flux backend's worker: ``main([WORKDIR])``, started by :func:`fluxparity.backends.flux.worker_command`.
 
 Runs in its own process, started by :mod:`fluxparity.backends.flux`, because juliacall and torch must not
 share a process (both load LLVM; see docs/julia.md) and because a Julia that crashes or hangs must
@@ -6,14 +6,15 @@ not take the caller with it. It imports juliacall and never torch.
 
 Files in WORKDIR (the parent writes the first two, this worker the rest):
 
-- ``request.json``: ``{"model", "activation", "weights", "dtype", "epochs", "lr", "source",
-  "progress_every"}``. ``model`` is ``null`` for the tutorial (``FluxParity.train_tutorial``) or the cell
-  kind ``"rnn" | "lstm" | "gru" | "gruv3"`` (``FluxParity.train_model``); ``weights`` lists the names of the
-  weight arrays in ``inputs.npz``; ``source`` is the path of julia/FluxParity.jl.
+- ``request.json``: ``{"kinds", "activations", "weights", "dtype", "epochs", "lr", "source",
+  "progress_every"}``. ``kinds`` has one entry per layer of the Chain, ``"rnn" | "lstm" | "gru" | "gruv3" |
+  "dense"``; ``activations`` one per layer, the RNN's or the Dense's σ name, ``""`` for LSTM/GRU/GRUv3;
+  ``weights`` lists the names of the weight arrays in ``inputs.npz``; ``source`` is the path of
+  julia/FluxParity.jl. Every run — the tutorial too — calls ``FluxParity.train_chain``.
 - ``inputs.npz``: the weights, float64, in Flux's layout (``(out, in)`` matrices as NumPy ``(rows, cols)``,
-  C order) — the tutorial's ``Wi (out, 1)``, ``Wh (out, out)``, ``bias (out,)``, or a model's flat names
-  (:func:`fluxparity.models.flat_params`: ``cell.Wi``, ``cell.Wh``, ``cell.bias`` or ``cell.b``,
-  ``cell.Wh_htilde``, ``head.weight``, ``head.bias``); float64 ``{train,test,probe}_values (total,)``,
+  C order) under the Chain's flat names (:meth:`fluxparity.models.Chain.arrays`: ``layers[1].cell.Wi``,
+  ``layers[1].cell.Wh``, ``layers[1].cell.bias`` or ``.b``, ``layers[1].cell.Wh_htilde``,
+  ``layers[2].weight``, ``layers[2].bias``, ...); float64 ``{train,test,probe}_values (total,)``,
   ``{train,test}_labels (n,)``; int64 ``{train,test,probe}_lengths (n,)`` — the layout of
   :func:`fluxparity.data.pack`.
 - ``result.npz``: float64 ``step_losses``, ``epoch_train_loss``, ``epoch_test_loss``,
@@ -21,33 +22,37 @@ Files in WORKDIR (the parent writes the first two, this worker the rest):
   ``result.json``: float scalars and ``notes``. ``result.json`` is written last: its presence means success.
 - ``error.json`` on failure: ``{"kind": "julia" | "juliacall" | "python", "type", "message"}``.
 
-Progress goes to stdout as lines ``PROGRESS_TAG done total``.
+Progress goes to stdout as lines ``PROGRESS_TAG done total``, and the stages before the first step as
+lines ``PHASE_TAG text``: starting Julia, loading Flux (which precompiles it the first time), training.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 
 PROGRESS_TAG = "fluxparity-progress:"
+PHASE_TAG = "fluxparity-phase:"
+PHASES = ("starting Julia", "loading Flux (precompiles the first time)", "training (compiling the first step)")
 
 ARRAY_FIELDS = ("step_losses", "epoch_train_loss", "epoch_test_loss", "probe_predictions")
 SCALAR_FIELDS = ("train_loss_before", "test_loss_before", "test_loss_after", "seconds")
 VERSION_FIELDS = ("julia_version", "flux_version", "optimisers_version", "zygote_version")
-# The tutorial's weights: positional arguments of FluxParity.train_tutorial after (activation, dtype,
-# epochs, lr), and fields of its result.
-TUTORIAL_WEIGHTS = ("Wi", "Wh", "bias")
-# The data: the last positional arguments of both FluxParity.train_tutorial and FluxParity.train_model.
+# The data: the last positional arguments of FluxParity.train_chain.
 DATA_ORDER = (
     "train_values", "train_lengths", "train_labels",
     "test_values", "test_lengths", "test_labels",
     "probe_values", "probe_lengths",
 )
-# The Julia type of train_model's `params`: a Julia Dict the worker fills by name. Each value assigned from
+# The Julia type of train_chain's `params`: a Julia Dict the worker fills by name. Each value assigned from
 # Python is converted to the Dict's value type Any, which makes a NumPy array a PyArray (a view with
 # NumPy's shape and strides; FluxParity copies it at once).
 _JULIA_PARAMS_DICT = "Dict{String, Any}"
@@ -76,6 +81,10 @@ def _report_progress(done, total) -> None:
     print(f"{PROGRESS_TAG} {int(done)} {int(total)}", flush=True)
 
 
+def _report_phase(index: int) -> None:
+    print(f"{PHASE_TAG} {PHASES[index]}", flush=True)
+
+
 def _describe_julia_error(jl, error) -> tuple[str, str]:
     try:
         type_name, message = jl.seval(_DESCRIBE_JULIA_EXCEPTION)(error.exception)
@@ -89,7 +98,7 @@ def _describe_julia_error(jl, error) -> tuple[str, str]:
 def _read_inputs(workdir: Path) -> tuple[dict, dict, list]:
     """``(request, weights by name, data arrays in DATA_ORDER)`` as the parent wrote them."""
     request = json.loads((workdir / "request.json").read_text(encoding="utf-8"))
-    weight_names = list(request.get("weights", TUTORIAL_WEIGHTS))
+    weight_names = list(request["weights"])
     with np.load(workdir / "inputs.npz") as npz:
         # NumPy arrays reach Julia as PyArray views; FluxParity copies them into Julia arrays at once.
         weights = {name: np.ascontiguousarray(npz[name], dtype=np.float64) for name in weight_names}
@@ -104,36 +113,34 @@ def run(workdir: Path) -> int:
         return _fail(workdir, "python", type(exc).__name__, f"could not read the worker's inputs: {exc}")
     if "torch" in sys.modules:  # would mean a fluxparity import pulled torch in: never load it with Julia
         return _fail(workdir, "python", "ImportError", "torch was imported in the Flux worker before juliacall")
+    _report_phase(0)
     try:
         import juliacall  # starts Julia with PYTHON_JULIACALL_EXE / PYTHON_JULIACALL_PROJECT from the parent
     except BaseException as exc:  # juliacall raises plain Exception when Julia fails to start
         return _fail(workdir, "juliacall", type(exc).__name__, f"{exc}\n{traceback.format_exc(limit=3)}")
     jl = juliacall.Main
 
-    model = request.get("model")  # None: the tutorial
     weight_names = list(weights)
     settings = (request["dtype"], int(request["epochs"]), float(request["lr"]))
     options = {"progress": _report_progress, "progress_every": int(request.get("progress_every", 1000))}
     try:
-        jl.include(request["source"])
-        if model is None:
-            result = jl.FluxParity.train_tutorial(
-                request["activation"], *settings, *(weights[n] for n in TUTORIAL_WEIGHTS), *data, **options
-            )
-            trained = {name: getattr(result, name) for name in TUTORIAL_WEIGHTS}
-        else:
-            params = jl.seval(_JULIA_PARAMS_DICT)()
-            for name, array in weights.items():
-                params[name] = array
-            result = jl.FluxParity.train_model(model, request["activation"], *settings, params, *data, **options)
-            trained = result.params  # a Julia Dict{String, Array{Float64}}, by the same names
-            if len(trained) != len(weight_names) or not all(name in trained for name in weight_names):
-                raise KeyError(f"train_model returned the arrays {sorted(trained)}, expected {sorted(weight_names)}")
-            trained = {name: trained[name] for name in weight_names}
-        # numpy.array copies out of the Julia arrays (numpy.asarray would keep a view into Julia memory).
-        arrays = {name: np.array(getattr(result, name), dtype=np.float64) for name in ARRAY_FIELDS}
+        _report_phase(1)
+        jl.include(request["source"])  # `using Flux` ...: loads (the first time, precompiles) the packages
+        _report_phase(2)
+        params = jl.seval(_JULIA_PARAMS_DICT)()
+        for name, array in weights.items():
+            params[name] = array
+        kinds, activations = list(request["kinds"]), list(request["activations"])
+        result = jl.FluxParity.train_chain(kinds, activations, *settings, params, *data, **options)
+        trained = result.params  # a Julia Dict{String, Array{Float64}}, by the same names
+        if len(trained) != len(weight_names) or not all(name in trained for name in weight_names):
+            raise KeyError(f"train_chain returned the arrays {sorted(trained)}, expected {sorted(weight_names)}")
+        trained = {name: trained[name] for name in weight_names}
+        # numpy.array copies out of the Julia arrays (numpy.asarray would keep a view into Julia memory); Julia's
+        # arrays are column-major, so the copy is made C-contiguous here, at the boundary.
+        arrays = {name: np.array(getattr(result, name), dtype=np.float64, order="C") for name in ARRAY_FIELDS}
         for name, array in trained.items():
-            arrays[name] = np.array(array, dtype=np.float64)
+            arrays[name] = np.array(array, dtype=np.float64, order="C")
             if arrays[name].shape != weights[name].shape:
                 raise ValueError(f"{name} came back with shape {arrays[name].shape}, sent {weights[name].shape}")
         scalars = {name: float(getattr(result, name)) for name in SCALAR_FIELDS}
@@ -154,8 +161,30 @@ def run(workdir: Path) -> int:
     return 0
 
 
+_PARENT_POLL_SECONDS = 0.2
+
+
+def _end_with_parent() -> None:
+    """End this worker, and every process it started, as soon as its parent is gone (even killed by SIGKILL).
+
+    The parent starts the worker as the leader of its own process group, so the whole group is killed; a
+    daemon thread notices the parent's death by ``getppid`` changing (the orphan is reparented).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_SECONDS)
+        if os.name == "posix" and os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fluxparity-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _end_with_parent()
     if len(argv) != 1:
         print("usage: python -m fluxparity.backends._flux_worker WORKDIR", file=sys.stderr)
         return 2

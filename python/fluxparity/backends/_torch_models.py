@@ -63,5 +63,5 @@ def train_torch_model(config: RunConfig, data: Dataset, initial, make_optimizer,
         final_params=from_module(module, dtype=np.float64),
         probe_predictions=probes,
         seconds=time.perf_counter() - start,
-        notes={"module": type(module.rnn).__name__, "model": config.model, "hidden": config.hidden},
+        notes={"module": type(module.layers[0]).__name__, "model": config.model, "hidden": config.hidden},
     )

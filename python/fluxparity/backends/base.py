@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..data import Dataset
-from ..params import Params, named_arrays
+from ..models import Chain, flat_params
 
 # progress(done_steps, total_steps): called now and then while training.
 Progress = Callable[[int, int], None]
@@ -51,7 +51,7 @@ class RunResult:
     train_loss_before: float  # train-set loss sum before training
     test_loss_before: float  # test-set loss sum before training
     test_loss_after: float  # test-set loss sum after the last epoch
-    final_params: Params  # or a fluxparity.models.SequenceModel for model runs (config.is_tutorial False)
+    final_params: Chain  # the trained model, float64, the initial Chain's structure
     probe_predictions: np.ndarray  # (n_probes,): last output for each probe after training
     seconds: float  # wall time of training and evaluation inside the backend
     notes: dict = field(default_factory=dict)  # backend-specific facts worth printing (versions, options)
@@ -83,11 +83,32 @@ class RunResult:
             "train_loss_before": float(self.train_loss_before),
             "test_loss_before": float(self.test_loss_before),
             "test_loss_after": float(self.test_loss_after),
-            "final_params": {k: v.tolist() for k, v in named_arrays(self.final_params).items()},
+            "final_params": {k: v.tolist() for k, v in flat_params(self.final_params).items()},
             "probe_predictions": self.probe_predictions.tolist(),
             "seconds": float(self.seconds),
             "notes": self.notes,
         }
+
+
+def check_initial(config: RunConfig, initial) -> Chain:
+    """``initial`` must be a float64 :class:`~fluxparity.models.Chain` for the sum task (1 input, 1 output,
+    read at the last step) whose architecture is the run's: the tutorial shape with the run's activation
+    for a tutorial run, ``config.model`` with ``config.hidden`` units first otherwise. Returns it."""
+    if not isinstance(initial, Chain):
+        raise TypeError(f"the initial model must be a fluxparity.models.Chain, got {type(initial).__name__}")
+    if initial.input_size != 1 or initial.output_size != 1 or initial.readout != "last":
+        raise ValueError(f"the sum task needs 1 input, 1 output and readout 'last'; the initial Chain has "
+                         f"{initial.input_size}, {initial.output_size} and {initial.readout!r}")
+    first = initial.layers[0]
+    if config.is_tutorial:
+        if not initial.is_tutorial_shape or first.activation != config.activation:
+            raise ValueError(f"the run {config.label} needs Chain(RNN(1 => 1, {config.activation})), "
+                             f"got layers {[type(layer).__name__ for layer in initial.layers]}"
+                             f"{' with activation ' + first.activation if initial.is_tutorial_shape else ''}")
+    elif first.kind != config.model or first.hidden_size != config.hidden:
+        raise ValueError(f"the initial model starts with {first.kind} of hidden size {first.hidden_size}, "
+                         f"but the run is {config.label}")
+    return initial
 
 
 class Backend(Protocol):
@@ -101,5 +122,5 @@ class Backend(Protocol):
         """None when the backend can run here; otherwise one paragraph: why not, and how to enable it."""
         ...
 
-    def train(self, config: RunConfig, data: Dataset, initial: Params, progress: Optional[Progress] = None) -> RunResult:
+    def train(self, config: RunConfig, data: Dataset, initial: Chain, progress: Optional[Progress] = None) -> RunResult:
         ...

@@ -2,15 +2,15 @@
 
 The parent (this module) never imports juliacall: it probes for a Julia with
 :mod:`fluxparity.juliaprobe`, writes the run's inputs to a temporary folder, and starts
-``python -m fluxparity.backends._flux_worker`` with ``PYTHON_JULIACALL_EXE`` and
+the worker (:func:`worker_command`; the current folder is not importable there) with ``PYTHON_JULIACALL_EXE`` and
 ``PYTHON_JULIACALL_PROJECT`` set, so that juliacall starts that Julia and never downloads one. The worker
 imports juliacall and never torch (the two must not share a process). A Julia exception becomes a
 :class:`BackendError` naming it; a worker that dies or outlives its timeout is killed with everything it
 started, and also becomes a :class:`BackendError`.
 
-The tutorial (``config.is_tutorial``) runs ``FluxParity.train_tutorial`` on :class:`fluxparity.params.Params`;
-any other model runs ``FluxParity.train_model`` on a :class:`fluxparity.models.SequenceModel`, whose arrays
-cross by their flat names (:func:`fluxparity.models.flat_params`) and come back under the same names.
+Every run — the tutorial too — calls ``FluxParity.train_chain`` on a :class:`fluxparity.models.Chain`: its
+layer kinds and activations cross as two lists of strings, its arrays by their flat names
+(:meth:`~fluxparity.models.Chain.arrays`), and they come back under the same names.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
 from .. import juliaprobe
+from .._npzio import Expect, NpzError, read_npz
 from .._subprocess import run_streaming
 from ..config import RunConfig
 from ..data import Dataset, pack
-from ..models import SequenceModel, flat_params, with_flat_params
-from ..params import Params
-from ._flux_worker import ARRAY_FIELDS, PROGRESS_TAG, TUTORIAL_WEIGHTS
-from .base import BackendError, BackendUnavailable, Progress, RunResult
+from ..models import Chain, DenseParams, RNNParams, flat_params, with_flat_params
+from ._flux_worker import ARRAY_FIELDS, PHASE_TAG, PROGRESS_TAG
+from .base import BackendError, BackendUnavailable, Progress, RunResult, check_initial
 
 # Starting Julia and loading Flux takes 10-60 s once packages are precompiled (minutes the first time);
 # the tutorial's 50,000 steps take about as long again. 30 minutes means "hung", not "slow".
@@ -71,12 +71,11 @@ class FluxBackend:
         self,
         config: RunConfig,
         data: Dataset,
-        initial: Union[Params, SequenceModel],
+        initial: Chain,
         progress: Optional[Progress] = None,
     ) -> RunResult:
-        """``initial``: :class:`Params` for the tutorial, a :class:`SequenceModel` with a Dense head otherwise;
-        ``final_params`` has the same type and structure, in float64."""
-        _check_initial(config, initial)
+        """``initial``: the run's :class:`~fluxparity.models.Chain`; ``final_params`` has its structure, float64."""
+        check_initial(config, initial)
         environment = self.environment()
         if environment.reason is not None:
             raise BackendUnavailable(environment.reason)
@@ -98,35 +97,19 @@ class FluxBackend:
         return result
 
 
-def _check_initial(config: RunConfig, initial) -> None:
-    if config.is_tutorial:
-        if not isinstance(initial, Params):
-            raise TypeError(f"the tutorial's run ({config.label}) needs Params, got {type(initial).__name__}")
-        return
-    if not isinstance(initial, SequenceModel) or initial.head is None:
-        raise TypeError(
-            f"a {config.label} run needs a fluxparity.models.SequenceModel with a Dense head, "
-            f"got {type(initial).__name__}"
-        )
-    if initial.cell.kind != config.model or initial.cell.hidden_size != config.hidden:
-        raise ValueError(
-            f"the initial model is {initial.cell.kind} with hidden size {initial.cell.hidden_size}, "
-            f"but the run is {config.label}"
-        )
-
-
-def _initial_arrays(config: RunConfig, initial) -> dict[str, np.ndarray]:
-    """The initial weights by the name they cross under: Wi/Wh/bias for the tutorial, flat names otherwise."""
-    if config.is_tutorial:
-        return {name: getattr(initial, name) for name in TUTORIAL_WEIGHTS}
-    return flat_params(initial)
+def layer_strings(chain: Chain) -> tuple[list[str], list[str]]:
+    """``(kinds, activations)``: one string each per layer, as ``FluxParity.train_chain`` takes them —
+    ``"rnn" | "lstm" | "gru" | "gruv3" | "dense"``, and the RNN's or Dense's σ name (``""`` for gated cells)."""
+    kinds = ["dense" if isinstance(layer, DenseParams) else layer.kind for layer in chain.layers]
+    activations = [layer.activation if isinstance(layer, (DenseParams, RNNParams)) else "" for layer in chain.layers]
+    return kinds, activations
 
 
 def _write_inputs(
     workdir: Path,
     config: RunConfig,
     data: Dataset,
-    initial: Union[Params, SequenceModel],
+    initial: Chain,
     source: str,
     total_steps: int,
 ) -> None:
@@ -135,11 +118,11 @@ def _write_inputs(
     probe_values, probe_lengths = pack(data.probes)
     # Boundary with the worker (and on to Julia): float64 arrays, int64 lengths; Julia converts to the
     # run's dtype. Weights in Flux's layout, (out, in) matrices as NumPy (rows, cols) arrays:
-    #   tutorial: Wi (out, 1), Wh (out, out), bias (out,);
-    #   model runs: the flat names of fluxparity.models.flat_params, e.g. cell.Wi (G*hidden, 1),
-    #   cell.Wh (G*hidden, hidden), cell.bias or cell.b (G*hidden,), cell.Wh_htilde (hidden, hidden),
-    #   head.weight (1, hidden), head.bias (1,).
-    weights = _initial_arrays(config, initial)
+    #   the Chain's flat names, e.g. layers[1].cell.Wi (G*hidden, 1), layers[1].cell.Wh (G*hidden, hidden),
+    #   layers[1].cell.bias or .b (G*hidden,), layers[1].cell.Wh_htilde (hidden, hidden),
+    #   layers[2].weight (1, hidden), layers[2].bias (1,); the tutorial: layers[1].cell.{Wi, Wh} (1, 1), .bias (1,).
+    weights = flat_params(initial)
+    kinds, activations = layer_strings(initial)
     np.savez(
         workdir / "inputs.npz",
         **{name: np.asarray(array, dtype=np.float64) for name, array in weights.items()},
@@ -153,10 +136,8 @@ def _write_inputs(
         probe_lengths=probe_lengths,
     )
     request = {
-        # None for the tutorial (FluxParity.train_tutorial), else the cell kind (FluxParity.train_model).
-        "model": None if config.is_tutorial else config.model,
-        # Gated cells have no activation option; Julia checks the name, so give it one it knows.
-        "activation": config.activation if config.model == "rnn" else "tanh",
+        "kinds": kinds,  # FluxParity.train_chain's first two arguments
+        "activations": activations,
         "weights": list(weights),
         "dtype": config.dtype,
         "epochs": config.epochs,
@@ -186,16 +167,35 @@ def _worker_environment(environment: juliaprobe.FluxEnvironment) -> dict:
     return env
 
 
+# `python -m` and `python -c` put the current folder first on sys.path, so a numpy.py there would be imported
+# in place of NumPy. The worker therefore starts from this bootstrap, which drops it before importing anything
+# (`python -P` does the same, but only from Python 3.11). The package root comes through PYTHONPATH.
+_WORKER_BOOTSTRAP = (
+    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "from fluxparity.backends._flux_worker import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def worker_command(workdir) -> list[str]:
+    """The Flux worker's command line: this Python, the current folder not importable."""
+    return [sys.executable, "-c", _WORKER_BOOTSTRAP, str(workdir)]
+
+
 def _run_worker(workdir: Path, env: dict, timeout: float, progress: Optional[Progress]) -> tuple[int, deque]:
     """Run the worker to completion: ``(exit code, last output lines)``. Raises BackendError on timeout."""
-    command = [sys.executable, "-m", "fluxparity.backends._flux_worker", str(workdir)]
+    command = worker_command(workdir)
     output: deque = deque(maxlen=_OUTPUT_LINES_KEPT)
+
+    phase = getattr(progress, "phase", None)  # a progress object may also show stages (fluxparity.parallel)
 
     def on_line(line: str) -> None:
         if line.startswith(PROGRESS_TAG):
             if progress is not None:
                 done, total = line[len(PROGRESS_TAG):].split()
                 progress(int(done), int(total))
+        elif line.startswith(PHASE_TAG):
+            if phase is not None:
+                phase(line[len(PHASE_TAG):].strip())
         else:
             output.append(line)
 
@@ -221,11 +221,16 @@ def _describe_exit(exit_code: int) -> str:
     return f"exited with code {exit_code}"
 
 
-def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Params, SequenceModel]) -> RunResult:
+def _read_result(workdir: Path, exit_code: int, output: deque, initial: Chain) -> RunResult:
     error_file = workdir / "error.json"
     result_file = workdir / "result.json"
     if error_file.is_file():
-        error = json.loads(error_file.read_text(encoding="utf-8"))
+        try:
+            error = json.loads(error_file.read_text(encoding="utf-8"))
+            error = {k: str(error.get(k, "?")) for k in ("kind", "type", "message")}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise BackendError(f"the Flux worker {_describe_exit(exit_code)} and left an unreadable error report "
+                               f"({exc}). Last output:\n{_tail(output)}") from None
         if error["kind"] == "julia":
             raise BackendError(f"Julia raised {error['type']}: {error['message']}")
         if error["kind"] == "juliacall":
@@ -237,13 +242,17 @@ def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Pa
             f"(a crash inside Julia or Python). Last output:\n{_tail(output)}"
         )
     scalars = json.loads(result_file.read_text(encoding="utf-8"))
-    with np.load(workdir / "result.npz") as npz:
-        arrays = {name: np.array(npz[name], dtype=np.float64) for name in ARRAY_FIELDS}
-        if isinstance(initial, Params):
-            final_params = Params(**{name: np.array(npz[name], dtype=np.float64) for name in TUTORIAL_WEIGHTS})
-        else:
-            flat = {name: np.array(npz[name], dtype=np.float64) for name in flat_params(initial)}
-            final_params = with_flat_params(initial, flat)
+    # Every entry's header (name, dtype, shape) is checked before its data is read; the weights must come
+    # back in the shapes they were sent in.
+    weights = flat_params(initial)
+    expected = {name: Expect((None,), ("float64",)) for name in ARRAY_FIELDS}
+    expected.update({name: Expect(np.shape(array), ("float64",)) for name, array in weights.items()})
+    try:
+        npz = read_npz(workdir / "result.npz", expected)
+    except NpzError as exc:
+        raise BackendError(f"the Flux worker's result is not what was expected: {exc}") from None
+    arrays = {name: npz[name] for name in ARRAY_FIELDS}
+    final_params = with_flat_params(initial, {name: np.asarray(npz[name], dtype=np.float64) for name in weights})
     return RunResult(
         step_losses=arrays["step_losses"],
         epoch_train_loss=arrays["epoch_train_loss"],

@@ -16,8 +16,8 @@ from torch import nn
 from ..adam import BETA1, BETA2, EPSILON
 from ..config import RunConfig
 from ..data import Dataset
-from ..params import Params
-from .base import Progress, RunResult
+from ..models import Chain, tutorial_weights, with_tutorial_weights
+from .base import Progress, RunResult, check_initial
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = ("torch", "optimisers")
@@ -30,12 +30,14 @@ class SumRNN(nn.Module):
     hidden state ``(len, out)``, like Flux's ``rnn(x)`` returns ``out x len``.
     """
 
-    def __init__(self, params: Params, activation: str, dtype: torch.dtype) -> None:
+    def __init__(self, params: Chain, dtype: torch.dtype) -> None:
         super().__init__()
-        self.weight_ih = nn.Parameter(torch.tensor(params.Wi, dtype=dtype))  # (out, in), as Flux's Wi
-        self.weight_hh = nn.Parameter(torch.tensor(params.Wh, dtype=dtype))  # (out, out), as Flux's Wh
-        self.bias = nn.Parameter(torch.tensor(params.bias, dtype=dtype))  # (out,): ONE bias, as Flux
-        self.activation = {"identity": nn.Identity(), "tanh": nn.Tanh()}[activation]
+        wi, wh, b = tutorial_weights(params)  # the tutorial's shape only: Wi (1, 1), Wh (1, 1), bias (1,)
+        self.template = params
+        self.weight_ih = nn.Parameter(torch.tensor([[wi]], dtype=dtype))  # (out, in), as Flux's Wi
+        self.weight_hh = nn.Parameter(torch.tensor([[wh]], dtype=dtype))  # (out, out), as Flux's Wh
+        self.bias = nn.Parameter(torch.tensor([b], dtype=dtype))  # (out,): ONE bias, as Flux
+        self.activation = {"identity": nn.Identity(), "tanh": nn.Tanh()}[params.layers[0].activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.zeros(self.weight_hh.shape[0], dtype=x.dtype)
@@ -45,9 +47,10 @@ class SumRNN(nn.Module):
             states.append(h)
         return torch.stack(states)
 
-    def to_params(self) -> Params:
-        as_np = lambda t: t.detach().to(torch.float64).numpy().copy()  # noqa: E731
-        return Params(as_np(self.weight_ih), as_np(self.weight_hh), as_np(self.bias))
+    def to_params(self) -> Chain:
+        """The trained weights as the tutorial's Chain, float64."""
+        value = lambda t: float(t.detach().to(torch.float64).reshape(-1)[0])  # noqa: E731
+        return with_tutorial_weights(self.template, value(self.weight_ih), value(self.weight_hh), value(self.bias))
 
 
 def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
@@ -147,10 +150,11 @@ class TorchBackend:
     def unavailable_reason(self) -> Optional[str]:
         return None
 
-    def train(self, config: RunConfig, data: Dataset, initial: Params,
+    def train(self, config: RunConfig, data: Dataset, initial: Chain,
               progress: Optional[Progress] = None) -> RunResult:
         torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-        if not config.is_tutorial:
+        check_initial(config, initial)
+        if not initial.is_tutorial_shape:  # SumRNN and the fast path serve only the tutorial's shape
             from ._torch_models import train_torch_model
 
             return train_torch_model(config, data, initial,
@@ -160,7 +164,7 @@ class TorchBackend:
 
             return train_batch([(config, data, initial)], self.optimizer, progress)[0]
         dtype = TORCH_DTYPES[config.dtype]
-        model = SumRNN(initial, config.activation, dtype)
+        model = SumRNN(initial, dtype)
         train_x, test_x, probe_x = (_as_inputs(s, dtype) for s in (data.train_sequences, data.test_sequences, data.probes))
         train_y, test_y = (torch.tensor(y, dtype=dtype) for y in (data.train_labels, data.test_labels))
         opt = make_optimizer(self.optimizer, model.parameters(), config.lr)

@@ -47,8 +47,8 @@ import torch
 from ..adam import BETA1, BETA2, EPSILON
 from ..config import RunConfig
 from ..data import MAX_LENGTH, Dataset, pack
-from ..params import Params
-from .base import Progress, RunResult, epoch_sums
+from ..models import Chain, tutorial_weights, with_tutorial_weights
+from .base import Progress, RunResult, check_initial, epoch_sums
 from .pytorch import TORCH_DTYPES, check_optimizer, ieee_sqrt
 
 WINDOW = MAX_LENGTH  # time steps per padded sequence
@@ -141,14 +141,12 @@ def _check_batch(runs) -> tuple[RunConfig, int]:
         if len(data.train_sequences) != n or len(data.test_sequences) != len(runs[0][1].test_sequences) \
                 or len(data.probes) != len(runs[0][1].probes):
             raise ValueError("every model in a batch needs data sets of the same sizes (steps run in lockstep)")
-        if not getattr(c, "is_tutorial", True):
-            raise ValueError(f"the fast path implements the tutorial's one-unit RNN, not {c.label}")
-        if initial.Wi.shape != (1, 1) or initial.Wh.shape != (1, 1) or initial.bias.shape != (1,):
-            raise ValueError("the fast path implements the tutorial's one-unit RNN (Wi, Wh: (1, 1); bias: (1,))")
+        check_initial(c, initial)
+        tutorial_weights(initial)  # this path serves only the tutorial's shape: refuses any other Chain
     return config, n
 
 
-def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: str = "torch",
+def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str = "torch",
                 progress: Optional[BatchProgress] = None) -> list[RunResult]:
     """Train K runs with one configuration (activation, dtype, epochs, lr) as one batched computation.
 
@@ -173,7 +171,8 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: st
         # --- parameters and optimizer state: (3, K), rows Wh, Wi, b (the order of the columns H, X, MASK) ---
         p = _strided_zeros((3, k_models), dtype)
         for k, (_, _, initial) in enumerate(runs):
-            p[:, k] = torch.tensor([initial.Wh[0, 0], initial.Wi[0, 0], initial.bias[0]], dtype=dtype)
+            wi, wh, b = tutorial_weights(initial)
+            p[:, k] = torch.tensor([wh, wi, b], dtype=dtype)
         wh = p[0]
         m, v = (_strided_zeros((3, k_models), dtype) for _ in range(2))
 
@@ -320,8 +319,7 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: st
             train_loss_before=float(train_before[k]),
             test_loss_before=float(test_before[k]),
             test_loss_after=float(epoch_test[k, -1]),
-            final_params=Params(Wi=np.array([[final[1, k]]]), Wh=np.array([[final[0, k]]]),
-                                bias=np.array([final[2, k]])),
+            final_params=with_tutorial_weights(runs[k][2], final[1, k], final[0, k], final[2, k]),
             probe_predictions=probe_out[:, k].copy(),
             seconds=seconds,
             notes={"optimizer": optimizer, "torch": torch.__version__, "path": "fast", "batch": k_models},
@@ -335,7 +333,7 @@ def _batch_key(run) -> tuple:
             len(data.test_sequences), len(data.probes))
 
 
-def train_many(runs: Sequence[tuple[RunConfig, Dataset, Params]], optimizer: str = "torch",
+def train_many(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str = "torch",
                progress: Optional[BatchProgress] = None) -> list[RunResult]:
     """Train any runs: those that can share a batch (same configuration and data sizes) are batched.
 

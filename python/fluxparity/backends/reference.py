@@ -21,8 +21,8 @@ import numpy as np
 from .. import adam
 from ..config import RunConfig
 from ..data import Dataset, pack
-from ..params import Params
-from .base import Progress, RunResult
+from ..models import Chain, tutorial_weights, with_tutorial_weights
+from .base import Progress, RunResult, check_initial
 
 IDENTITY, TANH, TANH_FAST = 0, 1, 2
 _TANH_F32_N = np.array([1.0, 0.1346604, 0.0035974074, 2.2332108e-5, 1.587199e-8], dtype=np.float32)
@@ -151,31 +151,32 @@ def compiled_kernel():
     global _compiled
     if _compiled is None:
         try:
-            import numba
+            import numba  # noqa: F401 — only whether it is installed
         except ImportError:
             return None
+        from .._numba_cache import njit_cached
+
         namespace = dict(globals())
         for name in ("_horner32", "_activate", "_forward", "_loss_sum", "_loss_and_gradient", "train_kernel"):
             fn = globals()[name]
             copy = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-            namespace[name] = numba.njit(cache=True)(copy)
+            namespace[name] = njit_cached(copy)  # cached where it can be, else compiled every time
         _compiled = namespace["train_kernel"]
     return _compiled
 
 
-def loss_and_gradient(sequence, label: float, params: Params, activation: str, dtype: str = "float64",
-                      tanh: str = "exact") -> tuple[float, Params]:
-    """The loss ``|h_len - label|`` of one sequence ``(len,)`` and its gradient, by the backend's own BPTT."""
+def loss_and_gradient(sequence, label: float, params: Chain, dtype: str = "float64",
+                      tanh: str = "exact") -> tuple[float, Chain]:
+    """The loss ``|h_len - label|`` of one sequence ``(len,)`` and its gradient (a Chain of the same shape,
+    float64), by the kernel's own BPTT. ``params``: the tutorial's Chain (its activation is the RNN's)."""
     t = np.dtype(dtype)
-    kind = IDENTITY if activation == "identity" else (TANH_FAST if tanh == "fast" else TANH)
+    kind = IDENTITY if params.layers[0].activation == "identity" else (TANH_FAST if tanh == "fast" else TANH)
     x = np.asarray(sequence, dtype=t)
-    w = np.array([params.Wi[0, 0], params.Wh[0, 0], params.bias[0], 0.0], dtype=t)
+    w = np.array([*tutorial_weights(params), 0.0], dtype=t)
     g, hs = np.zeros(3, dtype=t), np.zeros(len(x) + 1, dtype=t)
     residual = _loss_and_gradient(x, 0, len(x), t.type(label), w, hs, g, t.type(0), t.type(1), kind,
                                   t == np.float32)
-    grad = Params(Wi=np.array([[g[0]]], dtype=np.float64), Wh=np.array([[g[1]]], dtype=np.float64),
-                  bias=np.array([g[2]], dtype=np.float64))
-    return float(abs(residual)), grad
+    return float(abs(residual)), with_tutorial_weights(params, g[0], g[1], g[2])
 
 
 class ReferenceBackend:
@@ -196,21 +197,21 @@ class ReferenceBackend:
     def unavailable_reason(self) -> Optional[str]:
         return None
 
-    def train(self, config: RunConfig, data: Dataset, initial: Params,
+    def train(self, config: RunConfig, data: Dataset, initial: Chain,
               progress: Optional[Progress] = None) -> RunResult:
-        if not config.is_tutorial:
+        check_initial(config, initial)
+        if not initial.is_tutorial_shape:  # the kernel below serves only the tutorial's shape
             from ._reference_models import train_reference_model
 
             return train_reference_model(config, data, initial, fast=self.tanh == "fast", progress=progress)
-        if initial.Wi.shape != (1, 1) or initial.Wh.shape != (1, 1) or initial.bias.shape != (1,):
-            raise ValueError("the reference backend implements the tutorial's one-unit RNN (Wi, Wh: (1, 1); bias: (1,))")
         dtype = np.dtype(config.dtype)
-        kind = IDENTITY if config.activation == "identity" else (TANH_FAST if self.tanh == "fast" else TANH)
+        activation = initial.layers[0].activation
+        kind = IDENTITY if activation == "identity" else (TANH_FAST if self.tanh == "fast" else TANH)
         # Boundary: float64 data and params -> T, once.
         sets = [pack(data.train_sequences), pack(data.test_sequences), pack(data.probes)]
         (x, lengths), (test_x, test_lengths), (probe_x, probe_lengths) = [
             (values.astype(dtype), lens) for values, lens in sets]
-        w = np.array([initial.Wi[0, 0], initial.Wh[0, 0], initial.bias[0], 0.0], dtype=dtype)
+        w = np.array([*tutorial_weights(initial), 0.0], dtype=dtype)
         c = np.array([0.0, 1.0, adam.BETA1, adam.BETA2, adam.EPSILON, config.lr], dtype=dtype)
         n, epochs = len(lengths), config.epochs
         step_losses, epoch_train, epoch_test = np.zeros(n * epochs), np.zeros(epochs), np.zeros(epochs)
@@ -231,10 +232,9 @@ class ReferenceBackend:
             train_loss_before=float(before[0]),
             test_loss_before=float(before[1]),
             test_loss_after=float(epoch_test[-1]),
-            final_params=Params(Wi=np.array([[w[0]]], dtype=np.float64), Wh=np.array([[w[1]]], dtype=np.float64),
-                                bias=np.array([w[2]], dtype=np.float64)),
+            final_params=with_tutorial_weights(initial, w[0], w[1], w[2]),
             probe_predictions=probe_out,
             seconds=seconds,
-            notes={"tanh": self.tanh if config.activation == "tanh" else None,
+            notes={"tanh": self.tanh if activation == "tanh" else None,
                    "compiled": kernel is not train_kernel, "optimizer": "Optimisers.jl Adam arithmetic"},
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..params import named_arrays
+from ..models import flat_params
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -40,7 +40,7 @@ def experiment_to_dict(experiment) -> dict:
                 "lr": run.config.lr,
                 "model": run.config.model,
                 "hidden": run.config.hidden,
-                "initial_params": {k: v.tolist() for k, v in named_arrays(run.initial_params).items()},
+                "initial_params": {k: v.tolist() for k, v in flat_params(run.initial_params).items()},
                 "backends": {name: result.to_dict() for name, result in run.results.items()},
                 "parity": run.parity.to_dict(),
             }

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..params import named_arrays
+from ..models import flat_params
 
 EPOCHS_SHOWN = (1, 2, 3, 5, 10, 20, 30, 40, 50)
 NOT_CONVERGED = 0.01  # test loss after / before above this: the identity model has not learned the sum yet
@@ -62,8 +62,8 @@ def run_tables(run, data) -> list[Table]:
         [[_seq(p), f"{y:g}", *(f"{res[n].probe_predictions[i]:.4f}" for n in names)]
          for i, (p, y) in enumerate(zip(data.probes, data.probe_labels))],
     ))
-    initial = named_arrays(run.initial_params)
-    finals = {n: named_arrays(res[n].final_params) for n in names}
+    initial = flat_params(run.initial_params)
+    finals = {n: flat_params(res[n].final_params) for n in names}
     if all(a.size == 1 for a in initial.values()):
         tables.append(Table("Final parameters", ["param", "initial", *names],
                             [[k, f"{float(a.ravel()[0]):.6g}", *(f"{float(finals[n][k].ravel()[0]):.8g}" for n in names)]

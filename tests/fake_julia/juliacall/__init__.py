@@ -1,9 +1,10 @@
 """A fake ``juliacall`` for the Flux worker's process when no Julia is installed: a Julia that computes.
 
-``Main.FluxParity.train_tutorial`` and ``train_model`` check their arguments as the Julia methods of
-julia/FluxParity.jl would (method signature first, then the conversions and checks the body does) and
-then train with the NumPy reference backend on exactly the arrays they received, converted as Julia
-converts them (``Matrix{T}(Wi)``, ``Vector{Int}(lengths)``, ``Vector{T}(labels)``). So a worker that swaps,
+``Main.FluxParity.train_chain`` — the one entry point, for the tutorial and every model — checks its
+arguments as the Julia method of julia/FluxParity.jl would (method signature first, then the conversions
+and checks its body does: ``element_type``, ``check_settings``, ``build_chain``, ``training_data``) and then
+trains with the NumPy reference backend on exactly the arrays it received, converted as Julia converts
+them (``Array{T}(params[name])``, ``Vector{Int}(lengths)``, ``Vector{T}(labels)``). So a worker that swaps,
 transposes, retypes or drops an argument gets a different result or a Julia-like error, and the tests
 compare the result with the reference backend run in the test's own process, bit for bit.
 
@@ -20,7 +21,7 @@ Errors follow PythonCall (v0.9.34 source, JuliaPy/PythonCall.jl commit 34d3f55):
 
 Behaviours for the process-level tests, from ``FAKE_JULIA_BEHAVIOUR``: ``compute`` (default), ``hang``
 (while starting), ``crash`` (exit without a report), ``julia-error`` (the entry point throws a
-DimensionMismatch), ``drop-weight`` (train_model returns one array too few), ``old-signature`` (the
+DimensionMismatch), ``drop-weight`` (train_chain returns one array too few), ``old-signature`` (the
 loaded FluxParity.jl wants one more positional argument than the worker sends: a MethodError).
 
 Each entry point is one thin adapter: ``_check_signature`` against the Julia signature, the body's
@@ -136,9 +137,7 @@ def _element_type(dtype: str):
     return np.dtype(dtype)
 
 
-def _check_settings(activation, epochs, lr, progress_every):
-    if activation not in ("identity", "tanh"):
-        _throw("ArgumentError", f'activation must be "identity" or "tanh", got {activation!r}')
+def _check_settings(epochs, lr, progress_every):
     if epochs < 1:
         _throw("ArgumentError", f"epochs must be at least 1, got {epochs}")
     if not lr > 0:
@@ -148,10 +147,11 @@ def _check_settings(activation, epochs, lr, progress_every):
 
 
 def _convert(array, element_type):
-    """``Array{T}(a)``: any numeric array converts; a value that does not fit is an InexactError."""
+    """``Array{T}(a)``: any numeric array converts (to a float type by rounding, as Julia's ``convert``); a
+    value an integer type cannot hold exactly is an InexactError."""
     array = np.asarray(array)
     converted = array.astype(element_type)
-    if not np.array_equal(converted, array):
+    if element_type.kind in "iu" and not np.array_equal(converted, array):
         _throw("InexactError", f"{element_type.name}: a value of {array.dtype} does not convert exactly")
     return converted
 
@@ -204,94 +204,94 @@ def _outcome(result, **weights):
     )
 
 
-TUTORIAL_SIGNATURE = ("AbstractString", "AbstractString", "Integer", "Real",
-                      "AbstractMatrix", "AbstractMatrix", "AbstractVector") + DATA_SIGNATURE
-
-
-def train_tutorial(*args, **kwargs):
-    """FluxParity.train_tutorial(activation, dtype, epochs, lr, Wi, Wh, bias, <8 data arrays>; progress,
-    progress_every) — julia/FluxParity.jl."""
-    if BEHAVIOUR == "julia-error":
-        _throw("DimensionMismatch", "Wh must be (1, 1), got (2, 2)")
-    signature = TUTORIAL_SIGNATURE + (("AbstractVector",) if BEHAVIOUR == "old-signature" else ())
-    _check_signature("train_tutorial", signature, args, kwargs)
-    activation, dtype, epochs, lr, Wi, Wh, bias, *data = args
-    progress, progress_every = kwargs.get("progress"), kwargs.get("progress_every", 1000)
-    T = _element_type(dtype)
-    _check_settings(activation, epochs, lr, progress_every)
-    out = Wi.shape[0]
-    if Wi.shape[1] != 1:
-        _throw("DimensionMismatch", f"Wi must be (out, 1), got {Wi.shape}")
-    if Wh.shape != (out, out):
-        _throw("DimensionMismatch", f"Wh must be ({out}, {out}), got {Wh.shape}")
-    if len(bias) != out:
-        _throw("DimensionMismatch", f"bias must have length {out}, got {len(bias)}")
-
-    from fluxparity.config import RunConfig
-    from fluxparity.params import Params
-
-    initial = Params(*(_convert(w, T).astype(np.float64) for w in (Wi, Wh, bias)))
-    result = _train(RunConfig(activation, T.name, epochs=int(epochs), lr=float(lr)),
-                    _dataset(T, *data), initial, progress, progress_every)
-    p = result.final_params
-    return _outcome(result, Wi=p.Wi, Wh=p.Wh, bias=p.bias)
-
-
-MODEL_SIGNATURE = ("AbstractString", "AbstractString", "AbstractString", "Integer", "Real",
+CHAIN_SIGNATURE = ("AbstractVector", "AbstractVector", "AbstractString", "Integer", "Real",
                    "AbstractDict") + DATA_SIGNATURE
-# param_names(kind) and gate_count(kind) in julia/FluxParity.jl
-PARAM_NAMES = {
+# layer_fields(kind) in julia/FluxParity.jl: the flat-name suffixes of one layer, in the struct's field order
+LAYER_FIELDS = {
     "rnn": ("cell.Wi", "cell.Wh", "cell.bias"), "lstm": ("cell.Wi", "cell.Wh", "cell.bias"),
     "gru": ("cell.Wi", "cell.Wh", "cell.b"), "gruv3": ("cell.Wi", "cell.Wh", "cell.b", "cell.Wh_htilde"),
+    "dense": ("weight", "bias"),
 }
-GATES = {"rnn": 1, "lstm": 4, "gru": 3, "gruv3": 3}
+LAYER_ACTIVATIONS = ("identity", "tanh", "relu", "sigmoid")  # layer_activation(name) in julia/FluxParity.jl
+
+# What the last train_chain call received, for the tests to inspect (Julia would not care about NumPy's
+# memory order, so the worker's C-order promise is checked here rather than by a Julia error).
+received: dict = {}
 
 
-def _model_arrays(T, kind, params):
-    """``model_arrays``: exactly the expected names, each ``Array{T}`` of the expected shape."""
-    if kind not in PARAM_NAMES:
-        _throw("ArgumentError", f'kind must be "rnn", "lstm", "gru" or "gruv3", got {kind!r}')
-    names = PARAM_NAMES[kind] + ("head.weight", "head.bias")
-    if sorted(params) != sorted(names):
-        _throw("ArgumentError", f"{kind} needs the arrays {', '.join(names)}; got {', '.join(sorted(params))}")
-    arrays = {name: _convert(params[name], T) for name in names}
-    Wh = arrays["cell.Wh"]
-    if Wh.ndim != 2:
-        _throw("DimensionMismatch", f"cell.Wh must be a matrix, got size {Wh.shape}")
-    hidden = Wh.shape[1]
-    rows = GATES[kind] * hidden
-    expected = {"cell.Wi": (rows, 1), "cell.Wh": (rows, hidden), "cell.bias": (rows,), "cell.b": (rows,),
-                "cell.Wh_htilde": (hidden, hidden), "head.weight": (1, hidden), "head.bias": (1,)}
-    for name in names:
-        if arrays[name].shape != expected[name]:
-            _throw("DimensionMismatch", f"{name} must be {expected[name]} for {kind} with hidden size {hidden}, "
-                                        f"got {arrays[name].shape}")
-    return arrays, hidden
+def _layer(T, kind, activation, i, params):
+    """``build_layer``: ``Array{T}(params["layers[i].<suffix>"])`` for each field, then the layer."""
+    from fluxparity import models
+
+    a = {suffix.removeprefix("cell."): _convert(params[f"layers[{i}].{suffix}"], T).astype(np.float64)
+         for suffix in LAYER_FIELDS[kind]}
+    if kind in ("lstm", "gru", "gruv3") and activation:
+        _throw("ArgumentError", f"layers[{i}] ({kind}) has no activation option, got {activation!r}")
+    if kind in ("rnn", "dense") and activation not in LAYER_ACTIVATIONS:
+        _throw("ArgumentError", 'activation must be "identity", "tanh", "relu" or "sigmoid", got ' f"{activation!r}")
+    if kind == "rnn" and activation not in models.RNN_ACTIVATIONS:
+        raise NotImplementedError(f"the fake Julia cannot train RNN(σ = {activation}): the reference has no such cell")
+    if kind == "rnn":
+        return models.RNNParams(a["Wi"], a["Wh"], a["bias"], activation)
+    if kind == "lstm":
+        return models.LSTMParams(a["Wi"], a["Wh"], a["bias"])
+    if kind == "gru":
+        return models.GRUParams(a["Wi"], a["Wh"], a["b"])
+    if kind == "gruv3":
+        return models.GRUv3Params(a["Wi"], a["Wh"], a["b"], a["Wh_htilde"])
+    return models.DenseParams(a["weight"], a["bias"], activation)
 
 
-def train_model(*args, **kwargs):
-    """FluxParity.train_model(kind, activation, dtype, epochs, lr, params::AbstractDict, <8 data arrays>;
+def _build_chain(T, kinds, activations, params):
+    """``build_chain``: as many activations as kinds, at least one layer, exactly the arrays the layers name,
+    each converted to T; a shape Flux's layers cannot use is a DimensionMismatch (in Julia at the first
+    forward pass; the Python Chain checks it when built)."""
+    from fluxparity.models import Chain
+
+    if len(kinds) != len(activations):
+        _throw("ArgumentError", f"{len(kinds)} layer kinds but {len(activations)} activations")
+    if not kinds:
+        _throw("ArgumentError", "a Chain needs at least one layer")
+    for kind in kinds:
+        if kind not in LAYER_FIELDS:
+            _throw("ArgumentError", 'layer kind must be "rnn", "lstm", "gru", "gruv3" or "dense", got ' f"{kind!r}")
+    expected = sorted(f"layers[{i}].{suffix}" for i, kind in enumerate(kinds, 1) for suffix in LAYER_FIELDS[kind])
+    found = sorted(str(name) for name in params)
+    if found != expected:
+        _throw("ArgumentError", f"the layers need the arrays {', '.join(expected)}; got {', '.join(found)}")
+    try:
+        return Chain(tuple(_layer(T, kind, activation, i, params)
+                           for i, (kind, activation) in enumerate(zip(kinds, activations), 1)))
+    except (ValueError, TypeError) as exc:  # the Python-side shape checks
+        _throw("DimensionMismatch", str(exc))
+
+
+def train_chain(*args, **kwargs):
+    """FluxParity.train_chain(kinds, activations, dtype, epochs, lr, params::AbstractDict, <8 data arrays>;
     progress, progress_every) — julia/FluxParity.jl."""
     if BEHAVIOUR == "julia-error":
-        _throw("DimensionMismatch", "cell.Wh must be (16, 4)")
-    _check_signature("train_model", MODEL_SIGNATURE, args, kwargs)
-    kind, activation, dtype, epochs, lr, params, *data = args
+        _throw("DimensionMismatch", "layers[1].cell.Wh must be (16, 4)")
+    signature = CHAIN_SIGNATURE + (("AbstractVector",) if BEHAVIOUR == "old-signature" else ())
+    _check_signature("train_chain", signature, args, kwargs)
+    kinds, activations, dtype, epochs, lr, params, *data = args
+    received.clear()
+    received.update(kinds=list(kinds), activations=list(activations), dtype=dtype, params_type=type(params),
+                    weights={n: (a.shape, a.dtype.name, a.flags.c_contiguous) for n, a in params.items()})
     progress, progress_every = kwargs.get("progress"), kwargs.get("progress_every", 1000)
     T = _element_type(dtype)
-    _check_settings(activation, epochs, lr, progress_every)
-    arrays, hidden = _model_arrays(T, kind, params)
+    _check_settings(epochs, lr, progress_every)
+    # [string(k) for k in kinds]: a PythonCall list's elements are Py objects, whose `string` is Python's str
+    initial = _build_chain(T, [str(k) for k in kinds], [str(a) for a in activations], params)
 
-    from fluxparity.config import GATED, RunConfig
-    from fluxparity.models import init_model, with_flat_params
-
-    template = init_model(kind, 1, hidden, 1, seed=0, dtype=np.float64,
-                          activation=activation if kind == "rnn" else "tanh")
-    initial = with_flat_params(template, {n: a.astype(np.float64) for n, a in arrays.items()})
-    config = RunConfig(activation if kind == "rnn" else GATED, T.name, epochs=int(epochs), lr=float(lr),
-                       model=kind, hidden=hidden)
-    result = _train(config, _dataset(T, *data), initial, progress, progress_every)
+    from fluxparity.config import ACTIVATIONS, GATED, RunConfig
     from fluxparity.models import flat_params
 
+    first = initial.layers[0]
+    activation = (first.activation if first.activation in ACTIVATIONS else "identity") if first.kind == "rnn" \
+        else GATED
+    config = RunConfig(activation, T.name, epochs=int(epochs), lr=float(lr), model=first.kind,
+                       hidden=first.hidden_size)
+    result = _train(config, _dataset(T, *data), initial, progress, progress_every)
     trained = dict(flat_params(result.final_params))
     if BEHAVIOUR == "drop-weight":
         trained.popitem()
@@ -299,14 +299,14 @@ def train_model(*args, **kwargs):
 
 
 class _Main:
-    FluxParity = types.SimpleNamespace(train_tutorial=train_tutorial, train_model=train_model)
+    FluxParity = types.SimpleNamespace(train_chain=train_chain)
 
     def include(self, path):
         if not os.path.isfile(path):
             _throw("SystemError", f"opening file {path!r}: No such file or directory")
 
     def seval(self, code):
-        if code == "Dict{String, Any}":  # the Julia Dict the worker fills with train_model's weights
+        if code == "Dict{String, Any}":  # the Julia Dict the worker fills with train_chain's weights
             return dict
         # the worker's describer: (type name, showerror text), and showerror starts with the type name
         return lambda exception: (exception.type_name, f"{exception.type_name}: {exception.message}")
