@@ -29,3 +29,17 @@ def tutorial_for(initial: Chain, activation: str) -> Chain:
 @pytest.fixture
 def small_inputs():
     return make_inputs(40, seed=1)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-compile", action="store_true",
+                     help="also run the tests marked `compile` (a cold torch.compile, ~30 s)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-compile"):
+        return
+    skip = pytest.mark.skip(reason="a cold torch.compile (~30 s): opt in with `pytest --run-compile -m compile`")
+    for item in items:
+        if "compile" in item.keywords:
+            item.add_marker(skip)

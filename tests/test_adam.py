@@ -1,13 +1,14 @@
 """Optimisers.jl 0.4 Adam arithmetic (src/rules.jl, apply!(o::Adam, ...)), against a hand computation."""
 
 import numpy as np
+import pytest
 import torch
 
 from fluxparity.backends.pytorch import OptimisersAdam, TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.config import RunConfig
 from fluxparity.data import Dataset
-from fluxparity.models import Chain, RNNParams
+from fluxparity.models import Chain, RNNParams, abs_last_output_loss, flat_params, init_model, value_and_grad
 
 F32 = np.float32
 
@@ -68,3 +69,58 @@ def test_beta_power_is_a_running_product():
     state = opt.state[p]
     assert state["beta2_t"].dtype == torch.float32
     assert state["beta2_t"].item() == float(running)
+
+
+def hand_adam_step(p, g, dtype, lr=1e-3):
+    """One Optimisers.jl Adam step from m = v = 0, every constant and operation in ``dtype``."""
+    t = np.dtype(dtype).type
+    b1, b2, eps, eta, one = t(0.9), t(0.999), t(1e-8), t(lr), t(1)
+    p, g = np.asarray(p, dtype=dtype), np.asarray(g, dtype=dtype)
+    m, v = (one - b1) * g, (one - b2) * (g * g)
+    return p - ((m / (one - b1)) / (np.sqrt(v / (one - b2)) + eps)) * eta
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_step_with_a_gradient_below_epsilon_puts_epsilon_outside_the_sqrt(dtype):
+    # x = [1e-9], label 4, from Wi = 0.5, Wh = 0.25, b = 0: h1 = 0.5e-9, residual < 0, so dWi = -1e-9,
+    # dWh = -h0 = 0, db = -1. With |g| below epsilon, sqrt(v_hat) + eps (Optimisers.jl) moves Wi by
+    # 9.1e-5 and sqrt(v_hat + eps) (a plausible slip) by 1e-8: every mirror of the formula must say 9.1e-5.
+    tiny = 1e-9
+    data = Dataset((np.array([tiny]),), np.array([4.0]), (np.array([tiny]),), np.array([4.0]), (np.array([tiny]),))
+    expected = hand_adam_step([0.5, 0.25, 0.0], [-np.dtype(dtype).type(tiny), 0.0, -1.0], dtype)
+    assert abs(expected[0] - 0.5) > 9e-5  # the epsilon-inside-sqrt answer would be 0.5 + 1e-8
+    config = RunConfig("identity", dtype, epochs=1)
+    runs = {
+        "reference": ReferenceBackend().train(config, data, START),
+        "reference, interpreted": ReferenceBackend(jit=False).train(config, data, START),
+        "torch optimisers, plain": TorchBackend("optimisers", path="plain").train(config, data, START),
+        "torch optimisers, fast": TorchBackend("optimisers", path="fast").train(config, data, START),
+    }
+    for name, result in runs.items():
+        cell = result.final_params.layers[0]
+        got = np.array([cell.Wi[0, 0], cell.Wh[0, 0], cell.bias[0]])
+        np.testing.assert_array_equal(got.astype(dtype), expected, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_model_reference_takes_the_same_step_with_a_gradient_below_epsilon(dtype):
+    # The models' reference backend (LSTM + Dense head): one step from the hand formula applied to the
+    # gradient of the models' own backprop (itself checked by finite differences in test_models_reference).
+    tiny = np.array([1e-9])
+    data = Dataset((tiny,), np.array([4.0]), (tiny,), np.array([4.0]), (tiny,))
+    initial = init_model("lstm", 1, 2, 1, seed=3, dtype=np.float64, readout="last")
+    config = RunConfig("gated", dtype, epochs=1, model="lstm", hidden=2)
+    result = ReferenceBackend().train(config, data, initial)
+    start = initial.astype(np.dtype(dtype))
+    _, grads = value_and_grad(start, tiny.astype(dtype).reshape(1, -1),
+                              abs_last_output_loss(np.dtype(dtype).type(4.0)), fast=False)
+    g = flat_params(grads)
+    assert min(np.abs(a).min() for a in g.values() if np.abs(a).min() > 0) < 1e-8  # below epsilon somewhere
+    for name, before in flat_params(start).items():
+        np.testing.assert_array_equal(flat_params(result.final_params)[name].astype(dtype),
+                                      hand_adam_step(before, g[name], dtype), err_msg=name)
+
+
+def test_optimisers_adam_defaults_are_optimisers_jl_s():
+    p = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+    assert OptimisersAdam([p]).defaults == {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}

@@ -1,9 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import adam_jitter, compare_arrays, compare_results
 from fluxparity.config import RunConfig
+from fluxparity.models import flat_params, with_flat_params
 
 from conftest import make_inputs
 
@@ -63,3 +66,122 @@ def test_float64_judges_every_step():
 def test_adam_jitter_is_lr_times_the_sensitivities():
     # [1, 2, 3]: sum|x| = 6, sum (T-t)|x_t| = 2*1 + 1*2 + 0*3 = 4, T = 3.
     np.testing.assert_allclose(adam_jitter([np.array([1.0, 2.0, 3.0])], lr=0.01), [0.13])
+
+
+# Every judged quantity, at its documented tolerance (docs/parity.md; stated here, not imported): a
+# difference of half the allowance passes and of twice the allowance fails that quantity and no other.
+# The allowances are label-scaled, so half of one is far above rtol * |b| alone: dropping a scale fails too.
+def _scales(data, result):
+    train, test = np.abs(data.train_labels).sum(), np.abs(data.test_labels).sum()
+    params = max(np.abs(v).max() for v in flat_params(result.final_params).values())
+    return {"step_losses": np.abs(data.train_labels[0]), "train_loss_before": train, "test_loss_before": test,
+            "epoch_train_loss": train, "epoch_test_loss": test, "test_loss_after": test,
+            "probe_predictions": np.abs(data.probe_labels[0]), "final_params": params}
+
+
+def _moved(result, quantity, delta):
+    """``result`` with the first element of ``quantity`` moved by ``delta`` (final_params: layers[1].cell.Wi)."""
+    if quantity == "final_params":
+        p = result.final_params
+        moved = dict(flat_params(p), **{"layers[1].cell.Wi": p.layers[0].Wi + delta})
+        return replace(result, final_params=with_flat_params(p, moved))
+    value = getattr(result, quantity)
+    if np.ndim(value) == 0:
+        return replace(result, **{quantity: value + delta})
+    moved = np.array(value, dtype=np.float64)
+    moved[0] += delta
+    return replace(result, **{quantity: moved})
+
+
+F64_JUDGED = ["step_losses", "train_loss_before", "test_loss_before", "epoch_train_loss", "epoch_test_loss",
+              "test_loss_after", "probe_predictions", "final_params"]
+
+
+@pytest.mark.parametrize("quantity", F64_JUDGED)
+def test_float64_each_quantity_allows_1e9_label_scaled_and_not_more(quantity):
+    data, initial = make_inputs(20, seed=0)
+    b = ReferenceBackend().train(RunConfig("identity", "float64", epochs=2), data, initial)
+    value = b.final_params.layers[0].Wi[0, 0] if quantity == "final_params" else np.ravel(getattr(b, quantity))[0]
+    allowance = 1e-9 * (_scales(data, b)[quantity] + abs(value))
+    passing = compare_results("float64", 1e-3, {"a": _moved(b, quantity, 0.5 * allowance), "b": b}, data)
+    assert parity_failures(passing) == [], quantity
+    failing = compare_results("float64", 1e-3, {"a": _moved(b, quantity, 2 * allowance), "b": b}, data)
+    # test_loss_after is the last epoch's test loss: moving one moves the other in a real run, not here
+    assert parity_failures(failing) == [quantity]
+    assert [c.quantity for c in failing.checks] == F64_JUDGED
+    assert all(c.judged and (c.a, c.b) == ("a", "b") for c in failing.checks)
+    rule = next(c.rule for c in failing.checks if c.quantity == quantity)
+    assert rule == ("|a-b| <= 1e-09*(max|param| + |b|)" if quantity == "final_params"
+                    else "|a-b| <= 1e-09*(|label| + |b|)")
+
+
+F32_JUDGED = {"step_losses[epoch 1]": "step_losses", "train_loss_before": "train_loss_before",
+              "test_loss_before": "test_loss_before"}
+
+
+@pytest.mark.parametrize("quantity", F32_JUDGED)
+def test_float32_first_epoch_quantities_allow_1e4_label_scaled_and_not_more(quantity):
+    data, initial = make_inputs(20, seed=0)
+    b = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2), data, initial)
+    field = F32_JUDGED[quantity]
+    allowance = 1e-4 * (_scales(data, b)[field] + abs(np.ravel(getattr(b, field))[0]))
+    passing = compare_results("float32", 1e-3, {"a": _moved(b, field, 0.5 * allowance), "b": b}, data)
+    assert parity_failures(passing) == []
+    failing = compare_results("float32", 1e-3, {"a": _moved(b, field, 2 * allowance), "b": b}, data)
+    assert parity_failures(failing) == [quantity]
+    assert [(c.quantity, c.judged) for c in failing.checks] == [
+        ("step_losses[epoch 1]", True), ("train_loss_before", True), ("test_loss_before", True),
+        ("test_loss_after", True), ("probe_predictions", True),
+        ("step_losses", False), ("epoch_test_loss", False), ("final_params", False)]
+
+
+@pytest.mark.parametrize("quantity, jitter", [
+    ("test_loss_after", lambda data: adam_jitter(data.test_sequences, 1e-3).sum()),
+    ("probe_predictions", lambda data: adam_jitter(data.probes, 1e-3)[0]),
+])
+def test_float32_outcome_allows_5_jitter_steps_and_not_more(quantity, jitter):
+    data, initial = make_inputs(20, seed=0)
+    b = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2), data, initial)
+    allowance = 5 * jitter(data)
+    assert parity_failures(compare_results("float32", 1e-3, {"a": _moved(b, quantity, 0.9 * allowance), "b": b},
+                                           data)) == []
+    failing = compare_results("float32", 1e-3, {"a": _moved(b, quantity, 1.1 * allowance), "b": b}, data)
+    assert parity_failures(failing) == [quantity]
+    check = next(c for c in failing.checks if c.quantity == quantity)
+    widest = allowance if quantity == "test_loss_after" else 5 * adam_jitter(data.probes, 1e-3).max()
+    assert check.rtol == 0.0 and check.atol == pytest.approx(widest)  # the report shows the largest atol_i
+    unjudged = compare_results("float32", 1e-3, {"a": _moved(b, quantity, 1.1 * allowance), "b": b}, data,
+                               outcome_judged=False)
+    assert unjudged.verdict == "pass" and not next(c for c in unjudged.checks if c.quantity == quantity).passed
+
+
+def parity_failures(parity):
+    failed = [c.quantity for c in parity.failed()]
+    assert (parity.verdict == "fail") == bool(failed)
+    return failed
+
+
+def test_a_difference_exactly_at_the_allowance_passes():
+    assert compare_arrays("x", "a", [1.5], "b", [1.0], rtol=0.0, atol=0.5).passed
+    assert not compare_arrays("x", "a", [1.5], "b", [1.0], rtol=0.0, atol=0.25).passed
+
+
+def test_zero_allowances_and_zero_values_report_finite_numbers():
+    check = compare_arrays("x", "a", [0.0, 2.0, 3.0], "b", [0.0, 1.0, 3.0], rtol=0.0)
+    assert check.max_rel == 0.5  # |2 - 1| / 2; 0 vs 0 counts as 0, not NaN
+    assert check.tolerance_used == np.inf and check.worst_index == 1 and check.first_divergent_step == 1
+    same = compare_arrays("x", "a", [0.0, 1.0], "b", [0.0, 1.0], rtol=0.0)
+    assert same.passed and same.tolerance_used == 0.0 and same.max_rel == 0.0 and same.worst_index == 0
+    assert same.judged and same.rule == "" and same.atol == 0.0
+
+
+def test_empty_arrays_compare_as_equal():
+    check = compare_arrays("x", "a", [], "b", [], rtol=1e-9)
+    assert check.passed and check.first_divergent_step is None
+    assert (check.max_abs, check.max_rel, check.tolerance_used, check.worst_index, check.atol) == (0.0, 0.0, 0.0, 0, 0.0)
+
+
+def test_scale_is_per_element():
+    # labels 1 and 100: a difference of 5e-8 is inside 1e-9 * 100 and outside 1e-9 * 1
+    check = compare_arrays("loss", "a", [5e-8, 5e-8], "b", [0.0, 0.0], rtol=1e-9, scale=[100.0, 1.0])
+    assert not check.passed and check.first_divergent_step == 1 and check.atol == pytest.approx(1e-7)

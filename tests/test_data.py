@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fluxparity.data import PROBES, generate_dataset, pack
+from fluxparity.data import PROBES, Dataset, generate_dataset, pack
 
 
 def test_lengths_values_and_labels_follow_the_tutorial():
@@ -40,11 +40,28 @@ def test_pack_concatenates_in_order():
 def test_dict_round_trip():
     data = generate_dataset(10, seed=2)
     back = type(data).from_dict(data.to_dict())
-    np.testing.assert_array_equal(back.test_labels, data.test_labels)
-    assert all(np.array_equal(a, b) for a, b in zip(back.test_sequences, data.test_sequences))
+    for field in ("train_labels", "test_labels"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(data, field))
+    for field in ("train_sequences", "test_sequences", "probes"):
+        assert len(getattr(back, field)) == len(getattr(data, field))
+        assert all(np.array_equal(a, b) for a, b in zip(getattr(back, field), getattr(data, field)))
+
+
+def test_from_dict_makes_every_array_float64_even_from_integers():
+    # a report.json written by hand (or by another tool) may hold integers: every array is float64 anyway
+    back = Dataset.from_dict({"train_sequences": [[1, 2]], "train_labels": [3], "test_sequences": [[4]],
+                              "test_labels": [4], "probes": [[1, 2, 3]]})
+    arrays = [back.train_labels, back.test_labels, *back.train_sequences, *back.test_sequences, *back.probes]
+    assert [a.dtype for a in arrays] == [np.float64] * 5
 
 
 @pytest.mark.parametrize("bad", [0, -5, 2.5])
 def test_bad_sample_count_is_rejected(bad):
     with pytest.raises(ValueError, match=str(bad)):
         generate_dataset(bad, seed=0)
+
+
+def test_pack_of_no_sequences_is_two_empty_arrays():
+    values, lengths = pack([])
+    assert values.shape == (0,) and values.dtype == np.float64
+    assert lengths.shape == (0,) and lengths.dtype == np.int64

@@ -146,14 +146,10 @@ def run(workdir: Path) -> int:
         scalars = {name: float(getattr(result, name)) for name in SCALAR_FIELDS}
         versions = {name: str(getattr(result, name)) for name in VERSION_FIELDS}
     except juliacall.JuliaError as error:
+        # Every Julia exception of these calls, a MethodError too: the entry points are called with keywords,
+        # and a keyword call's MethodError is Core.kwcall's, which PythonCall raises as JuliaError (its
+        # TypeError is only for a MethodError of the called object itself: src/JlWrap/any.jl:56-57, v0.9.34).
         return _fail(workdir, "julia", *_describe_julia_error(jl, error))
-    except TypeError as exc:
-        # PythonCall raises a MethodError of the called function itself as TypeError("Julia: MethodError: ...").
-        text = str(exc)
-        if text.startswith("Julia: "):
-            type_name, _, message = text.removeprefix("Julia: ").partition(": ")
-            return _fail(workdir, "julia", type_name, message)
-        return _fail(workdir, "python", "TypeError", f"{exc}\n{traceback.format_exc(limit=5)}")
     except Exception as exc:
         return _fail(workdir, "python", type(exc).__name__, f"{exc}\n{traceback.format_exc(limit=5)}")
 

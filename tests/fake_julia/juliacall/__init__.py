@@ -1,0 +1,315 @@
+"""A fake ``juliacall`` for the Flux worker's process when no Julia is installed: a Julia that computes.
+
+``Main.FluxParity.train_chain`` — the one entry point, for the tutorial and every model — checks its
+arguments as the Julia method of julia/FluxParity.jl would (method signature first, then the conversions
+and checks its body does: ``element_type``, ``check_settings``, ``build_chain``, ``training_data``) and then
+trains with the NumPy reference backend on exactly the arrays it received, converted as Julia converts
+them (``Array{T}(params[name])``, ``Vector{Int}(lengths)``, ``Vector{T}(labels)``). So a worker that swaps,
+transposes, retypes or drops an argument gets a different result or a Julia-like error, and the tests
+compare the result with the reference backend run in the test's own process, bit for bit.
+
+Errors follow PythonCall (v0.9.34 source, JuliaPy/PythonCall.jl commit 34d3f55):
+- src/JlWrap/any.jl:41-57 ``pyjlany_call``: a call with keywords runs ``self(args...; kwargs...)``; a
+  ``MethodError`` becomes Python ``TypeError("Julia: ...")`` only when ``exc.f === self``
+  (any.jl:56-57); src/JlWrap/base.jl:114-124 ``pyjl_handle_error``: every other exception is raised as
+  ``juliacall.JuliaError`` (base.jl:119).
+- A keyword call lowers to ``Core.kwcall(kwargs, f, args...)``, so its MethodError has
+  ``f === Core.kwcall`` (Julia base/errorshow.jl, ``showerror(io, ex::MethodError)``, the
+  ``f === Core.kwcall`` branch, JuliaLang/julia commit 00215d6) — never ``self``. The worker always
+  passes ``progress`` and ``progress_every`` as keywords, so its MethodErrors arrive as ``JuliaError``;
+  a positional-only call gets ``TypeError``, as here.
+
+Behaviours for the process-level tests, from ``FAKE_JULIA_BEHAVIOUR``: ``compute`` (default), ``hang``
+(while starting), ``crash`` (exit without a report), ``julia-error`` (the entry point throws a
+DimensionMismatch), ``drop-weight`` (train_chain returns one array too few), ``old-signature`` (the
+loaded FluxParity.jl wants one more positional argument than the worker sends: a MethodError).
+
+Each entry point is one thin adapter: ``_check_signature`` against the Julia signature, the body's
+conversions, then ``_train``. Never imports torch (the worker's process must not).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Mapping
+
+import numpy as np
+
+BEHAVIOUR = os.environ.get("FAKE_JULIA_BEHAVIOUR", "compute")
+__version__ = "0.0-fake"
+
+if BEHAVIOUR == "hang":
+    with open(os.environ["FAKE_JULIA_PID_FILE"], "w") as fp:
+        fp.write(str(os.getpid()))
+    import threading
+
+    threading.Event().wait()  # never returns: a Julia that hangs while starting
+if BEHAVIOUR == "crash":
+    os._exit(3)  # like a segfault inside Julia: no error report, no result
+
+
+class JuliaError(Exception):
+    """As juliacall's: ``.exception`` is the Julia exception object."""
+
+    @property
+    def exception(self):
+        return self.args[0]
+
+
+class FakeJuliaException:
+    def __init__(self, type_name: str, message: str):
+        self.type_name, self.message = type_name, message
+
+
+def _throw(type_name: str, message: str):
+    raise JuliaError(FakeJuliaException(type_name, message))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Julia's view of a Python argument: pyconvert(Vector{Any}, args) (PythonCall any.jl:43)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _julia_type(value) -> str:
+    """The Julia type a Python argument converts to, as a MethodError would print it."""
+    if isinstance(value, bool):
+        return "Bool"
+    if isinstance(value, (int, np.integer)):
+        return "Int64"
+    if isinstance(value, (float, np.floating)):
+        return "Float64" if np.dtype(type(value)) != np.float32 else "Float32"
+    if isinstance(value, str):
+        return "String"
+    if isinstance(value, np.ndarray):
+        element = {"float64": "Float64", "float32": "Float32", "int64": "Int64", "int32": "Int32"}.get(
+            value.dtype.name, value.dtype.name)
+        return f"PyArray{{{element}, {value.ndim}}}"
+    if isinstance(value, Mapping):
+        return "Dict{String, Any}"
+    if isinstance(value, (list, tuple)):
+        return "PyList{Any}"
+    if value is None:
+        return "Nothing"
+    return "Py"
+
+
+def _is(value, julia_abstract: str) -> bool:
+    """``value isa <julia_abstract>`` after conversion, for the abstract types FluxParity's signatures use."""
+    numeric_array = isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+    return {
+        "AbstractString": isinstance(value, str),
+        "Integer": isinstance(value, (int, np.integer)),  # Bool <: Integer in Julia too
+        "Real": isinstance(value, (int, float, np.integer, np.floating)),
+        "AbstractVector": (numeric_array and value.ndim == 1) or isinstance(value, (list, tuple)),
+        "AbstractMatrix": numeric_array and value.ndim == 2,
+        "AbstractDict": isinstance(value, Mapping),
+    }[julia_abstract]
+
+
+def _check_signature(name: str, signature, args, kwargs, keywords=("progress", "progress_every")):
+    """Dispatch as Julia would on ``name(<signature>...; <keywords>...)``; a mismatch is a MethodError,
+    raised in the exception kind PythonCall uses for that call form (see the module docstring)."""
+    matches = len(args) == len(signature) and all(_is(a, t) for a, t in zip(args, signature))
+    matches = matches and set(kwargs) <= set(keywords)
+    if "progress_every" in kwargs:
+        matches = matches and _is(kwargs["progress_every"], "Integer")
+    if matches:
+        return
+    shown = ", ".join(f"::{_julia_type(a)}" for a in args)
+    if kwargs:
+        shown += "; " + ", ".join(f"{k}::{_julia_type(v)}" for k, v in kwargs.items())
+        _throw("MethodError", f"no method matching {name}({shown})")  # f === Core.kwcall: JuliaError
+    raise TypeError(f"Julia: MethodError: no method matching {name}({shown})")  # f === self: TypeError
+
+
+# ---------------------------------------------------------------------------------------------------
+# The bodies' conversions and checks (julia/FluxParity.jl), then the reference
+# ---------------------------------------------------------------------------------------------------
+
+DATA_SIGNATURE = ("AbstractVector",) * 8  # train_values, train_lengths, train_labels, test_..., probe_...
+
+
+def _element_type(dtype: str):
+    if dtype not in ("float32", "float64"):
+        _throw("ArgumentError", f'dtype must be "float32" or "float64", got {dtype!r}')
+    return np.dtype(dtype)
+
+
+def _check_settings(epochs, lr, progress_every):
+    if epochs < 1:
+        _throw("ArgumentError", f"epochs must be at least 1, got {epochs}")
+    if not lr > 0:
+        _throw("ArgumentError", f"lr must be positive, got {lr}")
+    if progress_every < 1:
+        _throw("ArgumentError", f"progress_every must be ≥ 1, got {progress_every}")
+
+
+def _convert(array, element_type):
+    """``Array{T}(a)``: any numeric array converts (to a float type by rounding, as Julia's ``convert``); a
+    value an integer type cannot hold exactly is an InexactError."""
+    array = np.asarray(array)
+    converted = array.astype(element_type)
+    if element_type.kind in "iu" and not np.array_equal(converted, array):
+        _throw("InexactError", f"{element_type.name}: a value of {array.dtype} does not convert exactly")
+    return converted
+
+
+def _dataset(T, train_values, train_lengths, train_labels, test_values, test_lengths, test_labels,
+             probe_values, probe_lengths):
+    """``training_data``: the sequences as Julia unpacks them, labels as ``Vector{T}``."""
+    from fluxparity.data import Dataset
+
+    def sequences(values, lengths):
+        values, lengths = _convert(values, np.dtype(np.float64)), _convert(lengths, np.dtype(np.int64))
+        if lengths.sum() != len(values):
+            _throw("DimensionMismatch", f"lengths add up to {lengths.sum()}, but there are {len(values)} values")
+        if not (lengths >= 1).all():
+            _throw("ArgumentError", "every sequence needs at least one value")
+        # T.(values[a:b]) as float64 holders of T values: the reference converts to T again, exactly.
+        return tuple(s.astype(T).astype(np.float64) for s in np.split(values, np.cumsum(lengths)[:-1]))
+
+    train_x, test_x = sequences(train_values, train_lengths), sequences(test_values, test_lengths)
+    probe_x = sequences(probe_values, probe_lengths)
+    train_y, test_y = (_convert(y, T).astype(np.float64) for y in (train_labels, test_labels))
+    for xs, ys, which in ((train_x, train_y, "training"), (test_x, test_y, "test")):
+        if len(xs) != len(ys):
+            _throw("DimensionMismatch", f"{len(xs)} {which} sequences but {len(ys)} labels")
+    return Dataset(train_x, train_y, test_x, test_y, probe_x)
+
+
+def _train(config, data, initial, progress, progress_every):
+    """The reference backend (NNlib's tanh_fast, as Flux's cells), then Julia's progress calls."""
+    from fluxparity.backends.reference import ReferenceBackend
+
+    result = ReferenceBackend(tanh="fast").train(config, data, initial)
+    total = len(result.step_losses)
+    if progress is not None:
+        for step in range(1, total + 1):
+            if step % progress_every == 0 or step == total:
+                progress(step, total)
+    return result
+
+
+def _outcome(result, **weights):
+    return types.SimpleNamespace(
+        step_losses=result.step_losses, epoch_train_loss=result.epoch_train_loss,
+        epoch_test_loss=result.epoch_test_loss, probe_predictions=result.probe_predictions,
+        train_loss_before=result.train_loss_before, test_loss_before=result.test_loss_before,
+        test_loss_after=result.test_loss_after, seconds=result.seconds,
+        julia_version="fake", flux_version="fake", optimisers_version="fake",
+        zygote_version=f"fake; torch loaded: {'torch' in sys.modules}",
+        **weights,
+    )
+
+
+CHAIN_SIGNATURE = ("AbstractVector", "AbstractVector", "AbstractString", "Integer", "Real",
+                   "AbstractDict") + DATA_SIGNATURE
+# layer_fields(kind) in julia/FluxParity.jl: the flat-name suffixes of one layer, in the struct's field order
+LAYER_FIELDS = {
+    "rnn": ("cell.Wi", "cell.Wh", "cell.bias"), "lstm": ("cell.Wi", "cell.Wh", "cell.bias"),
+    "gru": ("cell.Wi", "cell.Wh", "cell.b"), "gruv3": ("cell.Wi", "cell.Wh", "cell.b", "cell.Wh_htilde"),
+    "dense": ("weight", "bias"),
+}
+LAYER_ACTIVATIONS = ("identity", "tanh", "relu", "sigmoid")  # layer_activation(name) in julia/FluxParity.jl
+
+# What the last train_chain call received, for the tests to inspect (Julia would not care about NumPy's
+# memory order, so the worker's C-order promise is checked here rather than by a Julia error).
+received: dict = {}
+
+
+def _layer(T, kind, activation, i, params):
+    """``build_layer``: ``Array{T}(params["layers[i].<suffix>"])`` for each field, then the layer."""
+    from fluxparity import models
+
+    a = {suffix.removeprefix("cell."): _convert(params[f"layers[{i}].{suffix}"], T).astype(np.float64)
+         for suffix in LAYER_FIELDS[kind]}
+    if kind in ("lstm", "gru", "gruv3") and activation:
+        _throw("ArgumentError", f"layers[{i}] ({kind}) has no activation option, got {activation!r}")
+    if kind in ("rnn", "dense") and activation not in LAYER_ACTIVATIONS:
+        _throw("ArgumentError", 'activation must be "identity", "tanh", "relu" or "sigmoid", got ' f"{activation!r}")
+    if kind == "rnn" and activation not in models.RNN_ACTIVATIONS:
+        raise NotImplementedError(f"the fake Julia cannot train RNN(σ = {activation}): the reference has no such cell")
+    if kind == "rnn":
+        return models.RNNParams(a["Wi"], a["Wh"], a["bias"], activation)
+    if kind == "lstm":
+        return models.LSTMParams(a["Wi"], a["Wh"], a["bias"])
+    if kind == "gru":
+        return models.GRUParams(a["Wi"], a["Wh"], a["b"])
+    if kind == "gruv3":
+        return models.GRUv3Params(a["Wi"], a["Wh"], a["b"], a["Wh_htilde"])
+    return models.DenseParams(a["weight"], a["bias"], activation)
+
+
+def _build_chain(T, kinds, activations, params):
+    """``build_chain``: as many activations as kinds, at least one layer, exactly the arrays the layers name,
+    each converted to T; a shape Flux's layers cannot use is a DimensionMismatch (in Julia at the first
+    forward pass; the Python Chain checks it when built)."""
+    from fluxparity.models import Chain
+
+    if len(kinds) != len(activations):
+        _throw("ArgumentError", f"{len(kinds)} layer kinds but {len(activations)} activations")
+    if not kinds:
+        _throw("ArgumentError", "a Chain needs at least one layer")
+    for kind in kinds:
+        if kind not in LAYER_FIELDS:
+            _throw("ArgumentError", 'layer kind must be "rnn", "lstm", "gru", "gruv3" or "dense", got ' f"{kind!r}")
+    expected = sorted(f"layers[{i}].{suffix}" for i, kind in enumerate(kinds, 1) for suffix in LAYER_FIELDS[kind])
+    found = sorted(str(name) for name in params)
+    if found != expected:
+        _throw("ArgumentError", f"the layers need the arrays {', '.join(expected)}; got {', '.join(found)}")
+    try:
+        return Chain(tuple(_layer(T, kind, activation, i, params)
+                           for i, (kind, activation) in enumerate(zip(kinds, activations), 1)))
+    except (ValueError, TypeError) as exc:  # the Python-side shape checks
+        _throw("DimensionMismatch", str(exc))
+
+
+def train_chain(*args, **kwargs):
+    """FluxParity.train_chain(kinds, activations, dtype, epochs, lr, params::AbstractDict, <8 data arrays>;
+    progress, progress_every) — julia/FluxParity.jl."""
+    if BEHAVIOUR == "julia-error":
+        _throw("DimensionMismatch", "layers[1].cell.Wh must be (16, 4)")
+    signature = CHAIN_SIGNATURE + (("AbstractVector",) if BEHAVIOUR == "old-signature" else ())
+    _check_signature("train_chain", signature, args, kwargs)
+    kinds, activations, dtype, epochs, lr, params, *data = args
+    received.clear()
+    received.update(kinds=list(kinds), activations=list(activations), dtype=dtype, params_type=type(params),
+                    weights={n: (a.shape, a.dtype.name, a.flags.c_contiguous) for n, a in params.items()})
+    progress, progress_every = kwargs.get("progress"), kwargs.get("progress_every", 1000)
+    T = _element_type(dtype)
+    _check_settings(epochs, lr, progress_every)
+    # [string(k) for k in kinds]: a PythonCall list's elements are Py objects, whose `string` is Python's str
+    initial = _build_chain(T, [str(k) for k in kinds], [str(a) for a in activations], params)
+
+    from fluxparity.config import ACTIVATIONS, GATED, RunConfig
+    from fluxparity.models import flat_params
+
+    first = initial.layers[0]
+    activation = (first.activation if first.activation in ACTIVATIONS else "identity") if first.kind == "rnn" \
+        else GATED
+    config = RunConfig(activation, T.name, epochs=int(epochs), lr=float(lr), model=first.kind,
+                       hidden=first.hidden_size)
+    result = _train(config, _dataset(T, *data), initial, progress, progress_every)
+    trained = dict(flat_params(result.final_params))
+    if BEHAVIOUR == "drop-weight":
+        trained.popitem()
+    return _outcome(result, params=trained)
+
+
+class _Main:
+    FluxParity = types.SimpleNamespace(train_chain=train_chain)
+
+    def include(self, path):
+        if not os.path.isfile(path):
+            _throw("SystemError", f"opening file {path!r}: No such file or directory")
+
+    def seval(self, code):
+        if code == "Dict{String, Any}":  # the Julia Dict the worker fills with train_chain's weights
+            return dict
+        # the worker's describer: (type name, showerror text), and showerror starts with the type name
+        return lambda exception: (exception.type_name, f"{exception.type_name}: {exception.message}")
+
+
+Main = _Main()
