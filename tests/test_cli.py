@@ -47,7 +47,7 @@ def test_compare_writes_four_files_following_the_json_contract(tmp_path):
 
 
 def test_one_activation_and_dtype(tmp_path):
-    assert main(["compare", "--backends", "reference", "--activation", "tanh", "--dtype", "float64", *SMALL,
+    assert main(["compare", "--backends", "reference,torch", "--activation", "tanh", "--dtype", "float64", *SMALL,
                  "--out", str(tmp_path)]) == 0
     runs = json.loads((tmp_path / "report.json").read_text())["runs"]
     assert [(r["activation"], r["dtype"]) for r in runs] == [("tanh", "float64")]

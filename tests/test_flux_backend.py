@@ -415,3 +415,24 @@ def test_the_worker_module_imports_no_torch():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert completed.stdout.strip() == "False", completed.stderr
 
+
+
+def test_the_worker_reports_its_stages_before_the_first_step(stub_juliacall, tmp_path, small_inputs):
+    stub_juliacall("ok")
+    data, initial = small_inputs
+    events = []
+
+    class Recorder:
+        def __call__(self, done, total):
+            events.append(("steps", done, total))
+
+        def phase(self, text):
+            events.append(("phase", text))
+
+    FluxBackend(timeout=120, environment=ready_environment(tmp_path)).train(
+        RunConfig("identity", "float64", epochs=2), data, initial, progress=Recorder())
+    phases = [e[1] for e in events if e[0] == "phase"]
+    assert [p.split(" (")[0] for p in phases] == ["starting Julia", "loading Flux", "training"]
+    assert "precompiles the first time" in phases[1]
+    first_step = next(i for i, e in enumerate(events) if e[0] == "steps")
+    assert all(e[0] == "steps" for e in events[first_step:])

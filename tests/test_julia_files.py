@@ -74,10 +74,10 @@ def _juliapkg() -> dict:
 
 def _juliacall_pin() -> str:
     with open(ROOT / "pyproject.toml", "rb") as fp:
-        extras = tomllib.load(fp)["project"]["optional-dependencies"]["julia"]
-    pins = [re.fullmatch(r"juliacall==(\S+)", spec) for spec in extras]
+        dependencies = tomllib.load(fp)["project"]["dependencies"]
+    pins = [re.fullmatch(r"juliacall==(\S+)", spec) for spec in dependencies]
     pins = [m.group(1) for m in pins if m]
-    assert len(pins) == 1, f"expected one juliacall==X pin in [project.optional-dependencies] julia, got {extras}"
+    assert len(pins) == 1, f"expected one juliacall==X pin in [project] dependencies, got {dependencies}"
     return pins[0]
 
 
@@ -111,7 +111,7 @@ def test_pythoncall_is_exactly_the_pinned_juliacall_version():
 def test_installed_juliacall_pins_the_same_pythoncall():
     spec = importlib.util.find_spec("juliacall")  # finds the package without importing (and starting) it
     if spec is None or spec.origin is None:
-        pytest.skip("juliacall is not installed (pip install -e '.[julia]')")
+        pytest.skip("juliacall is not installed (pip install -e .)")
     pinned = json.loads((Path(spec.origin).parent / "juliapkg.json").read_text(encoding="utf-8"))
     assert pinned["packages"]["PythonCall"]["version"] == _juliapkg()["packages"]["PythonCall"]["version"]
 

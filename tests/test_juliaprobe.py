@@ -229,7 +229,7 @@ def _environment(julia_found=True, instantiated=True, juliacall="0.9.37", source
 
 
 @pytest.mark.parametrize("environment,expected", [
-    (_environment(juliacall=None), "pip install 'fluxparity[julia]'"),
+    (_environment(juliacall=None), "reinstall fluxparity"),
     (_environment(source=None), "pip install -e ."),
     (_environment(julia_found=False), "fluxparity setup-julia"),
     (_environment(instantiated=False), "julia --project=/repo -e 'using Pkg; Pkg.instantiate()'"),

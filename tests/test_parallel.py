@@ -64,7 +64,7 @@ def test_short_runs_train_in_this_process(monkeypatch):
     def no_pool(*args, **kwargs):
         raise AssertionError("a pool was started for runs too short to gain from one")
 
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(parallel, "spawn_pool", no_pool)
     data, initial = make_inputs(15)
     tasks = [(RunConfig(a, "float64", epochs=1), initial) for a in ("identity", "tanh")]
     results = run_runs_concurrently(tasks, data, {"torch": TorchBackend(), "reference": ReferenceBackend()})

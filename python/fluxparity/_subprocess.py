@@ -10,7 +10,8 @@ import os
 import signal
 import subprocess
 import threading
-from typing import Callable
+import time
+from typing import Callable, NamedTuple
 
 
 def kill_process_group(proc: subprocess.Popen) -> None:
@@ -64,3 +65,71 @@ def run_streaming(command: list[str], env: dict, timeout: float, on_line: Callab
         kill_process_group(proc)  # on any exit from here (e.g. KeyboardInterrupt), leave no orphan
         proc.wait()
     return proc.returncode, timed_out.is_set()
+
+
+class Captured(NamedTuple):
+    """What :func:`run_captured` saw: the exit code (None if killed), the first bytes of output, and why it stopped."""
+
+    returncode: "int | None"
+    output: bytes  # stdout and stderr, interleaved, at most ``limit`` bytes
+    timed_out: bool
+    overflowed: bool  # printed more than ``limit`` bytes, and was killed for it
+
+
+def run_captured(command: list[str], timeout: float, limit: int = 65536, env: "dict | None" = None) -> Captured:
+    """Run a short command (``julia --version``) in its own process group, reading at most ``limit`` bytes.
+
+    A child that outlives ``timeout`` or prints more than ``limit`` bytes is killed with everything it
+    started. Raises OSError when the command cannot be started.
+    """
+    proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=(os.name == "posix"))
+    chunks: list[bytes] = []
+    overflowed = threading.Event()
+
+    def read() -> None:
+        size = 0
+        assert proc.stdout is not None
+        while True:
+            chunk = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(65536)
+            if not chunk:
+                return
+            chunks.append(chunk[: max(0, limit - size)])
+            size += len(chunk)
+            if size > limit:
+                overflowed.set()
+                kill_process_group(proc)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    try:
+        while not overflowed.is_set():
+            try:
+                proc.wait(timeout=max(0.0, min(0.05, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                    break
+    finally:
+        _kill_group_now(proc)  # what it left behind (or a timeout, or an interrupt): the whole group
+        proc.wait()
+        reader.join(timeout=2.0)  # the group is dead, so the pipe is closed
+        if proc.stdout is not None:
+            proc.stdout.close()
+    stopped = timed_out or overflowed.is_set()
+    return Captured(None if stopped else proc.returncode, b"".join(chunks), timed_out, overflowed.is_set())
+
+
+def _kill_group_now(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s process group, also after ``proc`` exited: a group id is not reused while members live."""
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError, OSError):
+        pass

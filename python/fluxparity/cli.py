@@ -1,26 +1,46 @@
 """``fluxparity``: compare training runs across backends, check the Julia setup.
 
 Exit status: 0 every parity verdict passed, 1 a parity check failed, 2 bad usage (a one-line message
-naming the value; also an --out that cannot be written), 3 a backend failed while running (e.g. a Julia
-exception), 130 interrupted.
+naming the value; also an --out that cannot be written, a run too large for this machine's memory or
+disk), 3 a backend failed or an unexpected error (one line), 4 nothing was compared (fewer than two
+backends ran: not a pass), 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from . import _limits
 from .backends import BACKEND_NAMES, BackendError, get_backend
+from .compare import NOTHING_COMPARED
 from .config import ACTIVATIONS, DTYPES, MODELS
 from .parallel import DEFAULT_WORKERS
+from .report._files import OutFolderError, OutLock, check_out_folder
 
-EXIT_OK, EXIT_PARITY_FAILED, EXIT_USAGE, EXIT_BACKEND_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_PARITY_FAILED, EXIT_USAGE, EXIT_BACKEND_FAILED, EXIT_NOTHING_COMPARED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+# SIGTERM and SIGHUP end a run as Ctrl-C does (workers stopped, nothing half-written), exit 128 + signal.
+_HANDLED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (every ``finally`` and clean-up runs), then exits 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame) -> None:
+    for handled in _HANDLED_SIGNALS:  # once: a second signal must not interrupt the clean-up
+        signal.signal(handled, signal.SIG_IGN)
+    raise Terminated(signum)
 
 
 class UsageError(Exception):
@@ -50,6 +70,12 @@ _nonnegative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive finite number")
 
 
+def _out_folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder name, got {text!r}")
+    return Path(text)
+
+
 def _choice_or_both(allowed):
     def parse(text: str) -> tuple[str, ...]:
         if text == "both":
@@ -71,49 +97,39 @@ def _backend_list(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _check_writable_dir(out: Path) -> None:
-    """Fail before any training if ``out`` cannot become a writable folder. Creates nothing."""
-    probe = out
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UsageError(f"--out {str(out)!r} cannot be created: {str(probe)!r} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {str(out)!r} is not writable (no write permission on {str(probe)!r})")
+def _prepare_out(out: Path, names) -> OutLock:
+    """Before any training: check ``out`` can take the report and lock it against other runs (exit 2 if not).
 
-
-def _prepare_out(out: Path) -> bool:
-    """Before any training: make ``out`` a folder a file can be written in. Returns whether it was created.
-
-    A real write, not a permission check: ``os.access`` says yes to root, and knows nothing of read-only
-    file systems.
+    A real write beside ``out`` (where the report is rendered), not a permission check: ``os.access`` says
+    yes to root, and knows nothing of read-only file systems. Creates nothing but the lock's parent folders.
     """
-    _check_writable_dir(out)
-    created = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".fluxparity-write-test-"):
-            pass
+        check_out_folder(out, names)
+        lock = OutLock(out)
+    except OutFolderError as exc:
+        raise UsageError(str(exc)) from None
     except OSError as exc:
-        if created:
-            _remove_if_empty(out)
         raise UsageError(f"--out {str(out)!r} cannot be written: {exc.strerror or exc}") from None
-    return created
+    return lock
 
 
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()  # only succeeds when empty: never removes anything of the user's
-    except OSError:
-        pass
+def _check_resources(out: Path, memory: int, disk: int, what: str) -> None:
+    """Refuse (exit 2) a run whose estimated memory or report size does not fit here: before training."""
+    available = _limits.available_memory()
+    if available is not None and memory > available:
+        raise UsageError(f"{what} needs about {_limits.gigabytes(memory)} of memory, more than the "
+                         f"{_limits.gigabytes(available)} available here; use fewer --samples, --epochs or --hidden")
+    free = _limits.free_disk(out)
+    if free is not None and disk > free:
+        raise UsageError(f"{what} writes about {_limits.gigabytes(disk)} of report, more than the "
+                         f"{_limits.gigabytes(free)} free at --out {str(out)!r}")
 
 
 def _check_lr(lr: float, dtypes) -> None:
     """An lr that float32 cannot hold would silently become 0 or inf in the float32 runs."""
     if "float32" in dtypes:
-        as_f32 = np.float32(lr) if lr <= np.finfo(np.float32).max else np.float32(np.inf)
+        with np.errstate(over="ignore", under="ignore"):
+            as_f32 = np.float32(lr)
         if not (np.isfinite(as_f32) and as_f32 > 0):
             info = np.finfo(np.float32)
             raise UsageError(f"--lr {lr!r} is not representable in float32 (float32 runs need "
@@ -128,27 +144,18 @@ def _emit(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's advice for SIGPIPE
 
 
-def _write_or_clean(write, out: Path, created: bool):
-    try:
-        return write()
-    except OSError as exc:
-        if created:
-            _remove_if_empty(out)
-        raise UsageError(f"--out {str(out)!r} could not be written: {exc.strerror or exc}") from None
-
-
 def _add_training_arguments(p: argparse.ArgumentParser, out: str, files: str) -> None:
     """What ``compare`` and ``sweep`` share: the runs, the training settings, the options, the output."""
-    p.add_argument("--activation", type=_choice_or_both(ACTIVATIONS), default=ACTIVATIONS,
+    p.add_argument("--activation", type=_choice_or_both(ACTIVATIONS), default=None,
                    help="identity, tanh or both (default: both, the tutorial's two experiments)")
     p.add_argument("--dtype", type=_choice_or_both(DTYPES), default=DTYPES, help="float32, float64 or both (default)")
     p.add_argument("--samples", type=_positive_int, default=1000, help="training sequences (test = 2x); default 1000")
     p.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate; default 1e-3")
-    p.add_argument("--out", type=Path, default=Path(out), help=f"folder for {files} (default ./{out})")
-    p.add_argument("--torch-optimizer", choices=("torch", "optimisers"), default="torch",
+    p.add_argument("--out", type=_out_folder, default=Path(out), help=f"folder for {files} (default ./{out})")
+    p.add_argument("--torch-optimizer", choices=("torch", "optimisers"), default=None,
                    help="torch: torch.optim.Adam (default, what a port uses); optimisers: Optimisers.jl's arithmetic")
-    p.add_argument("--reference-tanh", choices=("exact", "fast"), default="exact",
+    p.add_argument("--reference-tanh", choices=("exact", "fast"), default=None,
                    help="the reference's tanh: exact (as PyTorch) or NNlib's tanh_fast (as Flux's RNN cell)")
     p.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS,
                    help=f"processes for independent runs (default {DEFAULT_WORKERS}; 1 trains in this process)")
@@ -167,10 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "--activation; every model but the one-unit rnn reads its last step through a Dense head")
     c.add_argument("--hidden", type=_positive_int, default=1, help="hidden size (default 1, the tutorial's)")
     c.add_argument("--seed", type=_nonnegative_int, default=0, help="fixes data and initial weights; default 0")
-    c.add_argument("--torch-path", choices=("fast", "plain"), default="fast",
+    c.add_argument("--torch-path", choices=("fast", "plain"), default=None,
                    help="fast (default): the torch backend's batched path, bit-identical to plain (tested); plain: "
                         "the idiomatic nn.Module trained with autograd, ~10x slower. Models beyond the tutorial "
-                        "always use plain")
+                        "always use plain (--torch-path fast is refused for them)")
     c.add_argument("--verbose", action="store_true", help="print every table of every run (report.md has them all)")
     _add_training_arguments(c, "fluxparity-report", "report.json, report.md, losses.csv, loss_curves.png")
 
@@ -188,6 +195,42 @@ def build_parser() -> argparse.ArgumentParser:
 def _backend_options(name: str, args) -> dict:
     return {"torch": {"optimizer": args.torch_optimizer, "path": args.torch_path},
             "reference": {"tanh": args.reference_tanh}}.get(name, {})
+
+
+def _settle_options(args) -> None:
+    """Refuse options that do not apply to this run (exit 2), then fill in the defaults of those left unset.
+
+    An option that is given but would change nothing is an error, never silently ignored.
+    """
+    model = getattr(args, "model", "rnn")
+    if model != "rnn" and args.activation is not None:
+        raise UsageError(f"--activation does not apply to --model {model}: gated cells have fixed nonlinearities "
+                         "(sigmoid gates, tanh candidate); leave it out")
+    if model != "rnn" or getattr(args, "hidden", 1) != 1:
+        if getattr(args, "torch_path", None) == "fast":
+            raise UsageError(f"--torch-path fast applies only to the tutorial's model (--model rnn --hidden 1); "
+                             f"--model {model} --hidden {args.hidden} always uses the plain path")
+        if getattr(args, "torch_path", "absent") is None:
+            args.torch_path = "plain"  # what the torch backend runs for every other model: said truthfully
+    activations = args.activation or ACTIVATIONS
+    if args.reference_tanh is not None and "tanh" not in activations and model == "rnn":
+        raise UsageError("--reference-tanh applies only to tanh runs, and --activation identity has none")
+    args.activation = activations
+    args.torch_optimizer = args.torch_optimizer or "torch"
+    args.reference_tanh = args.reference_tanh or "exact"
+    if hasattr(args, "torch_path") and args.torch_path is None:
+        args.torch_path = "fast"
+
+
+def _check_options_apply(args, chosen) -> None:
+    """Backend options for a backend that does not run are refused (exit 2)."""
+    given = {"torch": [f"--{o}" for o, v in (("torch-optimizer", args.given_torch_optimizer),
+                                                ("torch-path", args.given_torch_path)) if v],
+             "reference": ["--reference-tanh"] if args.given_reference_tanh else []}
+    for backend, options in given.items():
+        if options and backend not in chosen:
+            raise UsageError(f"{', '.join(options)} applies to the {backend} backend, which does not run here "
+                             f"(running: {', '.join(chosen)})")
 
 
 def _resolve_backends(args) -> tuple[dict, dict]:
@@ -212,74 +255,92 @@ def _resolve_backends(args) -> tuple[dict, dict]:
     return chosen, skipped
 
 
-class _Progress:
-    """One line per backend run, rewritten in place on a terminal, every 10% otherwise."""
+def _note_given(args) -> None:
+    args.given_torch_optimizer = args.torch_optimizer is not None
+    args.given_torch_path = getattr(args, "torch_path", None) is not None
+    args.given_reference_tanh = args.reference_tanh is not None
 
-    def __init__(self, stream) -> None:
-        self.stream, self.tty = stream, stream.isatty()
-        self.last = {}
-        self.started = {}
 
-    def __call__(self, backend: str, run: str, done: int, total: int) -> None:
-        key = (backend, run)
-        self.started.setdefault(key, time.perf_counter())
-        tenth = 10 * done // total
-        if not self.tty and self.last.get(key) == tenth:
-            return
-        self.last[key] = tenth
-        line = f"  {backend:9s} {run:16s} {done:>7d}/{total} steps  {time.perf_counter() - self.started[key]:6.1f}s"
-        self.stream.write(("\r" + line + ("\n" if done == total else "")) if self.tty else line + "\n")
-        self.stream.flush()
+def _verdict_exit(verdict: str) -> int:
+    return {"pass": EXIT_OK, NOTHING_COMPARED: EXIT_NOTHING_COMPARED}.get(verdict, EXIT_PARITY_FAILED)
+
+
+def _write(write, out: Path):
+    try:
+        return write()
+    except OutFolderError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--out {str(out)!r} could not be written: {exc.strerror or exc}") from None
 
 
 def _compare(args) -> int:
     from .experiment import run_experiment
+    from .progress import progress_display
     from .report import format_experiment, write_reports
+    from .report._files import FILES
 
+    _note_given(args)
+    _settle_options(args)
     _check_lr(args.lr, args.dtype)
-    backends, skipped = _resolve_backends(args)  # the report's header says which were skipped, and why
-    created = _prepare_out(args.out)
+    runs = len(args.dtype) * (len(args.activation) if args.model == "rnn" else 1)
+    backends_max = len(BACKEND_NAMES) if args.backends == ("auto",) else len(args.backends)
+    _check_resources(args.out, _limits.compare_memory(args.samples, args.epochs, args.hidden, args.model, runs,
+                                                      backends_max, args.workers),
+                     _limits.report_disk(args.samples, args.epochs, runs, backends_max),
+                     f"--samples {args.samples} --epochs {args.epochs} --model {args.model} --hidden {args.hidden}")
+    lock = _prepare_out(args.out, FILES)
     try:
-        experiment = run_experiment(
-            samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
-            dtypes=args.dtype, backends=backends, skipped=skipped,
-            progress=None if args.quiet else _Progress(sys.stderr),
-            options={"torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
-                     "reference_tanh": args.reference_tanh},
-            model=args.model, hidden=args.hidden, workers=args.workers,
-        )
-    except BaseException:
-        if created:
-            _remove_if_empty(args.out)
-        raise
-    paths = _write_or_clean(lambda: write_reports(experiment, args.out), args.out, created)  # files first
-    _emit(format_experiment(experiment, verbose=args.verbose))
+        backends, skipped = _resolve_backends(args)  # the report's header says which were skipped, and why
+        _check_options_apply(args, backends)
+        with progress_display(sys.stderr, quiet=args.quiet) as progress:  # stderr: stdout has only the report
+            experiment = run_experiment(
+                samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
+                dtypes=args.dtype, backends=backends, skipped=skipped, progress=progress,
+                options={"torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
+                         "reference_tanh": args.reference_tanh},
+                model=args.model, hidden=args.hidden, workers=args.workers,
+            )
+            if progress is not None:
+                progress.phase("report", f"writing the report files to {args.out}")
+            paths = _write(lambda: write_reports(experiment, args.out), args.out)  # files first
+            if progress is not None:
+                progress.phase("report", f"written to {args.out}", finished=True)
+    finally:
+        lock.release()
+    _emit(format_experiment(experiment, verbose=args.verbose, terminal=sys.stdout))
     _emit("\nWrote " + ", ".join(str(p) for p in paths))
-    return EXIT_OK if experiment.verdict == "pass" else EXIT_PARITY_FAILED
+    return _verdict_exit(experiment.verdict)
 
 
 def _sweep(args) -> int:
-    from .sweep import format_sweep, run_sweep, write_sweep
+    from .progress import progress_display
+    from .sweep import FILES, MAX_BATCH, format_sweep, run_sweep, write_sweep
 
+    _note_given(args)
+    _settle_options(args)
     _check_lr(args.lr, args.dtype)
-    created = _prepare_out(args.out)
-
-    def report(what: str, done: int, total: int) -> None:
-        print(f"  {what:26s} {done:>5d}/{total} seeds", file=sys.stderr, flush=True)
-
+    runs = len(args.activation) * len(args.dtype)
+    what = f"--seeds {args.seeds} --samples {args.samples} --epochs {args.epochs}"
+    _check_resources(args.out, _limits.sweep_memory(args.seeds, args.samples, args.epochs, runs, MAX_BATCH),
+                     _limits.report_disk(1, args.seeds, runs, 8), what)
+    lock = _prepare_out(args.out, FILES)
     try:
-        sweep = run_sweep(list(range(args.first_seed, args.first_seed + args.seeds)), args.samples, args.epochs,
-                          args.lr, args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
-                          reference_tanh=args.reference_tanh, workers=args.workers,
-                          progress=None if args.quiet else report)
-    except BaseException:
-        if created:
-            _remove_if_empty(args.out)
-        raise
-    paths = _write_or_clean(lambda: write_sweep(sweep, args.out), args.out, created)
+        if not args.quiet:
+            steps = args.seeds * args.samples * args.epochs
+            print(f"sweep: {args.seeds} seeds x {runs} runs, {steps:,} Adam steps per run and backend",
+                  file=sys.stderr, flush=True)
+        with progress_display(sys.stderr, quiet=args.quiet, unit="seeds") as progress:  # stderr, as compare's
+            sweep = run_sweep(list(range(args.first_seed, args.first_seed + args.seeds)), args.samples, args.epochs,
+                              args.lr, args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
+                              reference_tanh=args.reference_tanh, workers=args.workers,
+                              progress=None if progress is None else progress.update)
+        paths = _write(lambda: write_sweep(sweep, args.out), args.out)
+    finally:
+        lock.release()
     _emit(format_sweep(sweep))
     _emit("\nWrote " + ", ".join(str(p) for p in paths))
-    return EXIT_OK if sweep.verdict == "pass" else EXIT_PARITY_FAILED
+    return _verdict_exit(sweep.verdict)
 
 
 def _doctor(args) -> int:
@@ -300,20 +361,74 @@ def _setup_julia(args) -> int:
     return EXIT_OK
 
 
+def _usable_standard_streams() -> None:
+    """A closed stdout/stderr (``2>&-``) becomes /dev/null: the run still writes its report and exit code."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+            setattr(sys, name, open(fd, "w", closefd=False))
+
+
+def _say(line: str) -> None:
+    """One line to stderr; an error writing it (a full or closed device) must not change the exit code."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv=None) -> int:
+    _usable_standard_streams()
     args = build_parser().parse_args(argv)
     command = {"compare": _compare, "sweep": _sweep, "doctor": _doctor, "setup-julia": _setup_julia}[args.command]
+    import threading
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only there can handlers be set
+    previous = {s: signal.signal(s, _raise_terminated) for s in _HANDLED_SIGNALS} if in_main_thread else {}
     try:
         return command(args)
     except UsageError as exc:
-        print(f"fluxparity {args.command}: error: {exc}", file=sys.stderr)
+        _say(f"fluxparity {args.command}: error: {exc}")
         return EXIT_USAGE
     except BackendError as exc:
-        print(f"fluxparity {args.command}: a backend failed: {exc}", file=sys.stderr)
+        _say(f"fluxparity {args.command}: a backend failed: {exc}")
         return EXIT_BACKEND_FAILED
+    except Terminated as exc:
+        _say(f"terminated ({exc})")
+        return 128 + exc.signum
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        _say(f"fluxparity {args.command}: error: out of memory (try fewer --samples, --epochs or --hidden)")
+        return EXIT_BACKEND_FAILED
+    except Exception as exc:  # noqa: BLE001 — anything unforeseen: one line and exit 3, never a traceback and 1
+        where = ""
+        if os.environ.get("FLUXPARITY_TRACEBACK"):
+            import traceback
+
+            where = "\n" + traceback.format_exc()
+        text = " ".join(str(exc).split())
+        _say(f"fluxparity {args.command}: unexpected error: {type(exc).__name__}: {text}"
+             f" (set FLUXPARITY_TRACEBACK=1 for the traceback){where}")
+        return EXIT_BACKEND_FAILED
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _flush_or_silence()
+
+
+def _flush_or_silence() -> None:
+    """Flush stdout now; if it cannot take the text (a full device), silence it so exit has nothing to report."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 if __name__ == "__main__":

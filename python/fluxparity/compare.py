@@ -34,6 +34,8 @@ RTOL_FLOAT32 = 1e-4
 # by less than OUTCOME_STEPS steps' worth of jitter (see adam_jitter). Measured worst: 2.1 steps (seeds 0-3,
 # benchmarks/measure_tolerances.py); the 64-seed sweep's one excess is a run that had not converged.
 OUTCOME_STEPS = 5
+# The verdict of a run (or an experiment) in which no check was judged: fewer than two backends ran.
+NOTHING_COMPARED = "nothing compared"
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Check:
 
 @dataclass
 class Parity:
-    verdict: str  # "pass" | "fail"
+    verdict: str  # "pass" | "fail" | NOTHING_COMPARED
     checks: list[Check]
 
     def to_dict(self) -> dict:
@@ -171,6 +173,8 @@ def compare_results(dtype: str, lr: float, results: Mapping[str, RunResult], dat
     checks: list[Check] = []
     for (a_name, a), (b_name, b) in combinations(results.items(), 2):
         checks.extend(_pair_checks(dtype, lr, a_name, a, b_name, b, data, outcome_judged))
+    if not any(c.judged for c in checks):
+        return Parity(NOTHING_COMPARED, checks)  # one backend (or none): no check ran, so no pass either
     verdict = "fail" if any(c.judged and not c.passed for c in checks) else "pass"
     return Parity(verdict, checks)
 

@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from .backends import RunResult
-from .compare import Parity, compare_results
+from .compare import NOTHING_COMPARED, Parity, compare_results
 from .config import GATED, RunConfig
 from .data import Dataset, generate_dataset
 from .parallel import DEFAULT_WORKERS, ExperimentProgress, run_runs_concurrently
@@ -38,7 +38,13 @@ class Experiment:
 
     @property
     def verdict(self) -> str:
-        return "fail" if any(r.parity.verdict == "fail" for r in self.runs) else "pass"
+        """"fail" if any judged check failed; "nothing compared" if no check was judged at all (one backend
+        ran, or none): that is not a pass; else "pass"."""
+        if any(r.parity.verdict == "fail" for r in self.runs):
+            return "fail"
+        if not any(c.judged for r in self.runs for c in r.parity.checks):
+            return NOTHING_COMPARED
+        return "pass"
 
 
 def seeds_for(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:

@@ -61,7 +61,7 @@ def _torch_line() -> str:
 
 def _juliacall_line(environment: juliaprobe.FluxEnvironment) -> str:
     if environment.juliacall_version is None:
-        return "juliacall: not installed (pip install 'fluxparity[julia]')"
+        return "juliacall: not installed (a dependency of fluxparity: reinstall it, `pip install -e .` in a checkout)"
     return f"juliacall {environment.juliacall_version} (imported only in the Flux worker process)"
 
 
@@ -81,7 +81,7 @@ def _project_line(project: juliaprobe.ProjectProbe) -> str:
 def next_step(environment: juliaprobe.FluxEnvironment) -> str:
     """The one thing to do next to get the Flux backend running (or that it is ready)."""
     if environment.juliacall_version is None:
-        return "Next step: pip install 'fluxparity[julia]' (or pip install -e '.[julia]' in a checkout)."
+        return "Next step: reinstall fluxparity, which installs juliacall (pip install -e . in a checkout)."
     if environment.source_file is None:
         return (
             "Next step: install fluxparity from its repository with pip install -e . "
@@ -110,7 +110,7 @@ def next_step(environment: juliaprobe.FluxEnvironment) -> str:
 def doctor_lines(environment: Optional[juliaprobe.FluxEnvironment] = None) -> list[str]:
     """What the Flux backend needs and what this machine has, one fact per line, then the next step."""
     if environment is None:
-        environment = juliaprobe.probe_flux_environment(timeout=DOCTOR_VERSION_TIMEOUT)
+        environment = juliaprobe.probe_flux_environment(timeout=DOCTOR_VERSION_TIMEOUT, julia_without_juliacall=True)
     lines = [
         _python_line(),
         _torch_line(),
@@ -144,7 +144,7 @@ def setup_julia(
     message when it cannot finish (offline, juliacall missing, conflicting settings, timeout).
     """
     if juliaprobe.installed_version("juliacall") is None:
-        raise JuliaSetupError("juliacall is not installed: pip install 'fluxparity[julia]' first.")
+        raise JuliaSetupError("juliacall is not installed (a dependency of fluxparity): reinstall fluxparity first.")
     set_vars = [name for name in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIACALL_PROJECT") if os.environ.get(name)]
     if set_vars:
         raise JuliaSetupError(

@@ -26,11 +26,17 @@ import os
 import re
 import shutil
 import ssl
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
+
+from ._subprocess import run_captured
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package (a conditional dependency in pyproject.toml)
+    import tomli as tomllib
 
 # juliacall 0.9.37's juliapkg.json asks for Julia "^1.10.3", i.e. 1.10.3 <= v < 2. juliapkg (deps.py,
 # openssl_compat) caps Julia at 1.11 when Python's OpenSSL is older than 3.5: Julia 1.12 ships OpenSSL 3.5
@@ -46,7 +52,7 @@ REQUIRED_PACKAGES = ("Flux", "Optimisers", "Zygote", "PythonCall")
 DEFAULT_VERSION_TIMEOUT = 10.0  # seconds for `julia --version`; it normally answers in well under one
 
 HOW_TO_ENABLE = (
-    "To enable the Flux backend, run `fluxparity setup-julia` (lets juliacall download Julia and Flux; "
+    "To enable the Flux backend: run `fluxparity setup-julia` (lets juliacall download Julia and Flux; "
     "needs the network once), or point it at an existing Julia 1.10/1.11 and an instantiated project: "
     "PYTHON_JULIACALL_EXE=/path/to/julia PYTHON_JULIACALL_PROJECT=/path/to/project. See docs/julia.md."
 )
@@ -97,9 +103,8 @@ class FluxEnvironment:
         """None when the Flux backend can run; otherwise why not and how to fix it."""
         if self.juliacall_version is None:
             return (
-                "juliacall is not installed in this Python environment. Install it with "
-                "`pip install 'fluxparity[julia]'` (or `pip install -e '.[julia]'` in a checkout), then: "
-                + HOW_TO_ENABLE
+                "juliacall is not installed in this Python environment, although fluxparity depends on it: "
+                "reinstall fluxparity (`pip install -e .` in a checkout). " + HOW_TO_ENABLE
             )
         if self.source_file is None:
             return (
@@ -206,27 +211,31 @@ def version_problem(version: tuple, openssl_version: Optional[tuple] = None) -> 
     return None
 
 
+VERSION_OUTPUT_LIMIT = 4096  # bytes of `julia --version` output read; a Julia prints ~20
+
+
 def julia_version(executable: str, timeout: float = DEFAULT_VERSION_TIMEOUT) -> tuple[Optional[tuple], Optional[str]]:
-    """``((major, minor, patch), None)``, or ``(None, why it failed)``, from ``julia --version``."""
+    """``((major, minor, patch), None)``, or ``(None, why it failed)``, from ``julia --version``.
+
+    The command runs in its own process group, killed with everything it started when it ends, times out
+    or prints more than ``VERSION_OUTPUT_LIMIT`` bytes: a wrapper script's helpers are not left behind.
+    """
     try:
-        completed = subprocess.run(
-            [executable, "--startup-file=no", "--version"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return None, f"did not answer `--version` within {timeout:g} s"
+        done = run_captured([executable, "--startup-file=no", "--version"], timeout, VERSION_OUTPUT_LIMIT)
     except OSError as exc:
         return None, f"could not be run ({exc.strerror or exc})"
-    if completed.returncode != 0:
-        detail = (completed.stderr or completed.stdout).strip().splitlines()
-        tail = f": {detail[-1]}" if detail else ""
-        return None, f"exited with code {completed.returncode} on `--version`{tail}"
-    match = _VERSION_RE.search(completed.stdout)
+    text = done.output.decode("utf-8", errors="replace")
+    if done.timed_out:
+        return None, f"did not answer `--version` within {timeout:g} s"
+    if done.overflowed:
+        return None, f"printed more than {VERSION_OUTPUT_LIMIT} bytes for `--version`, not a Julia version"
+    if done.returncode != 0:
+        detail = text.strip().splitlines()
+        tail = f": {detail[-1][:200]}" if detail else ""
+        return None, f"exited with code {done.returncode} on `--version`{tail}"
+    match = _VERSION_RE.search(text)
     if match is None:
-        return None, f"printed {completed.stdout.strip()!r} for `--version`, not a Julia version"
+        return None, f"printed {text.strip()[:200]!r} for `--version`, not a Julia version"
     return (int(match.group(1)), int(match.group(2)), int(match.group(3))), None
 
 
@@ -289,26 +298,30 @@ def find_julia(env: Optional[Mapping[str, str]] = None, timeout: float = DEFAULT
 # Julia project
 # ---------------------------------------------------------------------------------------------------
 
-_SECTION_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY_RE = re.compile(r'^\s*("?)([A-Za-z0-9_\-]+)\1\s*=\s*"([^"]*)"')
+def _read_toml(path: Path) -> dict:
+    """A Project.toml / Manifest.toml as a dict; ``ValueError`` (tomllib's TOMLDecodeError, or a file that
+    cannot be decoded as UTF-8) when it is not valid TOML."""
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-def _toml_sections(text: str) -> list[tuple[str, dict]]:
-    """(header, {key: string value}) for each table of a Project.toml / Manifest.toml.
-
-    Only what the probe needs: string-valued keys. Files are read with this small reader instead of
-    ``tomllib`` so that the probe also runs on Python 3.10.
-    """
-    sections: list[tuple[str, dict]] = [("", {})]
-    for line in text.splitlines():
-        header = _SECTION_RE.match(line)
-        if header is not None:
-            sections.append((header.group(1).strip('"'), {}))
+def _manifest_versions(manifest: dict) -> dict:
+    """``{package: version}`` of the required packages a manifest records: format 2 keeps each package under
+    ``[[deps.NAME]]``, format 1 (Julia < 1.7) under ``[[NAME]]``; a package without a version (a standard
+    library) is left out."""
+    versions = {}
+    for table in (manifest.get("deps"), manifest):
+        if not isinstance(table, dict):
             continue
-        key = _KEY_RE.match(line)
-        if key is not None:
-            sections[-1][1][key.group(2)] = key.group(3)
-    return sections
+        for name in REQUIRED_PACKAGES:
+            entries = table.get(name)
+            if name not in versions and isinstance(entries, list) and entries and isinstance(entries[0], dict) \
+                    and isinstance(entries[0].get("version"), str):
+                versions[name] = entries[0]["version"]
+    return versions
 
 
 def _manifest_names(julia_version: Optional[str]) -> list[str]:
@@ -339,10 +352,14 @@ def check_project(
     project_file = next((path / n for n in ("JuliaProject.toml", "Project.toml") if (path / n).is_file()), None)
     if project_file is None:
         return not_ready("has no Project.toml.")
-    direct = {}
-    for header, keys in _toml_sections(project_file.read_text(encoding="utf-8")):
-        if header == "deps":
-            direct = keys
+    try:
+        direct = _read_toml(project_file).get("deps", {})
+    except OSError as exc:
+        return not_ready(f"has a {project_file.name} that cannot be read ({exc.strerror or exc}).")
+    except ValueError as exc:
+        return not_ready(f"has a {project_file.name} that is not valid TOML: {exc}.")
+    if not isinstance(direct, dict):
+        direct = {}
     missing = [name for name in REQUIRED_PACKAGES if name not in direct]
     if missing:
         return not_ready(f"does not list {', '.join(missing)} in [deps] of {project_file.name}.")
@@ -350,11 +367,12 @@ def check_project(
     manifest = next((path / n for n in _manifest_names(julia_version) if (path / n).is_file()), None)
     if manifest is None:
         return not_ready("is not instantiated (no Manifest.toml): " + _instantiate_hint(path, source))
-    versions = {}
-    for header, keys in _toml_sections(manifest.read_text(encoding="utf-8")):
-        name = header[len("deps."):] if header.startswith("deps.") else header
-        if name in REQUIRED_PACKAGES and "version" in keys:
-            versions[name] = keys["version"]
+    try:
+        versions = _manifest_versions(_read_toml(manifest))
+    except OSError as exc:
+        return not_ready(f"has a {manifest.name} that cannot be read ({exc.strerror or exc}).")
+    except ValueError as exc:
+        return not_ready(f"has a {manifest.name} that is not valid TOML: {exc}. " + _instantiate_hint(path, source))
     problems = [f"{name} is not in {manifest.name}" for name in REQUIRED_PACKAGES if name not in versions]
     if "Flux" in versions and _parse_version(versions["Flux"])[:2] != (0, 16):
         problems.append(f"Flux is {versions['Flux']}, not 0.16")
@@ -413,10 +431,19 @@ def installed_version(distribution: str) -> Optional[str]:
 def probe_flux_environment(
     env: Optional[Mapping[str, str]] = None,
     timeout: float = DEFAULT_VERSION_TIMEOUT,
+    *,
+    julia_without_juliacall: bool = False,
 ) -> FluxEnvironment:
-    """Julia, project, juliacall and the Julia source, as the Flux backend would use them."""
-    julia = find_julia(env, timeout)
+    """Julia, project, juliacall and the Julia source, as the Flux backend would use them.
+
+    Without juliacall the Flux backend cannot run whatever Julia is here, so no ``julia --version`` is run
+    (up to ``timeout`` seconds saved) unless ``julia_without_juliacall`` (``fluxparity doctor`` shows it all).
+    """
     juliacall_version = installed_version("juliacall")
+    if juliacall_version is None and not julia_without_juliacall:
+        julia = JuliaProbe(False, reason="no Julia was looked for because juliacall is not installed.")
+    else:
+        julia = find_julia(env, timeout)
     if julia.found:
         project = find_project(julia, env, juliacall_version)
     else:

@@ -13,17 +13,25 @@ Backends that cannot be pickled into a worker are trained in this process while 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Callable, Mapping, Optional, Sequence
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
+from typing import Callable, Hashable, Iterator, Mapping, Optional, Sequence
 
 from .backends.base import BackendError, RunResult
 from .config import RunConfig
 from .data import Dataset
 
-# progress(backend, run_label, done_steps, total_steps). A run trained in this process reports as it
-# trains (as in the sequential loop); a run in a worker reports once, when it ends.
+# progress(backend, run_label, done_steps, total_steps), from this process's threads: every run reports as
+# it trains, a run in a pool worker through a queue (at most UPDATES_PER_SECOND updates a second). A progress
+# object may also have phase_of(backend, run_label, text) for stages without steps ("waiting for a worker";
+# the Flux backend's "starting Julia", "loading Flux"): fluxparity.progress.ProgressDisplay has both.
 ExperimentProgress = Callable[[str, str, int, int], None]
+UPDATES_PER_SECOND = 10
 
 # Backends say how they want to be run, by two optional class attributes:
 #   cost_rank (int, default 2): smaller first, so that two workers finish together;
@@ -36,9 +44,166 @@ DEFAULT_WORKERS = 2
 MIN_STEPS_FOR_WORKERS = 10_000
 
 
+_PARENT_POLL_SECONDS = 0.2
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In a pool worker: end this process as soon as its parent is gone (even killed with SIGKILL).
+
+    A worker whose parent died is reparented (to init or a subreaper), so ``getppid`` changes; a daemon
+    thread polls it. Also drops the current folder from ``sys.path`` (a spawned child starts with it first),
+    so that no module of the user's current folder is imported in place of a library.
+    """
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fluxparity-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int, initializer: Optional[Callable], initargs: tuple) -> None:
+    _watch_parent(parent_pid)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def spawn_pool(workers: int, initializer: Optional[Callable] = None, initargs: tuple = ()):
+    """A process pool of ``workers`` spawned (never forked) processes that end when this process ends.
+
+    ``initializer(*initargs)`` (e.g. :func:`relayed_progress`'s) runs in each worker after the parent watch.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(os.getpid(), initializer, initargs))
+
+
+def stop_pool(pool) -> None:
+    """Stop every worker of ``pool`` now (a failure or a signal must not wait for the others to finish)."""
+    # The queue's feeder thread may be blocked writing a task to workers about to be gone; shutting down
+    # would then wait for it forever (a known trap of ProcessPoolExecutor). Never wait for it, and close
+    # the pipe's reading end so that its write fails and the thread ends.
+    call_queue = getattr(pool, "_call_queue", None)
+    if call_queue is not None:
+        call_queue.cancel_join_thread()
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.terminate()
+        except (OSError, ValueError):
+            pass
+    for process in processes:
+        try:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        except (OSError, ValueError, AssertionError):
+            pass
+    reader = getattr(call_queue, "_reader", None)
+    if reader is not None:
+        try:
+            reader.close()
+        except OSError:
+            pass
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except RuntimeError:  # stopped while it was starting (a signal during submit): nothing left to join
+        pass
+
+
 def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) -> RunResult:
     """One training, in a worker (or here). Module-level so that spawned workers can import it."""
     return backend.train(config, data, initial, progress)
+
+
+# ------------------------------------------------------------------ progress from pool workers
+
+_EVENTS = None  # in a pool worker: the queue its trainings report progress on (set by _listen)
+_UPDATES_PER_SECOND = UPDATES_PER_SECOND  # in a pool worker: the parent's UPDATES_PER_SECOND
+
+
+def _listen(queue, updates_per_second: float) -> None:
+    """Pool initializer: a queue reaches a spawned worker only this way (as a Process argument)."""
+    global _EVENTS, _UPDATES_PER_SECOND
+    _EVENTS, _UPDATES_PER_SECOND = queue, updates_per_second
+
+
+class _Reporter:
+    """A backend's ``progress(done, total)`` (and ``.phase(text)``) in a pool worker: events on the queue,
+    tagged with ``key``, at most ``updates_per_second`` step updates a second (the last one always)."""
+
+    def __init__(self, queue, key: Hashable, updates_per_second: float = UPDATES_PER_SECOND) -> None:
+        self.queue, self.key, self.last = queue, key, -float("inf")
+        self.interval = 1 / updates_per_second
+
+    def __call__(self, done, total) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < self.interval:
+            return
+        self.last = now
+        self.queue.put(("steps", self.key, done, total))
+
+    def phase(self, text: str) -> None:
+        self.queue.put(("phase", self.key, text))
+
+
+def worker_progress(key: Hashable) -> Optional[_Reporter]:
+    """In a pool worker started under :func:`relayed_progress`: a reporter for ``key``; else None."""
+    return None if _EVENTS is None else _Reporter(_EVENTS, key, _UPDATES_PER_SECOND)
+
+
+@contextmanager
+def relayed_progress(on_steps: Optional[Callable], on_phase: Optional[Callable] = None) -> Iterator[dict]:
+    """Pool arguments (``initializer``, ``initargs``) that give every worker a queue, and a thread here that
+    hands each worker event on: ``on_steps(key, done, total)``, ``on_phase(key, text)``. Nothing when
+    ``on_steps`` is None."""
+    if on_steps is None:
+        yield {}
+        return
+    queue = multiprocessing.get_context("spawn").Queue()
+
+    def relay() -> None:
+        while (event := queue.get()) is not None:
+            kind, key, *rest = event
+            handler = on_steps if kind == "steps" else on_phase
+            if handler is not None:
+                handler(key, *rest)
+
+    thread = threading.Thread(target=relay, name="fluxparity-progress", daemon=True)
+    thread.start()
+    try:
+        yield {"initializer": _listen, "initargs": (queue, UPDATES_PER_SECOND)}
+    finally:
+        queue.put(None)
+        thread.join(timeout=5)
+
+
+def _train_pooled(key: tuple[int, str], backend, config: RunConfig, data: Dataset, initial) -> RunResult:
+    """``_train`` in a pool worker, reporting its progress under ``key = (task index, backend name)``."""
+    report = worker_progress(key)
+    if report is not None:
+        report(0, config.epochs * len(data.train_sequences))
+    return _train(backend, config, data, initial, report)
+
+
+class _RunProgress:
+    """One run's ``progress(done, total)`` and ``.phase(text)``, in this process."""
+
+    def __init__(self, progress, name: str, label: str) -> None:
+        self.progress, self.name, self.label = progress, name, label
+
+    def __call__(self, done, total) -> None:
+        self.progress(self.name, self.label, done, total)
+
+    def phase(self, text: str) -> None:
+        phase_of = getattr(self.progress, "phase_of", None)
+        if phase_of is not None:
+            phase_of(self.name, self.label, text)
 
 
 def _named_error(name: str, config: RunConfig, exc: BaseException) -> BackendError:
@@ -88,8 +253,7 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
     def run_here(t: int, name: str) -> None:
         config, initial = tasks[t]
         started(t, name)
-        report = None if progress is None else (
-            lambda done, steps, _n=name, _l=config.label: progress(_n, _l, done, steps))
+        report = None if progress is None else _RunProgress(progress, name, config.label)
         try:
             result = _train(backends[name], config, data, initial, report)
         except Exception as exc:
@@ -104,13 +268,22 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
 
     if pooled:
         pooled.sort(key=lambda job: getattr(backends[job[1]], "cost_rank", 2))  # stable: runs keep their order
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(pooled)), mp_context=context) as pool:
+        on_steps = on_phase = None  # a worker's events, keyed (task index, backend name)
+        if progress is not None:
+            def on_steps(key, done, steps):
+                progress(key[1], tasks[key[0]][0].label, done, steps)
+
+            def on_phase(key, text):
+                _RunProgress(progress, key[1], tasks[key[0]][0].label).phase(text)
+        with relayed_progress(on_steps, on_phase) as pool_progress, \
+                spawn_pool(min(workers, len(pooled)), **pool_progress) as pool:
             futures: dict[Future, tuple[int, str]] = {}
             try:
                 for t, name in pooled:
                     config, initial = tasks[t]
-                    futures[pool.submit(_train, backends[name], config, data, initial)] = (t, name)
+                    if progress is not None:  # before submitting: the worker's first update replaces it
+                        _RunProgress(progress, name, config.label).phase("waiting for a worker")
+                    futures[pool.submit(_train_pooled, (t, name), backends[name], config, data, initial)] = (t, name)
                 for t, name in local:  # unpicklable backends: here, while the workers train
                     run_here(t, name)
                 pending = set(futures)
@@ -124,9 +297,7 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
                         finished(t, name, future.result())
             except BaseException:
                 # Report the failure now, not when the other trainings would have finished: stop the workers.
-                for process in list(getattr(pool, "_processes", {}).values()):
-                    process.terminate()
-                pool.shutdown(wait=True, cancel_futures=True)
+                stop_pool(pool)
                 raise
     else:
         for t, name in local:

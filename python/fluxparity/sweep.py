@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +25,7 @@ from .backends.base import BackendError, RunResult
 from .compare import RTOL_FLOAT32, RTOL_FLOAT64, Parity, compare_results
 from .config import ACTIVATIONS, DTYPES, RunConfig
 from .data import generate_dataset
-from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS
+from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS, relayed_progress, worker_progress
 from .params import initial_params
 from .report._json import finite_json
 
@@ -36,8 +33,24 @@ FILES = ("sweep.json", "sweep.csv", "sweep.png")
 BACKENDS = ("torch", "reference")  # compared as "torch vs reference", the pair compare reports
 MAX_BATCH = 64  # seeds per batched torch computation (memory grows with the batch; time hardly does)
 
-# progress(what, done, total): what = "torch identity/float64" etc.
-SweepProgress = Callable[[str, int, int], None]
+# progress(what, done, total): what = "torch identity/float64" etc., done/total in seeds (done may be a
+# fraction: torch trains a batch of seeds at once and reports each epoch). From this process's threads, a
+# worker's progress too (through a queue, fluxparity.parallel.relayed_progress).
+SweepProgress = Callable[[str, float, int], None]
+
+
+def _worker_sweep_progress() -> Optional[SweepProgress]:
+    """In a pool worker started under ``relayed_progress``: a SweepProgress that reports to the parent."""
+    if worker_progress("") is None:
+        return None
+    reporters: dict = {}
+
+    def report(what: str, done: float, total: int) -> None:
+        if what not in reporters:
+            reporters[what] = worker_progress(what)
+        reporters[what](done, total)
+
+    return report
 
 
 @dataclass
@@ -167,35 +180,44 @@ def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs
     """One (activation, dtype) run over every seed: train both, compare each seed. Returns (rows, seconds).
 
     Module-level so that a spawned worker can run it; a worker draws the inputs itself (``inputs=None``:
-    cheaper than pickling thousands of small arrays, and the same numbers).
+    cheaper than pickling thousands of small arrays, and the same numbers) and reports its progress to the
+    parent when it was started under ``relayed_progress``.
     """
+    if progress is None:
+        progress = _worker_sweep_progress()
     from .backends.pytorch_fast import train_batch
     from .backends.reference import ReferenceBackend
 
     if inputs is None:
         inputs = _inputs(seed_list, samples)
-    label, seconds = config.label, {}
+    label, seconds, n = config.label, {}, len(seed_list)
+    report = (lambda what, done, total: None) if progress is None else progress
     reference = ReferenceBackend(tanh=reference_tanh)
     start = time.perf_counter()
     ref_results = []
+    report(f"reference {label}", 0, n)
     for s, (data, initial) in zip(seed_list, inputs):
         try:
             ref_results.append(reference.train(config, data, initial))
         except Exception as exc:
             raise BackendError(f"backend 'reference' failed on {label}, seed {s}: {type(exc).__name__}: {exc}") from exc
+        report(f"reference {label}", len(ref_results), n)
     seconds[f"reference {label}"] = time.perf_counter() - start
-    if progress is not None:
-        progress(f"reference {label}", len(inputs), len(inputs))
     start = time.perf_counter()
     torch_results: list[RunResult] = []
+    report(f"torch {label}", 0, n)
     for lo in range(0, len(inputs), batch):
         chunk = [(config, data, initial) for data, initial in inputs[lo:lo + batch]]
+
+        def epochs_done(done: int, total: int, _lo=lo, _k=len(chunk)) -> None:  # seeds of the batch, in part
+            if done < total:
+                report(f"torch {label}", _lo + _k * done / total, n)
+
         try:
-            torch_results.extend(train_batch(chunk, torch_optimizer))
+            torch_results.extend(train_batch(chunk, torch_optimizer, epochs_done))
         except Exception as exc:
             raise BackendError(f"backend 'torch' (fast path) failed on {label}: {type(exc).__name__}: {exc}") from exc
-        if progress is not None:
-            progress(f"torch {label}", len(torch_results), len(inputs))
+        report(f"torch {label}", len(torch_results), n)
     seconds[f"torch {label}"] = time.perf_counter() - start
     rows = []
     for s, (data, _), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results):
@@ -222,8 +244,8 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
     """Train and compare torch vs reference for every seed (an int N means seeds 0..N-1) and run.
 
     The (activation, dtype) runs are independent: with ``workers > 1`` and runs of at least ``min_steps``
-    Adam steps (samples x epochs) they go to that many spawned worker processes (same results; progress
-    is then reported per finished run). ``keep_results`` keeps each seed's two RunResults on its row
+    Adam steps (samples x epochs) they go to that many spawned worker processes (same results, same
+    progress calls, from a thread of this process). ``keep_results`` keeps each seed's two RunResults on its row
     (memory: two step-loss arrays per row).
     """
     seed_list = _seed_list(seeds)
@@ -237,21 +259,18 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
     options = (torch_optimizer, reference_tanh, batch, keep_results)
     outcomes: list = [None] * len(configs)
     if workers > 1 and len(configs) > 1 and samples * epochs >= min_steps:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from .parallel import spawn_pool, stop_pool
 
         # slowest first (tanh and float32 take more torch ops per step), so that the workers end together
         order = sorted(range(len(configs)), key=lambda i: (configs[i].activation != "tanh", configs[i].dtype != "float32"))
-        context = multiprocessing.get_context("spawn")  # never fork a process that has loaded torch
-        with ProcessPoolExecutor(max_workers=min(workers, len(configs)), mp_context=context) as pool:
-            futures = {i: pool.submit(_sweep_run, configs[i], seed_list, samples, None, *options) for i in order}
-            try:
+        with relayed_progress(progress) as pool_progress, \
+                spawn_pool(min(workers, len(configs)), **pool_progress) as pool:  # spawned: never fork torch
+            try:  # a signal may come while submitting, too: the workers must then be stopped, not awaited
+                futures = {i: pool.submit(_sweep_run, configs[i], seed_list, samples, None, *options) for i in order}
                 for i in order:
                     outcomes[i] = futures[i].result()
-                    if progress is not None:
-                        progress(f"torch+reference {configs[i].label}", len(seed_list), len(seed_list))
             except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
+                stop_pool(pool)
                 raise
     else:
         inputs = _inputs(seed_list, samples)
@@ -349,19 +368,13 @@ def plot_sweep(sweep: Sweep, path) -> None:
 
 
 def write_sweep(sweep: Sweep, out_dir) -> list[Path]:
-    """sweep.json, sweep.csv and sweep.png, all-or-nothing (rendered beside, then moved in)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".fluxparity-sweep-", dir=out_dir))
-    try:
-        with open(scratch / "sweep.json", "w") as f:
+    """sweep.json, sweep.csv and sweep.png, rendered beside ``out_dir`` and swapped in as one folder."""
+    from .report._files import publish_folder
+
+    def render(folder: Path) -> None:
+        with open(folder / "sweep.json", "w") as f:
             json.dump(sweep.to_dict(), f, allow_nan=False)
-        write_sweep_csv(sweep, scratch / "sweep.csv")
-        plot_sweep(sweep, scratch / "sweep.png")
-        paths = []
-        for name in FILES:
-            os.replace(scratch / name, out_dir / name)
-            paths.append(out_dir / name)
-        return paths
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        write_sweep_csv(sweep, folder / "sweep.csv")
+        plot_sweep(sweep, folder / "sweep.png")
+
+    return publish_folder(out_dir, FILES, render)

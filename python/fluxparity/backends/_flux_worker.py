@@ -1,4 +1,4 @@
-"""The Flux backend's worker: ``python -m fluxparity.backends._flux_worker WORKDIR``.
+"""The Flux backend's worker: ``main([WORKDIR])``, started by :func:`fluxparity.backends.flux.worker_command`.
 
 Runs in its own process, started by :mod:`fluxparity.backends.flux`, because juliacall and torch must not
 share a process (both load LLVM; see docs/julia.md) and because a Julia that crashes or hangs must
@@ -21,19 +21,26 @@ Files in WORKDIR (the parent writes the first two, this worker the rest):
   ``result.json``: float scalars and ``notes``. ``result.json`` is written last: its presence means success.
 - ``error.json`` on failure: ``{"kind": "julia" | "juliacall" | "python", "type", "message"}``.
 
-Progress goes to stdout as lines ``PROGRESS_TAG done total``.
+Progress goes to stdout as lines ``PROGRESS_TAG done total``, and the stages before the first step as
+lines ``PHASE_TAG text``: starting Julia, loading Flux (which precompiles it the first time), training.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 
 PROGRESS_TAG = "fluxparity-progress:"
+PHASE_TAG = "fluxparity-phase:"
+PHASES = ("starting Julia", "loading Flux (precompiles the first time)", "training (compiling the first step)")
 
 ARRAY_FIELDS = ("step_losses", "epoch_train_loss", "epoch_test_loss", "probe_predictions")
 SCALAR_FIELDS = ("train_loss_before", "test_loss_before", "test_loss_after", "seconds")
@@ -76,6 +83,10 @@ def _report_progress(done, total) -> None:
     print(f"{PROGRESS_TAG} {int(done)} {int(total)}", flush=True)
 
 
+def _report_phase(index: int) -> None:
+    print(f"{PHASE_TAG} {PHASES[index]}", flush=True)
+
+
 def _describe_julia_error(jl, error) -> tuple[str, str]:
     try:
         type_name, message = jl.seval(_DESCRIBE_JULIA_EXCEPTION)(error.exception)
@@ -104,6 +115,7 @@ def run(workdir: Path) -> int:
         return _fail(workdir, "python", type(exc).__name__, f"could not read the worker's inputs: {exc}")
     if "torch" in sys.modules:  # would mean a fluxparity import pulled torch in: never load it with Julia
         return _fail(workdir, "python", "ImportError", "torch was imported in the Flux worker before juliacall")
+    _report_phase(0)
     try:
         import juliacall  # starts Julia with PYTHON_JULIACALL_EXE / PYTHON_JULIACALL_PROJECT from the parent
     except BaseException as exc:  # juliacall raises plain Exception when Julia fails to start
@@ -115,7 +127,9 @@ def run(workdir: Path) -> int:
     settings = (request["dtype"], int(request["epochs"]), float(request["lr"]))
     options = {"progress": _report_progress, "progress_every": int(request.get("progress_every", 1000))}
     try:
-        jl.include(request["source"])
+        _report_phase(1)
+        jl.include(request["source"])  # `using Flux` ...: loads (the first time, precompiles) the packages
+        _report_phase(2)
         if model is None:
             result = jl.FluxParity.train_tutorial(
                 request["activation"], *settings, *(weights[n] for n in TUTORIAL_WEIGHTS), *data, **options
@@ -130,10 +144,11 @@ def run(workdir: Path) -> int:
             if len(trained) != len(weight_names) or not all(name in trained for name in weight_names):
                 raise KeyError(f"train_model returned the arrays {sorted(trained)}, expected {sorted(weight_names)}")
             trained = {name: trained[name] for name in weight_names}
-        # numpy.array copies out of the Julia arrays (numpy.asarray would keep a view into Julia memory).
-        arrays = {name: np.array(getattr(result, name), dtype=np.float64) for name in ARRAY_FIELDS}
+        # numpy.array copies out of the Julia arrays (numpy.asarray would keep a view into Julia memory); Julia's
+        # arrays are column-major, so the copy is made C-contiguous here, at the boundary.
+        arrays = {name: np.array(getattr(result, name), dtype=np.float64, order="C") for name in ARRAY_FIELDS}
         for name, array in trained.items():
-            arrays[name] = np.array(array, dtype=np.float64)
+            arrays[name] = np.array(array, dtype=np.float64, order="C")
             if arrays[name].shape != weights[name].shape:
                 raise ValueError(f"{name} came back with shape {arrays[name].shape}, sent {weights[name].shape}")
         scalars = {name: float(getattr(result, name)) for name in SCALAR_FIELDS}
@@ -158,8 +173,30 @@ def run(workdir: Path) -> int:
     return 0
 
 
+_PARENT_POLL_SECONDS = 0.2
+
+
+def _end_with_parent() -> None:
+    """End this worker, and every process it started, as soon as its parent is gone (even killed by SIGKILL).
+
+    The parent starts the worker as the leader of its own process group, so the whole group is killed; a
+    daemon thread notices the parent's death by ``getppid`` changing (the orphan is reparented).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_SECONDS)
+        if os.name == "posix" and os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fluxparity-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _end_with_parent()
     if len(argv) != 1:
         print("usage: python -m fluxparity.backends._flux_worker WORKDIR", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 The parent (this module) never imports juliacall: it probes for a Julia with
 :mod:`fluxparity.juliaprobe`, writes the run's inputs to a temporary folder, and starts
-``python -m fluxparity.backends._flux_worker`` with ``PYTHON_JULIACALL_EXE`` and
+the worker (:func:`worker_command`; the current folder is not importable there) with ``PYTHON_JULIACALL_EXE`` and
 ``PYTHON_JULIACALL_PROJECT`` set, so that juliacall starts that Julia and never downloads one. The worker
 imports juliacall and never torch (the two must not share a process). A Julia exception becomes a
 :class:`BackendError` naming it; a worker that dies or outlives its timeout is killed with everything it
@@ -28,12 +28,13 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import juliaprobe
+from .._npzio import Expect, NpzError, read_npz
 from .._subprocess import run_streaming
 from ..config import RunConfig
 from ..data import Dataset, pack
 from ..models import SequenceModel, flat_params, with_flat_params
 from ..params import Params
-from ._flux_worker import ARRAY_FIELDS, PROGRESS_TAG, TUTORIAL_WEIGHTS
+from ._flux_worker import ARRAY_FIELDS, PHASE_TAG, PROGRESS_TAG, TUTORIAL_WEIGHTS
 from .base import BackendError, BackendUnavailable, Progress, RunResult
 
 # Starting Julia and loading Flux takes 10-60 s once packages are precompiled (minutes the first time);
@@ -186,16 +187,35 @@ def _worker_environment(environment: juliaprobe.FluxEnvironment) -> dict:
     return env
 
 
+# `python -m` and `python -c` put the current folder first on sys.path, so a numpy.py there would be imported
+# in place of NumPy. The worker therefore starts from this bootstrap, which drops it before importing anything
+# (`python -P` does the same, but only from Python 3.11). The package root comes through PYTHONPATH.
+_WORKER_BOOTSTRAP = (
+    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "from fluxparity.backends._flux_worker import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def worker_command(workdir) -> list[str]:
+    """The Flux worker's command line: this Python, the current folder not importable."""
+    return [sys.executable, "-c", _WORKER_BOOTSTRAP, str(workdir)]
+
+
 def _run_worker(workdir: Path, env: dict, timeout: float, progress: Optional[Progress]) -> tuple[int, deque]:
     """Run the worker to completion: ``(exit code, last output lines)``. Raises BackendError on timeout."""
-    command = [sys.executable, "-m", "fluxparity.backends._flux_worker", str(workdir)]
+    command = worker_command(workdir)
     output: deque = deque(maxlen=_OUTPUT_LINES_KEPT)
+
+    phase = getattr(progress, "phase", None)  # a progress object may also show stages (fluxparity.parallel)
 
     def on_line(line: str) -> None:
         if line.startswith(PROGRESS_TAG):
             if progress is not None:
                 done, total = line[len(PROGRESS_TAG):].split()
                 progress(int(done), int(total))
+        elif line.startswith(PHASE_TAG):
+            if phase is not None:
+                phase(line[len(PHASE_TAG):].strip())
         else:
             output.append(line)
 
@@ -225,7 +245,12 @@ def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Pa
     error_file = workdir / "error.json"
     result_file = workdir / "result.json"
     if error_file.is_file():
-        error = json.loads(error_file.read_text(encoding="utf-8"))
+        try:
+            error = json.loads(error_file.read_text(encoding="utf-8"))
+            error = {k: str(error.get(k, "?")) for k in ("kind", "type", "message")}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise BackendError(f"the Flux worker {_describe_exit(exit_code)} and left an unreadable error report "
+                               f"({exc}). Last output:\n{_tail(output)}") from None
         if error["kind"] == "julia":
             raise BackendError(f"Julia raised {error['type']}: {error['message']}")
         if error["kind"] == "juliacall":
@@ -237,13 +262,21 @@ def _read_result(workdir: Path, exit_code: int, output: deque, initial: Union[Pa
             f"(a crash inside Julia or Python). Last output:\n{_tail(output)}"
         )
     scalars = json.loads(result_file.read_text(encoding="utf-8"))
-    with np.load(workdir / "result.npz") as npz:
-        arrays = {name: np.array(npz[name], dtype=np.float64) for name in ARRAY_FIELDS}
-        if isinstance(initial, Params):
-            final_params = Params(**{name: np.array(npz[name], dtype=np.float64) for name in TUTORIAL_WEIGHTS})
-        else:
-            flat = {name: np.array(npz[name], dtype=np.float64) for name in flat_params(initial)}
-            final_params = with_flat_params(initial, flat)
+    # Every entry's header (name, dtype, shape) is checked before its data is read; the weights must come
+    # back in the shapes they were sent in.
+    weights = ({name: getattr(initial, name) for name in TUTORIAL_WEIGHTS} if isinstance(initial, Params)
+               else flat_params(initial))
+    expected = {name: Expect((None,), ("float64",)) for name in ARRAY_FIELDS}
+    expected.update({name: Expect(np.shape(array), ("float64",)) for name, array in weights.items()})
+    try:
+        npz = read_npz(workdir / "result.npz", expected)
+    except NpzError as exc:
+        raise BackendError(f"the Flux worker's result is not what was expected: {exc}") from None
+    arrays = {name: npz[name] for name in ARRAY_FIELDS}
+    if isinstance(initial, Params):
+        final_params = Params(**{name: npz[name] for name in TUTORIAL_WEIGHTS})
+    else:
+        final_params = with_flat_params(initial, {name: npz[name] for name in weights})
     return RunResult(
         step_losses=arrays["step_losses"],
         epoch_train_loss=arrays["epoch_train_loss"],

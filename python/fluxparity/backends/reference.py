@@ -151,14 +151,16 @@ def compiled_kernel():
     global _compiled
     if _compiled is None:
         try:
-            import numba
+            import numba  # noqa: F401 — only whether it is installed
         except ImportError:
             return None
+        from .._numba_cache import njit_cached
+
         namespace = dict(globals())
         for name in ("_horner32", "_activate", "_forward", "_loss_sum", "_loss_and_gradient", "train_kernel"):
             fn = globals()[name]
             copy = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-            namespace[name] = numba.njit(cache=True)(copy)
+            namespace[name] = njit_cached(copy)  # cached where it can be, else compiled every time
         _compiled = namespace["train_kernel"]
     return _compiled
 

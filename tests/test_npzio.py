@@ -1,0 +1,166 @@
+"""The header-checking .npz reader (issue 9, item 8): nothing is read before its header is checked."""
+
+import io
+import resource
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from numpy.lib import format as npy_format
+
+from fluxparity._npzio import Expect, NpzError, npz_headers, read_npz
+
+WEIGHTS = {"cell.Wi": Expect((4, 1), ("float32", "float64"), finite=True),
+           "cell.Wh": Expect((4, 4), ("float32", "float64"), finite=True),
+           "kind": Expect.text()}
+
+
+def good(path, **override):
+    arrays = {"cell.Wi": np.arange(4.0).reshape(4, 1), "cell.Wh": np.eye(4), "kind": np.str_("lstm")}
+    arrays.update(override)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return path
+
+
+def test_reads_checked_arrays_and_text(tmp_path):
+    out = read_npz(good(tmp_path / "w.npz"), WEIGHTS)
+    assert list(out) == ["cell.Wi", "cell.Wh", "kind"]
+    np.testing.assert_array_equal(out["cell.Wh"], np.eye(4))
+    assert out["kind"] == "lstm" and out["cell.Wi"].flags.c_contiguous and out["cell.Wi"].flags.writeable
+
+
+def test_fortran_order_and_big_endian_come_back_c_contiguous_native(tmp_path):
+    wh = np.asfortranarray(np.arange(16.0).reshape(4, 4)).astype(">f8")
+    out = read_npz(good(tmp_path / "w.npz", **{"cell.Wh": wh}), WEIGHTS)
+    np.testing.assert_array_equal(out["cell.Wh"], np.arange(16.0).reshape(4, 4))
+    assert out["cell.Wh"].flags.c_contiguous and out["cell.Wh"].dtype == np.dtype("float64")
+
+
+def test_missing_and_unexpected_keys_are_listed_together(tmp_path):
+    path = good(tmp_path / "w.npz", **{"cell.Wh": None, "stray": np.zeros(2)})
+    with pytest.raises(NpzError) as error:
+        read_npz(path, WEIGHTS)
+    assert error.value.missing == ("cell.Wh",) and error.value.unexpected == ("stray",)
+    assert str(path) in str(error.value) and "missing key(s): 'cell.Wh'" in str(error.value)
+    assert "unexpected key(s): 'stray'" in str(error.value)
+
+
+def test_a_wrong_shape_names_that_entry_expected_and_found(tmp_path):
+    path = good(tmp_path / "w.npz", **{"cell.Wh": np.zeros((4, 3))})
+    with pytest.raises(NpzError) as error:
+        read_npz(path, WEIGHTS)
+    assert error.value.entry == "cell.Wh"
+    assert str(error.value) == (f"{path}, entry 'cell.Wh': expected float32 or float64 of shape (4, 4), "
+                                "found float64 of shape (4, 3)")
+
+
+def test_float16_is_refused_where_not_allowed(tmp_path):
+    path = good(tmp_path / "w.npz", **{"cell.Wi": np.zeros((4, 1), np.float16)})
+    with pytest.raises(NpzError, match="entry 'cell.Wi'.*found float16"):
+        read_npz(path, WEIGHTS)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_refused_where_asked(tmp_path, bad):
+    wi = np.zeros((4, 1))
+    wi[2, 0] = bad
+    with pytest.raises(NpzError, match="entry 'cell.Wi': expected finite values, found 1 NaN or Inf"):
+        read_npz(good(tmp_path / "w.npz", **{"cell.Wi": wi}), WEIGHTS)
+
+
+def test_text_stored_as_a_number_or_numbers_stored_as_text_are_refused(tmp_path):
+    with pytest.raises(NpzError, match="entry 'kind': expected text"):
+        read_npz(good(tmp_path / "a.npz", kind=np.int64(3)), WEIGHTS)
+    with pytest.raises(NpzError, match="entry 'cell.Wi'.*found str32"):
+        read_npz(good(tmp_path / "b.npz", **{"cell.Wi": np.array([["1"]] * 4)}), WEIGHTS)
+
+
+def test_bytes_text_is_decoded(tmp_path):
+    assert read_npz(good(tmp_path / "w.npz", kind=np.bytes_(b"gru")), WEIGHTS)["kind"] == "gru"
+
+
+def test_object_arrays_are_never_unpickled(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, **{"cell.Wi": np.array([None, 1], dtype=object)})
+    with pytest.raises(NpzError, match="objects and records are never read"):
+        read_npz(path, {"cell.Wi": Expect(None, ("float64",))})
+
+
+def test_a_truncated_file_is_one_error(tmp_path):
+    path = good(tmp_path / "w.npz")
+    data = path.read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 30):
+        path.write_bytes(data[:cut])
+        with pytest.raises(NpzError) as error:
+            read_npz(path, WEIGHTS)
+        assert str(path) in str(error.value)
+
+
+def test_not_a_zip_and_no_file_are_one_error(tmp_path):
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(NpzError, match="zip"):
+        read_npz(tmp_path / "text.npz", WEIGHTS)
+    with pytest.raises(NpzError, match="no such file"):
+        read_npz(tmp_path / "absent.npz", WEIGHTS)
+
+
+def _npz_with_header_only(path, name, shape, payload_bytes: int) -> None:
+    """A .npz whose entry declares ``shape`` (float64) but holds only ``payload_bytes`` of data."""
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    buffer.write(b"\0" * payload_bytes)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name + ".npy", buffer.getvalue())
+
+
+@pytest.mark.parametrize("elements", [500_000_000, 10 ** 11])
+def test_a_huge_header_in_a_tiny_file_fails_fast_with_little_memory(tmp_path, elements):
+    path = tmp_path / "lying.npz"
+    _npz_with_header_only(path, "cell.Wh", (elements,), 4_000_000)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(NpzError) as error:
+        read_npz(path, {"cell.Wh": Expect((None,), ("float64",))}, max_bytes=1 << 40)
+    assert time.perf_counter() - started < 1.0
+    # ru_maxrss is in KiB on Linux: the peak grew by less than 100 MB (the data would be 4 GB or more)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100_000
+    assert error.value.entry == "cell.Wh" and "truncated or inconsistent" in str(error.value)
+
+
+def test_more_data_than_allowed_is_refused_before_reading(tmp_path):
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, x=np.zeros(1_000_000))  # 8 MB of data in a few kB of file
+    with pytest.raises(NpzError, match="at most 1000 bytes"):
+        read_npz(path, {"x": Expect((None,), ("float64",))}, max_bytes=1000)
+
+
+def test_headers_are_listed_without_reading_data(tmp_path):
+    headers = npz_headers(good(tmp_path / "w.npz"))
+    assert list(headers) == ["cell.Wi", "cell.Wh", "kind"]
+    assert headers["cell.Wh"].shape == (4, 4) and headers["cell.Wh"].dtype == np.dtype("float64")
+    assert headers["cell.Wh"].fortran_order is False and headers["cell.Wh"].data_bytes == 128
+
+
+def test_a_member_that_is_not_an_array_is_refused(tmp_path):
+    path = good(tmp_path / "w.npz")
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("readme.txt", "hi")
+    with pytest.raises(NpzError, match="only .npy arrays"):
+        read_npz(path, WEIGHTS)
+
+
+def test_shape_wildcards(tmp_path):
+    out = read_npz(good(tmp_path / "w.npz"), {**WEIGHTS, "cell.Wh": Expect((4, None), ("float64",))})
+    assert out["cell.Wh"].shape == (4, 4)
+
+
+def test_ascii_text_as_uint8_codes(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, format=np.frombuffer(b"fluxparity-weights/1", np.uint8), kind=np.array([0xff, 0x41], np.uint8))
+    assert read_npz(path, {"format": Expect.ascii()}, allow_unexpected=True) == {"format": "fluxparity-weights/1"}
+    with pytest.raises(NpzError, match="entry 'kind': expected ASCII text"):
+        read_npz(path, {"format": Expect.ascii(), "kind": Expect.ascii()})
+    with pytest.raises(NpzError, match="entry 'format': expected ASCII text as a uint8 array of at most 4 codes"):
+        read_npz(path, {"format": Expect.ascii(4)}, allow_unexpected=True)
