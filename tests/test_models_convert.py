@@ -31,7 +31,7 @@ def _params(kind, activation, head, dtype, seed=0):
     model = models.init_model(kind, 3, 4, 2 if head else None, seed=rng, dtype=np.float64, activation=activation)
     # arbitrary float64 values (not float32 numbers), and a -0.0 in the bias
     flat = {n: rng.standard_normal(a.shape, dtype=np.float64) for n, a in models.flat_params(model).items()}
-    bias_name = next(n for n in flat if n in ("cell.bias", "cell.b"))
+    bias_name = next(n for n in flat if n in ("layers[1].cell.bias", "layers[1].cell.b"))
     flat[bias_name][0] = -0.0
     return models.with_flat_params(model, flat).astype(dtype)
 
@@ -64,7 +64,8 @@ def test_flux_to_torch_to_flux_is_exact(kind, activation, head, dtypes):
     params = _params(kind, activation, head, np_dtype)
     state_dict = models.to_state_dict(params, dtype=torch_dtype)
     assert {v.dtype for v in state_dict.values()} == {torch_dtype}
-    back = models.from_state_dict(state_dict, dtype=np_dtype, activation=activation if kind == "rnn" else None)
+    back = models.from_state_dict(state_dict, dtype=np_dtype, activation=activation if kind == "rnn" else None,
+                                  like=params if isinstance(params, models.Chain) else None)
     _assert_bitwise_equal(models.flat_params(back), models.flat_params(params))
 
 
@@ -112,7 +113,7 @@ def test_gru_nonzero_b_hn_is_refused():
 
 
 def test_conversion_to_float32_rounds_explicitly():
-    cell = _params("lstm", "tanh", False, np.float64).cell
+    cell = _params("lstm", "tanh", False, np.float64).layers[0]
     state_dict = models.to_state_dict(cell, dtype=torch.float32)
     # float64 -> float32 happens here, once, by request: exactly NumPy's rounding of every weight
     _assert_bitwise_equal(
@@ -149,8 +150,8 @@ def test_npz_round_trip_is_exact(tmp_path, kind, activation, head, dtype):
     path = tmp_path / "weights.npz"
     models.save_npz(path, params)
     loaded = models.load_npz(path)
-    assert loaded.cell.kind == kind and getattr(loaded.cell, "activation", activation) == activation
-    expected = params if isinstance(params, models.SequenceModel) else models.SequenceModel(params)
+    assert loaded.layers[0].kind == kind and getattr(loaded.layers[0], "activation", activation) == activation
+    expected = models.as_chain(params)
     _assert_bitwise_equal(models.flat_params(loaded), models.flat_params(expected))
 
 
@@ -180,10 +181,11 @@ def test_npz_file_reads_in_julia_with_flux_shapes(tmp_path):
             assert info.flag_bits & 0x08 == 0 and info.compress_type == zipfile.ZIP_STORED
             assert info.file_size < 0xFFFFFFFF and info.header_offset < 0xFFFFFFFF
         seen = {info.filename[: -len(".npy")]: _npzjl_read(archive.read(info)) for info in archive.infolist()}
-    expected = {f"cell.{n}": a for n, a in params.cell.arrays().items()}
-    expected.update({f"head.{n}": a for n, a in params.head.arrays().items()})
+    expected = {f"layers[1].cell.{n}": a for n, a in params.layers[0].arrays().items()}
+    expected.update({f"layers[2].{n}": a for n, a in params.layers[1].arrays().items()})
     _assert_bitwise_equal({n: a for n, a in seen.items() if n in expected}, expected)
-    assert bytes(seen["kind"]) == b"gruv3" and bytes(seen["format"]) == models.FORMAT.encode()
+    assert bytes(seen["layers[1].kind"]) == b"gruv3" and bytes(seen["layers[2].kind"]) == b"dense"
+    assert bytes(seen["format"]) == models.FORMAT.encode()
 
 
 def _npzjl_member(a: np.ndarray) -> bytes:
@@ -221,3 +223,35 @@ def test_models_package_works_without_importing_torch(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+
+
+def test_npz_version_1_file_still_loads(tmp_path):
+    """A file in the old layout (fluxparity-weights/1: kind, activation, cell.*, head.*), built here entry by
+    entry as that format's documentation described it, loads as Chain((cell, Dense), readout="all")."""
+    rng = np.random.default_rng(3)
+    text = lambda s: np.frombuffer(s.encode("ascii"), dtype=np.uint8)  # noqa: E731
+    arrays = {"cell.Wi": rng.standard_normal((4, 2)), "cell.Wh": rng.standard_normal((4, 4)),
+              "cell.bias": rng.standard_normal(4), "head.weight": rng.standard_normal((3, 4)),
+              "head.bias": rng.standard_normal(3)}
+    path = tmp_path / "v1.npz"
+    with open(path, "wb") as f:
+        np.savez(f, format=text("fluxparity-weights/1"), kind=text("rnn"), activation=text("relu"), **arrays)
+    loaded = models.load_npz(path)
+    assert loaded.readout == "all" and len(loaded.layers) == 2
+    assert loaded.layers[0].kind == "rnn" and loaded.layers[0].activation == "relu"
+    assert loaded.layers[1].activation == "identity"
+    renamed = {"layers[1].cell.Wi": arrays["cell.Wi"], "layers[1].cell.Wh": arrays["cell.Wh"],
+               "layers[1].cell.bias": arrays["cell.bias"], "layers[2].weight": arrays["head.weight"],
+               "layers[2].bias": arrays["head.bias"]}
+    _assert_bitwise_equal(models.flat_params(loaded), renamed)
+
+
+def test_npz_stores_a_stacked_chain_with_activations_and_readout(tmp_path):
+    chain = models.init_chain(3, [("gru", 4), ("rnn", 2, "relu")], [(5, "sigmoid"), (2,)], seed=1,
+                              dtype=np.float32, readout="all")
+    models.save_npz(tmp_path / "w.npz", chain)
+    loaded = models.load_npz(tmp_path / "w.npz")
+    assert loaded.readout == "all"
+    assert [type(layer).__name__ for layer in loaded.layers] == ["GRUParams", "RNNParams", "DenseParams", "DenseParams"]
+    assert [getattr(layer, "activation", None) for layer in loaded.layers] == [None, "relu", "sigmoid", "identity"]
+    _assert_bitwise_equal(models.flat_params(loaded), models.flat_params(chain))

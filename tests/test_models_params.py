@@ -15,16 +15,16 @@ def test_shapes_follow_flux_layout_for_every_cell(kind, gates):
     n_in, hidden, out = 3, 5, 2
     model = models.init_model(kind, n_in, hidden, out, seed=0, dtype=np.float64)
     shapes = {name: a.shape for name, a in models.flat_params(model).items()}
-    bias = "cell.bias" if kind in ("rnn", "lstm") else "cell.b"
+    bias = "layers[1].cell.bias" if kind in ("rnn", "lstm") else "layers[1].cell.b"
     expected = {
-        "cell.Wi": (gates * hidden, n_in),
-        "cell.Wh": (gates * hidden, hidden),
+        "layers[1].cell.Wi": (gates * hidden, n_in),
+        "layers[1].cell.Wh": (gates * hidden, hidden),
         bias: (gates * hidden,),
-        "head.weight": (out, hidden),
-        "head.bias": (out,),
+        "layers[2].weight": (out, hidden),
+        "layers[2].bias": (out,),
     }
     if kind == "gruv3":
-        expected["cell.Wh_htilde"] = (hidden, hidden)
+        expected["layers[1].cell.Wh_htilde"] = (hidden, hidden)
     assert shapes == expected
 
 
@@ -42,7 +42,7 @@ def test_init_follows_flux_glorot_uniform_and_zero_bias(kind, gates):
         assert np.abs(a).max() <= bound, name
         # The draws fill the interval (the largest of >= 16 draws is in its outer tenth)...
         assert np.abs(a).max() > 0.8 * bound, name
-    wh = model.cell.Wh
+    wh = model.layers[0].Wh
     # ...and Wh is not orthogonal: its columns are not orthonormal.
     assert not np.allclose(wh.T @ wh, np.eye(hidden), atol=0.1)
 
@@ -60,7 +60,7 @@ def test_flat_params_round_trips_through_with_flat_params():
     model = models.init_model("gruv3", 2, 3, 1, seed=0, dtype=np.float64)
     flat = models.flat_params(model)
     rebuilt = models.with_flat_params(model, {n: a.copy() for n, a in flat.items()})
-    assert isinstance(rebuilt, models.SequenceModel) and isinstance(rebuilt.cell, models.GRUv3Params)
+    assert isinstance(rebuilt, models.Chain) and isinstance(rebuilt.layers[0], models.GRUv3Params)
     for name, a in models.flat_params(rebuilt).items():
         np.testing.assert_array_equal(a, flat[name], err_msg=name)
 
@@ -84,8 +84,8 @@ def test_mixed_dtypes_are_rejected():
 
 def test_head_must_match_the_hidden_size():
     cell = models.init_cell("gru", 1, 4, seed=0, dtype=np.float64)
-    with pytest.raises(ValueError, match="head.weight"):
-        models.SequenceModel(cell, models.init_dense(3, 1, seed=0, dtype=np.float64))
+    with pytest.raises(ValueError, match=r"layers\[2\] takes 3 inputs, layers\[1\] gives 4"):
+        models.Chain((cell, models.init_dense(3, 1, seed=0, dtype=np.float64)))
 
 
 def test_unknown_activation_is_rejected():

@@ -82,8 +82,8 @@ def test_batch_of_sequences_equals_sequences_one_by_one(kind, activation):
 def test_initial_state_is_zeros_and_not_a_parameter(kind, activation):
     params, x, _ = _case(kind, activation, (2, 3, 1, 2), head=False)
     # exactly Flux's fields: no h0 / c0 among the parameters
-    assert set(models.flat_params(params.cell)) == FLUX_FIELDS[kind]
-    cell = params.cell
+    assert set(models.flat_params(params.layers[0])) == FLUX_FIELDS[kind]
+    cell = params.layers[0]
     sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
     pre = cell.Wi @ x[:, 0, :] + getattr(cell, cell.array_names[2])[:, None]  # Wh @ h0 vanishes when h0 = 0
     blocks = np.split(pre, cell.gates)
@@ -122,17 +122,17 @@ def test_gruv3_follows_code_not_docstring():
     params, x, _ = _case("gruv3", "tanh", (2, 4, 5, 3), head=False)
     reference = models.outputs(params, x, fast=False)
     # Flux's code: Wh_h̃ * (r .* h)
-    np.testing.assert_allclose(reference, _gruv3_by_hand(params.cell, x, docstring=False), **SAME_FORMULA)
+    np.testing.assert_allclose(reference, _gruv3_by_hand(params.layers[0], x, docstring=False), **SAME_FORMULA)
     # Flux's docstring, Wh_h̃ (r ⊙ (Wh_hh h)), is another function (equal only at the first step, h = 0)
-    assert np.abs(reference - _gruv3_by_hand(params.cell, x, docstring=True)).max() > 1e-3
+    assert np.abs(reference - _gruv3_by_hand(params.layers[0], x, docstring=True)).max() > 1e-3
 
 
 def test_gruv3_third_block_of_Wh_gets_zero_gradient():
     params, x, d_outputs = _case("gruv3", "tanh", (2, 4, 5, 3), head=True)
     grads = models.backward(models.forward(params, x), d_outputs)
-    h = params.cell.hidden_size
-    assert np.all(grads.cell.Wh[2 * h :] == 0)
-    assert np.all(grads.cell.Wh[: 2 * h] != 0)
+    h = params.layers[0].hidden_size
+    assert np.all(grads.layers[0].Wh[2 * h :] == 0)
+    assert np.all(grads.layers[0].Wh[: 2 * h] != 0)
 
 
 def test_fast_activations_change_float64_outputs_by_rounding_only():
@@ -177,6 +177,6 @@ def test_abs_last_output_loss_gradient_is_the_sign_of_the_residual():
     expected[0, -1] = -1.0  # d|ŷ - y|/dŷ with ŷ < y
     # the loss's gradient = backprop of sign(residual) placed on the last step's output
     np.testing.assert_allclose(
-        models.flat_params(grads)["cell.Wi"], models.flat_params(models.backward(trace, expected))["cell.Wi"], **SAME_FORMULA
+        models.flat_params(grads)["layers[1].cell.Wi"], models.flat_params(models.backward(trace, expected))["layers[1].cell.Wi"], **SAME_FORMULA
     )
     assert loss == pytest.approx(5.0)

@@ -70,24 +70,24 @@ def _load(module: torch.nn.Module, cell) -> torch.nn.Module:
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_builtin_rnn_with_converted_weights_matches_reference(activation, batch_first):
     params, x, _ = _case("rnn", activation, (3, 8, 5, 4), head=False)
-    rnn = _load(torch.nn.RNN(3, 8, nonlinearity=activation, batch_first=batch_first, dtype=torch.float64), params.cell)
+    rnn = _load(torch.nn.RNN(3, 8, nonlinearity=activation, batch_first=batch_first, dtype=torch.float64), params.layers[0])
     xt = torch.from_numpy(x.transpose(2, 1, 0) if batch_first else x.transpose(1, 2, 0))
     hidden, _ = rnn(xt)
     hidden = hidden.detach().numpy()
     hidden = hidden.transpose(2, 1, 0) if batch_first else hidden.transpose(2, 0, 1)
     # nn.RNN's every-step output vs the reference's hidden states, both (hidden, len, batch)
     torch.testing.assert_close(
-        torch.from_numpy(hidden), torch.from_numpy(models.outputs(params.cell, x, fast=False)), **FLOAT64_PARITY
+        torch.from_numpy(hidden), torch.from_numpy(models.outputs(params.layers[0], x, fast=False)), **FLOAT64_PARITY
     )
 
 
 def test_identity_rnn_module_matches_reference():
     params, x, _ = _case("rnn", "identity", (2, 8, 6, 4), head=False)
-    rnn = _load(models.OneBiasRNN(2, 8, "identity", dtype=torch.float64), params.cell)
+    rnn = _load(models.OneBiasRNN(2, 8, "identity", dtype=torch.float64), params.layers[0])
     hidden, _ = rnn(torch.from_numpy(x.transpose(1, 2, 0)))
     # OneBiasRNN's every-step output vs the reference's hidden states
     torch.testing.assert_close(
-        hidden.detach().permute(2, 0, 1), torch.from_numpy(models.outputs(params.cell, x, fast=False)), **FLOAT64_PARITY
+        hidden.detach().permute(2, 0, 1), torch.from_numpy(models.outputs(params.layers[0], x, fast=False)), **FLOAT64_PARITY
     )
 
 
@@ -96,7 +96,7 @@ def test_one_bias_rnn_matches_nn_rnn(activation):
     params, x, _ = _case("rnn", activation, (3, 8, 5, 4), head=False)
     one_bias = models.build_module(params, dtype=torch.float64, one_bias_rnn=True)
     builtin = models.build_module(params, dtype=torch.float64)
-    assert isinstance(one_bias.rnn, models.OneBiasRNN) and isinstance(builtin.rnn, torch.nn.RNN)
+    assert isinstance(one_bias.layers[0], models.OneBiasRNN) and isinstance(builtin.layers[0], torch.nn.RNN)
     # the two PyTorch spellings of the same Flux RNN, every step
     torch.testing.assert_close(
         torch.from_numpy(models.run(one_bias, x)), torch.from_numpy(models.run(builtin, x)), **FLOAT64_PARITY
@@ -105,10 +105,10 @@ def test_one_bias_rnn_matches_nn_rnn(activation):
 
 def _assert_builtin_layer_matches_reference(kind, layer_class):
     params, x, _ = _case(kind, "tanh", (3, 8, 5, 4), head=False)
-    layer = _load(layer_class(3, 8, dtype=torch.float64), params.cell)
+    layer = _load(layer_class(3, 8, dtype=torch.float64), params.layers[0])
     hidden, _ = layer(torch.from_numpy(x.transpose(1, 2, 0)))
     torch.testing.assert_close(
-        hidden.detach().permute(2, 0, 1), torch.from_numpy(models.outputs(params.cell, x, fast=False)), **FLOAT64_PARITY
+        hidden.detach().permute(2, 0, 1), torch.from_numpy(models.outputs(params.layers[0], x, fast=False)), **FLOAT64_PARITY
     )
 
 
@@ -128,8 +128,8 @@ def test_frozen_hidden_bias_gets_no_gradient_and_stays_zero():
     optimizer = torch.optim.Adam(module.parameters(), lr=0.1)
     _, grads = models.run_with_gradients(module, x, d_outputs)
     optimizer.step()
-    assert grads["rnn.bias_hh_l0"] is None
-    assert torch.count_nonzero(module.rnn.bias_hh_l0) == 0
+    assert grads["layers.0.bias_hh_l0"] is None
+    assert torch.count_nonzero(module.layers[0].bias_hh_l0) == 0
 
 
 def test_two_trainable_biases_move_twice_as_far():
@@ -137,20 +137,20 @@ def test_two_trainable_biases_move_twice_as_far():
     step (which moves every coordinate by ~lr at step 1) moves their sum twice as far as Flux's bias."""
     params, x, d_outputs = _case("rnn", "tanh", (1, 1, 4, 1), head=False)
     lr = 1e-3
-    start = float(params.cell.bias[0])
+    start = float(params.layers[0].bias[0])
 
     both = models.empty_module(params, dtype=torch.float64)
     both.load_state_dict(models.to_state_dict(params, dtype=torch.float64))  # bias_hh left trainable
     optimizer = torch.optim.Adam(both.parameters(), lr=lr)
     models.run_with_gradients(both, x, d_outputs)
     optimizer.step()
-    two_bias_move = float((both.rnn.bias_ih_l0 + both.rnn.bias_hh_l0).detach()[0]) - start
+    two_bias_move = float((both.layers[0].bias_ih_l0 + both.layers[0].bias_hh_l0).detach()[0]) - start
 
     one = models.build_module(params, dtype=torch.float64)  # bias_hh frozen: Flux's model
     optimizer = torch.optim.Adam([p for p in one.parameters() if p.requires_grad], lr=lr)
     models.run_with_gradients(one, x, d_outputs)
     optimizer.step()
-    one_bias_move = float(one.rnn.bias_ih_l0.detach()[0]) - start
+    one_bias_move = float(one.layers[0].bias_ih_l0.detach()[0]) - start
 
     # the sum of PyTorch's two biases vs twice Flux's one bias, after one step from the same point
     np.testing.assert_allclose(two_bias_move, 2 * one_bias_move, **TWICE_AS_FAR)
@@ -162,9 +162,9 @@ def test_torch_gradients_accumulate_without_zero_grad():
     module = models.build_module(params, dtype=torch.float64)
     xt, weights = (models.flux_to_torch_layout(a, dtype=torch.float64) for a in (x, d_outputs))
     (module(xt) * weights).sum().backward()
-    once = module.rnn.weight_ih_l0.grad.clone()
+    once = module.layers[0].weight_ih_l0.grad.clone()
     (module(xt) * weights).sum().backward()  # no zero_grad in between
-    torch.testing.assert_close(module.rnn.weight_ih_l0.grad, 2 * once, **FLOAT64_PARITY)
+    torch.testing.assert_close(module.layers[0].weight_ih_l0.grad, 2 * once, **FLOAT64_PARITY)
 
 
 def test_torch_rnn_rejects_mixed_dtypes():
@@ -191,4 +191,4 @@ def test_relu_gradient_at_zero_is_zero_in_both():
     reference = models.backward(models.forward(cell, x, fast=False), d_outputs)
     _, torch_grads = models.run_with_gradients(models.build_module(cell, dtype=torch.float64), x, d_outputs)
     assert np.all(reference.bias == 0)
-    assert torch.count_nonzero(torch_grads["rnn.bias_ih_l0"]) == 0
+    assert torch.count_nonzero(torch_grads["layers.0.bias_ih_l0"]) == 0

@@ -1,6 +1,9 @@
-"""Recurrent models beyond the tutorial — RNN, LSTM, GRU, GRUv3, with an optional Dense head — in Flux's
-parameter layout, with a NumPy reference (forward and hand-written backprop through time), the idiomatic
-PyTorch modules, weight conversion both ways, and a weights file Julia reads (``julia/weights.jl``).
+"""One model description for every model, :class:`Chain` — Flux's ``Chain`` of stacked recurrent layers (RNN,
+LSTM, GRU, GRUv3) then Dense layers, read at the last step or at every step; the tutorial's ``RNN(1 => 1)``
+is one instance. With it: Flux's losses (:mod:`._losses`), a NumPy reference (forward and hand-written
+backprop through time), the idiomatic PyTorch modules, weight conversion both ways, and a weights file
+Julia reads (``julia/weights.jl``). The layer types (``RNNParams``, ``LSTMParams``, ``GRUParams``,
+``GRUv3Params``, ``DenseParams``) describe one layer each; a model is always a :class:`Chain`.
 
 Layouts at this package's boundaries: parameters are Flux's ``(out, in)`` matrices (= PyTorch's);
 sequences are Flux's ``(in, len, batch)`` in NumPy and PyTorch's ``(len, batch, in)`` in tensors.
@@ -8,19 +11,30 @@ See ``docs/porting.md`` for the Flux -> PyTorch correspondence and the tests tha
 """
 
 from ._activations import sigmoid_fast as sigmoid_fast, tanh_fast as tanh_fast
-from ._npz import FORMAT as FORMAT, load_npz as load_npz, save_npz as save_npz
+from ._losses import (
+    JULIA_NAMES as JULIA_NAMES,
+    LOSSES as LOSSES,
+    chain_loss as chain_loss,
+    loss_value_and_grad as loss_value_and_grad,
+    readout as readout,
+)
+from ._npz import FORMAT as FORMAT, load_npz as load_npz, read_entries as read_entries, save_npz as save_npz
 from ._params import (
     KINDS as KINDS,
     RNN_ACTIVATIONS as RNN_ACTIVATIONS,
+    DENSE_ACTIVATIONS as DENSE_ACTIVATIONS,
+    READOUTS as READOUTS,
     CellParams as CellParams,
+    Chain as Chain,
     DenseParams as DenseParams,
     GRUParams as GRUParams,
     GRUv3Params as GRUv3Params,
     LSTMParams as LSTMParams,
-    Params as Params,
     RNNParams as RNNParams,
-    SequenceModel as SequenceModel,
+    as_chain as as_chain,
     flat_params as flat_params,
+    glorot_uniform as glorot_uniform,
+    init_chain as init_chain,
     init_cell as init_cell,
     init_dense as init_dense,
     init_model as init_model,
@@ -45,7 +59,9 @@ _TORCH_NAMES = {
     "to_state_dict": "._convert",
     "GRUv3": "._torch",
     "OneBiasRNN": "._torch",
-    "SequenceModule": "._torch",
+    "ChainModule": "._torch",
+    "torch_loss": "._torch",
+    "torch_readout": "._torch",
     "build_module": "._torch",
     "empty_module": "._torch",
     "flux_to_torch_layout": "._torch",

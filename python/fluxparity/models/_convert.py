@@ -11,9 +11,10 @@ Weights need no reshaping: Flux's ``Wi (G·hidden, in)`` IS ``weight_ih_l0 (G·h
   and has no Flux counterpart, so it is refused.
 - The custom modules (:class:`OneBiasRNN`, :class:`GRUv3`) have one ``bias_l0``, copied as is.
 
-State-dict names: a bare cell maps to the module's own names (``weight_ih_l0``, ...); a
-:class:`SequenceModel` maps to :class:`SequenceModule`'s (``rnn.weight_ih_l0``, ..., ``head.weight``,
-``head.bias``; Flux ``Dense.weight (out, hidden)`` is ``nn.Linear.weight (out, hidden)``).
+State-dict names: a bare cell maps to the module's own names (``weight_ih_l0``, ...); a :class:`Chain`
+maps to :class:`ChainModule`'s, 0-based: Flux's ``layers[i].cell.Wi`` is ``layers.{i-1}.weight_ih_l0``, and
+Flux's ``layers[i].weight``/``bias`` (Dense, ``(out, in)``) is ``layers.{i-1}.weight``/``bias`` of an
+``nn.Linear`` (also ``(out, in)``).
 Dtypes are always given explicitly; values are copied, never shared.
 """
 
@@ -26,16 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._params import (
-    CELL_TYPES,
-    CellParams,
-    DenseParams,
-    GRUv3Params,
-    Params,
-    RNNParams,
-    SequenceModel,
-)
-from ._torch import GRUv3, OneBiasRNN
+from ._params import CELL_TYPES, CellParams, Chain, DenseParams, GRUv3Params, RNNParams
+from ._torch import ChainModule, GRUv3, OneBiasRNN
 
 _HIDDEN_BIAS = re.compile(r"(^|\.)bias_hh_l\d+(_reverse)?$")
 _ONE_BIAS_NAMES = {"weight_ih_l0", "weight_hh_l0", "bias_l0"}
@@ -65,23 +58,26 @@ def _cell_state_dict(cell: CellParams, dtype: torch.dtype, one_bias_rnn: bool) -
     return sd
 
 
-def to_state_dict(params: Params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> dict[str, torch.Tensor]:
+def to_state_dict(params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> dict[str, torch.Tensor]:
     """Flux-layout ``params`` -> a ``state_dict`` for the matching module of :mod:`._torch`.
 
     Args:
-        params: a cell (keys without prefix) or a :class:`SequenceModel` (keys ``rnn.*`` and ``head.*``).
+        params: a lone cell (keys without prefix) or a :class:`Chain` (keys ``layers.{i}.*``, 0-based).
         dtype: the tensors' dtype (e.g. ``torch.float64``); values are converted to it explicitly here.
         one_bias_rnn: target :class:`OneBiasRNN` for tanh/relu RNNs too (identity RNNs always are).
 
     Returns:
         ``{name: tensor}``; shapes are Flux's (``weight_ih_l0 (G·hidden, in)``, ...), ``bias_hh_l0`` zeros.
     """
-    if not isinstance(params, SequenceModel):
+    if not isinstance(params, Chain):
         return _cell_state_dict(params, dtype, one_bias_rnn)
-    sd = {f"rnn.{k}": v for k, v in _cell_state_dict(params.cell, dtype, one_bias_rnn).items()}
-    if params.head is not None:
-        sd["head.weight"] = _tensor(params.head.weight, dtype)
-        sd["head.bias"] = _tensor(params.head.bias, dtype)
+    sd = {}
+    for i, layer in enumerate(params.layers):
+        if isinstance(layer, DenseParams):
+            sd[f"layers.{i}.weight"] = _tensor(layer.weight, dtype)
+            sd[f"layers.{i}.bias"] = _tensor(layer.bias, dtype)
+        else:
+            sd.update({f"layers.{i}.{k}": v for k, v in _cell_state_dict(layer, dtype, one_bias_rnn).items()})
     return sd
 
 
@@ -135,25 +131,42 @@ def _cell_from_state_dict(sd: dict[str, torch.Tensor], dtype, activation: Option
     return cls(**arrays)
 
 
-def from_state_dict(state_dict: dict[str, torch.Tensor], *, dtype, activation: Optional[str] = None) -> Params:
+def _layer_dicts(state_dict: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    layers: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        head, _, rest = key.partition(".")
+        number, _, name = rest.partition(".")
+        if head != "layers" or not number.isdigit() or not name:
+            raise ValueError(f"unexpected state_dict name {key!r} (a ChainModule's are layers.<i>.<name>)")
+        layers.setdefault(int(number), {})[name] = value
+    return dict(sorted(layers.items()))
+
+
+def from_state_dict(state_dict: dict[str, torch.Tensor], *, dtype, activation: Optional[str] = None,
+                    like: Optional[Chain] = None):
     """Inverse of :func:`to_state_dict`: a ``state_dict`` -> Flux-layout parameters as NumPy arrays.
 
     Args:
-        state_dict: a module's names (-> a cell) or :class:`SequenceModule`'s ``rnn.*``/``head.*`` (-> a
-            :class:`SequenceModel`). The kind is read from the shapes (and ``weight_hh_tilde_l0`` for GRUv3).
+        state_dict: one recurrent module's names (-> a cell; the kind is read from the shapes and
+            ``weight_hh_tilde_l0``), or :class:`ChainModule`'s ``layers.{i}.*`` (-> a :class:`Chain`).
         dtype: the NumPy dtype of the returned arrays (e.g. ``np.float64``).
-        activation: required for an RNN (``"identity"``, ``"tanh"`` or ``"relu"``): it is not in a state_dict.
+        activation: required for a lone RNN (``"identity"``, ``"tanh"`` or ``"relu"``): not in a state_dict.
+        like: required for a Chain: the activations and readout are not in a state_dict; taken from it.
     """
-    if not any(k.startswith("rnn.") for k in state_dict):
+    if not any(k.startswith("layers.") for k in state_dict):
         return _cell_from_state_dict(dict(state_dict), dtype, activation)
-    unknown = [k for k in state_dict if not k.startswith(("rnn.", "head."))]
-    if unknown:
-        raise ValueError(f"unexpected state_dict names {unknown}")
-    cell = _cell_from_state_dict({k[4:]: v for k, v in state_dict.items() if k.startswith("rnn.")}, dtype, activation)
-    head = None
-    if "head.weight" in state_dict:
-        head = DenseParams(_numpy(state_dict["head.weight"], dtype), _numpy(state_dict["head.bias"], dtype))
-    return SequenceModel(cell, head)
+    if like is None:
+        raise ValueError("a Chain's activations and readout are not in its state_dict: pass like=")
+    per_layer = _layer_dicts(state_dict)
+    if list(per_layer) != list(range(len(like.layers))):
+        raise ValueError(f"state_dict has layers {list(per_layer)}, the Chain has {len(like.layers)}")
+    layers = []
+    for layer, sd in zip(like.layers, per_layer.values()):
+        if isinstance(layer, DenseParams):
+            layers.append(DenseParams(_numpy(sd["weight"], dtype), _numpy(sd["bias"], dtype), layer.activation))
+        else:
+            layers.append(_cell_from_state_dict(sd, dtype, getattr(layer, "activation", None)))
+    return Chain(tuple(layers), like.readout)
 
 
 def module_activation(rnn: nn.Module) -> Optional[str]:
@@ -171,14 +184,21 @@ def _check_single_layer(rnn: nn.Module) -> None:
         raise TypeError(f"{type(rnn).__name__} is not a recurrent module this package converts")
 
 
-def from_module(module: nn.Module, *, dtype) -> Params:
-    """A module of :mod:`._torch` (or a bare ``nn.RNN``/``nn.LSTM``/``nn.GRU``) -> Flux-layout parameters.
-
-    A :class:`SequenceModule` gives a :class:`SequenceModel`; a bare recurrent module gives a cell.
-    """
-    rnn = getattr(module, "rnn", module)
-    _check_single_layer(rnn)
-    return from_state_dict(module.state_dict(), dtype=dtype, activation=module_activation(rnn))
+def from_module(module: nn.Module, *, dtype):
+    """A :class:`ChainModule` -> a :class:`Chain`; a bare ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (single-layer,
+    unidirectional) or :class:`OneBiasRNN`/:class:`GRUv3` -> a cell. Arrays as NumPy ``dtype``."""
+    if not isinstance(module, ChainModule):
+        _check_single_layer(module)
+        return from_state_dict(module.state_dict(), dtype=dtype, activation=module_activation(module))
+    layers = []
+    for i, (layer, activation) in enumerate(zip(module.layers, module.activations)):
+        sd = {k: v for k, v in layer.state_dict().items()}
+        if activation is not None:
+            layers.append(DenseParams(_numpy(sd["weight"], dtype), _numpy(sd["bias"], dtype), activation))
+        else:
+            _check_single_layer(layer)
+            layers.append(_cell_from_state_dict(sd, dtype, module_activation(layer)))
+    return Chain(tuple(layers), module.readout)
 
 
 def freeze_hidden_biases(module: nn.Module) -> list[str]:
@@ -198,29 +218,36 @@ def freeze_hidden_biases(module: nn.Module) -> list[str]:
     return frozen
 
 
-def gradients_to_flux(grads: dict[str, Optional[torch.Tensor]], like: Params, *, dtype) -> Params:
-    """PyTorch gradients by parameter name (as ``named_parameters()``/``state_dict`` names them) -> the Flux
-    layout of ``like``, as NumPy arrays of ``dtype``.
-
-    The one bias's gradient is ``bias_ih_l0``'s (or ``bias_l0``'s): d loss / d b = d loss / d bias_ih when
-    ``b = bias_ih + bias_hh``. A frozen ``bias_hh_l0`` (gradient None) is simply not read.
-    """
-    model = like if isinstance(like, SequenceModel) else SequenceModel(like)
-    prefix = "rnn." if isinstance(like, SequenceModel) else ""
-
+def _cell_gradients(grads: dict, prefix: str, cell: CellParams, dtype) -> CellParams:
     def grad(name: str) -> np.ndarray:
-        g = grads.get(prefix + name if not name.startswith("head.") else name)
+        g = grads.get(prefix + name)
         if g is None:
-            raise ValueError(f"no gradient for {name!r} (frozen or unused?)")
+            raise ValueError(f"no gradient for {prefix + name!r} (frozen or unused?)")
         return _numpy(g, dtype)
 
-    cell = model.cell
     bias_name = "bias_l0" if (prefix + "bias_l0") in grads else "bias_ih_l0"
     arrays = {"Wi": grad("weight_ih_l0"), "Wh": grad("weight_hh_l0"), cell.array_names[2]: grad(bias_name)}
     if isinstance(cell, GRUv3Params):
         arrays["Wh_htilde"] = grad("weight_hh_tilde_l0")
-    cell_grads = cell.replace_arrays(arrays)
-    if not isinstance(like, SequenceModel):
-        return cell_grads
-    head = None if model.head is None else DenseParams(grad("head.weight"), grad("head.bias"))
-    return SequenceModel(cell_grads, head)
+    return cell.replace_arrays(arrays)
+
+
+def gradients_to_flux(grads: dict[str, Optional[torch.Tensor]], like, *, dtype):
+    """PyTorch gradients by parameter name (as ``named_parameters()``/``state_dict`` names them) -> the Flux
+    layout of ``like`` (a :class:`Chain` or a lone cell), as NumPy arrays of ``dtype``.
+
+    The one bias's gradient is ``bias_ih_l0``'s (or ``bias_l0``'s): d loss / d b = d loss / d bias_ih when
+    ``b = bias_ih + bias_hh``. A frozen ``bias_hh_l0`` (gradient None) is simply not read.
+    """
+    if not isinstance(like, Chain):
+        return _cell_gradients(grads, "", like, dtype)
+    layers = []
+    for i, layer in enumerate(like.layers):
+        if isinstance(layer, DenseParams):
+            w, b = grads.get(f"layers.{i}.weight"), grads.get(f"layers.{i}.bias")
+            if w is None or b is None:
+                raise ValueError(f"no gradient for layers.{i}.weight/bias")
+            layers.append(layer.replace_arrays({"weight": _numpy(w, dtype), "bias": _numpy(b, dtype)}))
+        else:
+            layers.append(_cell_gradients(grads, f"layers.{i}.", layer, dtype))
+    return Chain(tuple(layers), like.readout)

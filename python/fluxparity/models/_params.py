@@ -1,4 +1,4 @@
-"""Recurrent cells' parameters in Flux 0.16's layout, and Flux's initialisation rule for them.
+"""The one model description, :class:`Chain`, its layers in Flux 0.16's layout, and Flux's initialisation rule.
 
 Each container holds exactly the arrays of the Flux struct it mirrors, under the Flux field names, with the
 Flux shapes (``(out, in)`` matrices, as in ``Wi * x``). ``hidden`` below is Flux's ``out``; ``G`` is the
@@ -14,14 +14,27 @@ Arrays are stored as given (float32 or float64, one dtype per container); nothin
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar, Optional, Union
+from typing import ClassVar, Optional, Sequence, Union
 
 import numpy as np
 
-from ..params import glorot_uniform
+
+
+def glorot_uniform(rng: np.random.Generator, out: int, inp: int) -> np.ndarray:
+    """Flux's ``glorot_uniform(out, in)``: ``(rand(Float32) - 0.5) * sqrt(24 / (in + out))`` in Float32.
+
+    Same rule and arithmetic as Flux, not the same random numbers (Julia's RNG cannot be reproduced in
+    NumPy): the values are drawn here once and copied into every backend. Computed in float32 so that the
+    float32 and float64 runs start from exactly the same numbers. Returns ``(out, in)`` float64.
+    """
+    u = rng.random((out, inp), dtype=np.float32)
+    scale = np.float32(np.sqrt(np.float32(24.0) / np.float32(inp + out)))
+    return ((u - np.float32(0.5)) * scale).astype(np.float64)
 
 KINDS = ("rnn", "lstm", "gru", "gruv3")
 RNN_ACTIVATIONS = ("identity", "tanh", "relu")
+DENSE_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
+READOUTS = ("last", "all")
 
 
 def _check_arrays(owner: str, arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:
@@ -203,111 +216,172 @@ def _check_gated(p) -> None:
     _check_arrays(name, p.arrays(), {"Wi": (g, inputs), "Wh": (g, hidden), bias_name: (g,)})
 
 
+
 @dataclass(frozen=True, eq=False)
 class DenseParams(_ArrayContainer):
-    """Flux's ``Dense(weight, bias, identity)``: ``y = weight*h .+ bias`` — the head ``nn.Linear`` mirrors.
+    """Flux's ``Dense(weight, bias, σ)``: ``y = σ.(weight*h .+ bias)``, applied to every time step.
+
+    Flux applies ``NNlib.fast_act(σ, x)`` (src/layers/basic.jl): ``tanh`` runs as ``tanh_fast`` and ``sigmoid``
+    as ``sigmoid_fast``; ``identity`` and ``relu`` are left alone — as in the recurrent cells.
 
     Args:
-        weight: ``(out, hidden)``.
+        weight: ``(out, in)``.
         bias: ``(out,)``.
+        activation: ``"identity"``, ``"relu"``, ``"tanh"`` or ``"sigmoid"`` (Flux's ``σ`` field).
     """
 
     weight: np.ndarray
     bias: np.ndarray
+    activation: str = "identity"
 
     array_names: ClassVar[tuple[str, ...]] = ("weight", "bias")
 
     def _validate(self) -> None:
+        if self.activation not in DENSE_ACTIVATIONS:
+            raise ValueError(f"DenseParams.activation {self.activation!r} is not one of {DENSE_ACTIVATIONS}")
         if self.weight.ndim != 2:
             raise ValueError(f"DenseParams.weight must be a matrix, got shape {self.weight.shape}")
         _check_arrays("DenseParams", self.arrays(), {"bias": (self.weight.shape[0],)})
+
+    @property
+    def input_size(self) -> int:
+        return self.weight.shape[1]
 
     @property
     def output_size(self) -> int:
         return self.weight.shape[0]
 
 
+Layer = Union[RNNParams, LSTMParams, GRUParams, GRUv3Params, DenseParams]
+
+
 @dataclass(frozen=True, eq=False)
-class SequenceModel:
-    """A recurrent cell run over a sequence, optionally followed by a Dense head on every step.
+class Chain:
+    """THE model description: Flux's ``Chain(rec_1, …, rec_k, Dense_1, …, Dense_m)`` and where it is read.
 
-    In Flux: ``Chain(RNN(cell), head)`` (or ``LSTM``/``GRU``/``GRUv3``), which maps ``in × len × batch`` to
-    ``out × len × batch``; without a head it is the recurrent layer alone. The sum task reads the last step.
+    ``layers``: one or more recurrent layers (:class:`RNNParams`, :class:`LSTMParams`, :class:`GRUParams`,
+    :class:`GRUv3Params`; in Flux each is ``RNN(cell)``/``LSTM(cell)``/…, the struct with one field ``cell``),
+    then zero or more :class:`DenseParams`. Each layer's input size is the previous layer's output size.
+    On an input ``(in, len, batch)`` the chain gives ``(out, len, batch)``: every recurrent layer returns all
+    its hidden states, every Dense is applied to every step.
 
-    Args:
-        cell: one of :class:`RNNParams`, :class:`LSTMParams`, :class:`GRUParams`, :class:`GRUv3Params`.
-        head: :class:`DenseParams` with ``weight (out, hidden)``, or ``None``.
+    ``readout``: ``"last"`` — the model's output is the last step, ``(out, batch)`` (Flux: ``m(x)[:, end, :]``);
+    ``"all"`` — every step, ``(out, len, batch)``.
+
+    Flat parameter names (:meth:`arrays`), Flux's structural path with 1-based layer numbers, as in Julia:
+    ``layers[i].cell.<field>`` for a recurrent layer (``Wi``, ``Wh``, ``bias`` for RNN/LSTM, ``b`` for
+    GRU/GRUv3, and GRUv3's ``Wh_h̃`` as ASCII ``Wh_htilde``) and ``layers[i].weight``/``layers[i].bias`` for a
+    Dense. In Julia ``getfield(model.layers[i].cell, :Wi)`` is the same array. The tutorial is
+    ``Chain((RNNParams(Wi (1,1), Wh (1,1), bias (1,), "identity"|"tanh"),), "last")``.
     """
 
-    cell: CellParams
-    head: Optional[DenseParams] = None
+    layers: tuple
+    readout: str = "last"
 
     def __post_init__(self) -> None:
-        if self.head is not None:
-            if self.head.weight.shape[1] != self.cell.hidden_size:
-                raise ValueError(
-                    f"head.weight: expected {self.cell.hidden_size} columns (the cell's hidden size), "
-                    f"got shape {self.head.weight.shape}"
-                )
-            if self.head.dtype != self.cell.dtype:
-                raise TypeError(f"head dtype {self.head.dtype} differs from cell dtype {self.cell.dtype}")
+        layers = tuple(self.layers)
+        object.__setattr__(self, "layers", layers)
+        if self.readout not in READOUTS:
+            raise ValueError(f"Chain.readout {self.readout!r} is not one of {READOUTS}")
+        if not layers or not isinstance(layers[0], _Cell):
+            raise ValueError("a Chain starts with at least one recurrent layer (RNN, LSTM, GRU or GRUv3)")
+        seen_dense = False
+        for i, layer in enumerate(layers, start=1):
+            if isinstance(layer, DenseParams):
+                seen_dense = True
+            elif not isinstance(layer, _Cell):
+                raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not a recurrent layer or DenseParams")
+            elif seen_dense:
+                raise ValueError(f"layers[{i}]: recurrent layers come before every Dense layer")
+            if layer.dtype != layers[0].dtype:
+                raise TypeError(f"layers[{i}] dtype {layer.dtype} differs from layers[1] dtype {layers[0].dtype}")
+            if i > 1 and layer.input_size != _out_size(layers[i - 2]):
+                raise ValueError(f"layers[{i}] takes {layer.input_size} inputs, layers[{i - 1}] gives "
+                                 f"{_out_size(layers[i - 2])}")
+
+    @property
+    def recurrent(self) -> tuple:
+        return tuple(layer for layer in self.layers if isinstance(layer, _Cell))
+
+    @property
+    def dense(self) -> tuple:
+        return tuple(layer for layer in self.layers if isinstance(layer, DenseParams))
 
     @property
     def dtype(self) -> np.dtype:
-        return self.cell.dtype
+        return self.layers[0].dtype
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
 
     @property
     def output_size(self) -> int:
-        return self.head.output_size if self.head is not None else self.cell.hidden_size
+        return _out_size(self.layers[-1])
 
-    def astype(self, dtype) -> "SequenceModel":
-        return SequenceModel(self.cell.astype(dtype), None if self.head is None else self.head.astype(dtype))
+    @property
+    def is_tutorial_shape(self) -> bool:
+        """One ``RNN(1 => 1, identity|tanh)`` read at the last step, no Dense: the only shape the fast
+        kernels (``backends/reference.py``'s numba kernel, ``backends/pytorch_fast.py``) implement."""
+        if len(self.layers) != 1 or self.readout != "last":
+            return False
+        cell = self.layers[0]
+        return isinstance(cell, RNNParams) and cell.activation in ("identity", "tanh") and cell.Wi.shape == (1, 1)
 
-    def zeros_like(self) -> "SequenceModel":
-        return SequenceModel(self.cell.zeros_like(), None if self.head is None else self.head.zeros_like())
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array by flat name (see the class docstring), layer by layer, in each struct's field order."""
+        return {f"{_prefix(i, layer)}{n}": a for i, layer in enumerate(self.layers, start=1)
+                for n, a in layer.arrays().items()}
+
+    def replace_arrays(self, flat: dict[str, np.ndarray]) -> "Chain":
+        """The same structure and metadata with the arrays in ``flat`` (every name of :meth:`arrays`)."""
+        expected = set(self.arrays())
+        if set(flat) != expected:
+            raise KeyError(f"Chain: missing {sorted(expected - set(flat))}, unexpected {sorted(set(flat) - expected)}")
+        layers = []
+        for i, layer in enumerate(self.layers, start=1):
+            prefix = _prefix(i, layer)
+            layers.append(layer.replace_arrays({n: flat[prefix + n] for n in layer.array_names}))
+        return Chain(tuple(layers), self.readout)
+
+    def astype(self, dtype) -> "Chain":
+        return Chain(tuple(layer.astype(dtype) for layer in self.layers), self.readout)
+
+    def zeros_like(self) -> "Chain":
+        return Chain(tuple(layer.zeros_like() for layer in self.layers), self.readout)
 
 
-Params = Union[CellParams, SequenceModel]
+def _out_size(layer) -> int:
+    return layer.output_size if isinstance(layer, DenseParams) else layer.hidden_size
 
 
-def flat_params(params: Params) -> dict[str, np.ndarray]:
-    """Every array by name, for comparison reports: ``{"Wi": ..., "Wh": ..., "bias": ...}`` for a cell, and
-    ``{"cell.Wi": ..., ..., "head.weight": ..., "head.bias": ...}`` for a :class:`SequenceModel`.
+def _prefix(i: int, layer) -> str:
+    return f"layers[{i}]." if isinstance(layer, DenseParams) else f"layers[{i}].cell."
 
-    Names are Flux's field names (``Wh_htilde`` stands for ``Wh_h̃``); the values are the arrays themselves.
-    """
-    if isinstance(params, SequenceModel):
-        flat = {f"cell.{n}": a for n, a in params.cell.arrays().items()}
-        if params.head is not None:
-            flat.update({f"head.{n}": a for n, a in params.head.arrays().items()})
-        return flat
+
+def as_chain(params) -> Chain:
+    """``params`` itself if it is a :class:`Chain`; a lone recurrent layer becomes ``Chain((cell,), "all")``."""
+    if isinstance(params, Chain):
+        return params
+    if isinstance(params, _Cell):
+        return Chain((params,), "all")
+    raise TypeError(f"expected a fluxparity.models.Chain (or one recurrent layer), got {type(params).__name__}")
+
+
+def flat_params(params) -> dict[str, np.ndarray]:
+    """:meth:`Chain.arrays` (a lone cell: its own field names ``Wi``, ``Wh``, ...). The arrays themselves."""
     return params.arrays()
 
 
-def with_flat_params(params: Params, flat: dict[str, np.ndarray]) -> Params:
+def with_flat_params(params, flat: dict[str, np.ndarray]):
     """Inverse of :func:`flat_params`: ``params``' structure and metadata with the arrays in ``flat``."""
-    if isinstance(params, SequenceModel):
-        cell = params.cell.replace_arrays({n[5:]: a for n, a in flat.items() if n.startswith("cell.")})
-        head_arrays = {n[5:]: a for n, a in flat.items() if n.startswith("head.")}
-        unknown = [n for n in flat if not n.startswith(("cell.", "head."))]
-        if unknown:
-            raise KeyError(f"unexpected names {unknown}")
-        if (params.head is None) != (not head_arrays):
-            raise KeyError("head arrays must be given exactly when the model has a head")
-        head = None if params.head is None else params.head.replace_arrays(head_arrays)
-        return SequenceModel(cell, head)
     return params.replace_arrays(flat)
 
 
-def init_cell(
-    kind: str,
-    input_size: int,
-    hidden_size: int,
-    *,
-    seed: Union[int, np.random.Generator, np.random.SeedSequence],
-    dtype,
-    activation: str = "tanh",
-) -> CellParams:
+Seed = Union[int, np.random.Generator, np.random.SeedSequence]
+
+
+def init_cell(kind: str, input_size: int, hidden_size: int, *, seed: Seed, dtype, activation: str = "tanh") -> CellParams:
     """A cell initialised by Flux 0.16's rule: ``Wi`` and ``Wh`` by ``glorot_uniform`` (also for ``Wh`` —
     not orthogonal), ``Wh_h̃`` by ``glorot_uniform(hidden, hidden)``, every bias zeros.
 
@@ -336,32 +410,43 @@ def init_cell(
     return cls(**arrays)
 
 
-def init_dense(
-    input_size: int, output_size: int, *, seed: Union[int, np.random.Generator, np.random.SeedSequence], dtype
-) -> DenseParams:
-    """Flux's ``Dense(in => out)``: ``weight = glorot_uniform(out, in)``, ``bias`` zeros."""
+def init_dense(input_size: int, output_size: int, *, seed: Seed, dtype, activation: str = "identity") -> DenseParams:
+    """Flux's ``Dense(in => out, σ)``: ``weight = glorot_uniform(out, in)``, ``bias`` zeros."""
     rng = np.random.default_rng(seed)
     return DenseParams(
         weight=glorot_uniform(rng, output_size, input_size).astype(dtype),
         bias=np.zeros(output_size, dtype=dtype),
+        activation=activation,
     )
 
 
-def init_model(
-    kind: str,
-    input_size: int,
-    hidden_size: int,
-    output_size: Optional[int] = None,
-    *,
-    seed: Union[int, np.random.Generator, np.random.SeedSequence],
-    dtype,
-    activation: str = "tanh",
-) -> SequenceModel:
-    """A :class:`SequenceModel` by Flux's rules; a Dense head ``hidden => output_size`` iff ``output_size``.
+def init_chain(input_size: int, recurrent: Sequence[tuple], dense: Sequence[tuple] = (), *, seed: Seed, dtype,
+               readout: str = "last") -> Chain:
+    """A :class:`Chain` by Flux's rules, every layer drawn in order from one generator seeded by ``seed``.
 
-    The cell is drawn first, then the head, from one generator seeded by ``seed``.
+    ``recurrent``: ``(kind, hidden)`` or ``(kind, hidden, activation)`` per layer (activation: RNN only);
+    ``dense``: ``(out,)`` or ``(out, activation)`` per Dense layer. E.g. Flux's
+    ``Chain(LSTM(3 => 16), Dense(16 => 2, relu))`` is ``init_chain(3, [("lstm", 16)], [(2, "relu")], ...)``.
     """
     rng = np.random.default_rng(seed)
-    cell = init_cell(kind, input_size, hidden_size, seed=rng, dtype=dtype, activation=activation)
-    head = None if output_size is None else init_dense(hidden_size, output_size, seed=rng, dtype=dtype)
-    return SequenceModel(cell, head)
+    layers, n_in = [], input_size
+    for spec in recurrent:
+        kind, hidden, activation = (tuple(spec) + ("tanh",))[:3]
+        layers.append(init_cell(kind, n_in, hidden, seed=rng, dtype=dtype, activation=activation))
+        n_in = hidden
+    for spec in dense:
+        out, activation = (tuple(spec) + ("identity",))[:2]
+        layers.append(init_dense(n_in, out, seed=rng, dtype=dtype, activation=activation))
+        n_in = out
+    return Chain(tuple(layers), readout)
+
+
+def init_model(kind: str, input_size: int, hidden_size: int, output_size: Optional[int] = None, *, seed: Seed,
+               dtype, activation: str = "tanh", readout: str = "all") -> Chain:
+    """``Chain(kind(input => hidden), Dense(hidden => output_size))`` (no Dense when ``output_size`` is None).
+
+    The cell is drawn first, then the Dense, from one generator seeded by ``seed`` (the same numbers as
+    :func:`init_chain` with the same layers).
+    """
+    dense = () if output_size is None else ((output_size,),)
+    return init_chain(input_size, [(kind, hidden_size, activation)], dense, seed=seed, dtype=dtype, readout=readout)

@@ -1,4 +1,5 @@
-"""The NumPy reference: Flux 0.16's recurrent cells run over a batch, and backprop through time by hand.
+"""The NumPy reference: a Flux 0.16 :class:`Chain` (stacked recurrent layers, then Dense layers) run over a
+batch, and backprop through time by hand.
 
 No autograd: every gradient below is written out from the forward formulas (Flux ``src/layers/recurrent.jl``,
 the ``(m::…Cell)(x, h)`` methods), so this is an independent witness for both Flux and PyTorch.
@@ -6,7 +7,8 @@ the ``(m::…Cell)(x, h)`` methods), so this is an independent witness for both 
 Layout (Flux's, at this module's boundary): an input batch ``x`` is ``(in, len, batch)`` — time is axis 1 —
 or ``(in, len)`` for one sequence. From PyTorch's ``(len, batch, in)``: ``x_flux = x_torch.transpose(2, 0, 1)``;
 from ``batch_first`` ``(batch, len, in)``: ``x_flux = x_torch.transpose(2, 1, 0)``. Outputs come back as
-``(out, len, batch)`` (or ``(out, len)``): every step's hidden state, or every step's Dense-head output.
+``(out, len, batch)`` (or ``(out, len)``): every step's output of the last layer (the readout is applied by
+the loss, :mod:`._losses`).
 
 Dtype: the arithmetic runs in the parameters' dtype and ``x`` must have that same dtype — no silent
 promotion (Flux's recurrent cells WOULD promote Float64 input into Float32 weights; convert explicitly).
@@ -21,7 +23,7 @@ from typing import Callable, Union
 import numpy as np
 
 from . import _activations as act
-from ._params import CellParams, GRUParams, GRUv3Params, LSTMParams, Params, RNNParams, SequenceModel
+from ._params import CellParams, Chain, DenseParams, GRUParams, GRUv3Params, LSTMParams, RNNParams, as_chain
 
 Loss = Callable[[np.ndarray], tuple[float, np.ndarray]]  # outputs -> (loss, d loss / d outputs)
 
@@ -31,24 +33,24 @@ class Trace:
     """What a forward pass kept for its backward pass.
 
     Attributes:
-        params: the parameters as given (a cell or a :class:`SequenceModel`); gradients mirror this structure.
+        params: the parameters as given (a :class:`Chain` or a lone cell); gradients mirror this structure.
         x: ``(in, len, batch)``, the input as used.
-        hidden: ``(hidden, len, batch)``, every step's hidden state ``h_t``.
-        outputs: ``(out, len, batch)``, the Dense head applied to every ``h_t``, or ``hidden`` with no head.
+        inputs: per layer, its input: ``(n_in, len, batch)`` (``inputs[0]`` is ``x``).
+        outputs: ``(out, len, batch)``, the last layer's output at every step.
         single: True when the input was one ``(in, len)`` sequence (outputs are then returned 2-D).
     """
 
-    params: Params
+    params: object
     x: np.ndarray
-    hidden: np.ndarray
+    inputs: list
     outputs: np.ndarray
     single: bool
     fast: bool
-    _caches: list
+    _caches: list  # per layer: a list of per-step caches (recurrent) or the activation's output (Dense)
 
     @property
-    def model(self) -> SequenceModel:
-        return self.params if isinstance(self.params, SequenceModel) else SequenceModel(self.params)
+    def model(self) -> Chain:
+        return as_chain(self.params)
 
     def result(self) -> np.ndarray:
         """``outputs`` in the caller's layout: ``(out, len)`` for a single sequence, else ``(out, len, batch)``."""
@@ -171,67 +173,24 @@ def _initial_state(cell: CellParams, batch: int) -> tuple[np.ndarray, ...]:
     return (zeros, zeros.copy()) if cell.kind == "lstm" else (zeros,)
 
 
-def forward(params: Params, x: np.ndarray, *, fast: bool = True) -> Trace:
-    """Run ``params`` (a cell, or a :class:`SequenceModel`) over ``x`` from a zero state.
-
-    Args:
-        params: a cell's parameters or a :class:`SequenceModel`.
-        x: ``(in, len, batch)`` or ``(in, len)``, the parameters' dtype.
-        fast: True (Flux's behaviour) uses NNlib's ``tanh_fast``/``sigmoid_fast``; False the exact functions
-            (PyTorch's).
-
-    Returns:
-        A :class:`Trace`; ``trace.result()`` is ``(out, len[, batch])``.
-    """
-    model = params if isinstance(params, SequenceModel) else SequenceModel(params)
-    cell, head = model.cell, model.head
-    xb, single = _as_batch(x, cell.dtype, cell.input_size)
+def _recurrent_forward(cell: CellParams, x: np.ndarray, fast: bool) -> tuple[np.ndarray, list]:
+    """``x (in, len, batch)`` -> every step's hidden state ``(hidden, len, batch)`` and the per-step caches."""
     step, _ = _CELLS[cell.kind]
-    state = _initial_state(cell, xb.shape[2])
+    state = _initial_state(cell, x.shape[2])
     caches, hidden = [], []
-    for t in range(xb.shape[1]):
-        state, cache = step(cell, fast, xb[:, t, :], state)
+    for t in range(x.shape[1]):
+        state, cache = step(cell, fast, x[:, t, :], state)
         caches.append(cache)
         hidden.append(state[0])
-    hidden = np.stack(hidden, axis=1) if hidden else np.zeros((cell.hidden_size, 0, xb.shape[2]), cell.dtype)
-    if head is None:
-        outputs = hidden
-    else:
-        h_flat = hidden.reshape(cell.hidden_size, -1)
-        outputs = (head.weight @ h_flat + head.bias[:, None]).reshape(head.output_size, *hidden.shape[1:])
-    return Trace(params, xb, hidden, outputs, single, fast, caches)
+    if not hidden:
+        return np.zeros((cell.hidden_size, 0, x.shape[2]), cell.dtype), caches
+    return np.stack(hidden, axis=1), caches
 
 
-def backward(trace: Trace, d_outputs: np.ndarray) -> Params:
-    """Gradients of a scalar loss w.r.t. every parameter, given ``d_outputs = d loss / d outputs``.
-
-    Args:
-        trace: from :func:`forward`.
-        d_outputs: same shape as ``trace.result()`` — ``(out, len)`` or ``(out, len, batch)`` — and dtype.
-
-    Returns:
-        The gradients in the structure of ``trace.params`` (same container types, same shapes).
-    """
-    model = trace.model
-    cell, head = model.cell, model.head
-    d_out = np.asarray(d_outputs)
-    if d_out.dtype != cell.dtype:
-        raise TypeError(f"d_outputs dtype {d_out.dtype} differs from parameter dtype {cell.dtype}")
-    d_out = d_out[:, :, None] if trace.single else d_out
-    if d_out.shape != trace.outputs.shape:
-        raise ValueError(f"d_outputs: expected shape {trace.result().shape}, got {np.shape(d_outputs)}")
-
-    head_grads = None
-    if head is None:
-        d_hidden = d_out
-    else:
-        d_flat = d_out.reshape(head.output_size, -1)
-        h_flat = trace.hidden.reshape(cell.hidden_size, -1)
-        head_grads = head.replace_arrays({"weight": d_flat @ h_flat.T, "bias": d_flat.sum(axis=1)})
-        d_hidden = (head.weight.T @ d_flat).reshape(trace.hidden.shape)
-
+def _recurrent_backward(cell: CellParams, fast: bool, caches: list, x: np.ndarray, d_hidden: np.ndarray):
+    """BPTT through one recurrent layer: ``d_hidden (hidden, len, batch)`` -> (gradients by field, d x)."""
     _, back = _CELLS[cell.kind]
-    length, batch = trace.x.shape[1], trace.x.shape[2]
+    length, batch = x.shape[1], x.shape[2]
     d_state = tuple(np.zeros_like(s) for s in _initial_state(cell, batch))
     rows = cell.gates * cell.hidden_size
     dgx = np.zeros((rows, length, batch), dtype=cell.dtype)
@@ -240,31 +199,103 @@ def backward(trace: Trace, d_outputs: np.ndarray) -> Params:
     extras: dict[str, np.ndarray] = {}
     for t in reversed(range(length)):
         d_state = (d_state[0] + d_hidden[:, t, :],) + d_state[1:]
-        d_state, dgx[:, t, :], dgh[:, t, :], extra = back(cell, trace.fast, trace._caches[t], d_state)
-        h_prev[:, t, :] = trace._caches[t][0]
+        d_state, dgx[:, t, :], dgh[:, t, :], extra = back(cell, fast, caches[t], d_state)
+        h_prev[:, t, :] = caches[t][0]
         for name, g in extra.items():
             extras[name] = extras[name] + g if name in extras else g
-
     grads = {
-        "Wi": np.einsum("glb,ilb->gi", dgx, trace.x),
+        "Wi": np.einsum("glb,ilb->gi", dgx, x),
         "Wh": np.einsum("glb,hlb->gh", dgh, h_prev),
         cell.array_names[2]: dgx.sum(axis=(1, 2)),
     }
     for name in cell.array_names[3:]:
         grads[name] = extras.get(name, np.zeros_like(getattr(cell, name)))
-    cell_grads = cell.replace_arrays({n: g.astype(cell.dtype, copy=False) for n, g in grads.items()})
-    if isinstance(trace.params, SequenceModel):
-        return SequenceModel(cell_grads, head_grads)
-    return cell_grads
+    d_x = np.einsum("gi,glb->ilb", cell.Wi, dgx)
+    return {n: g.astype(cell.dtype, copy=False) for n, g in grads.items()}, d_x
 
 
-def outputs(params: Params, x: np.ndarray, *, fast: bool = True) -> np.ndarray:
+def _dense_forward(layer: DenseParams, x: np.ndarray, fast: bool) -> np.ndarray:
+    """``σ.(weight * x .+ bias)`` on every step: ``x (in, len, batch)`` -> ``(out, len, batch)``."""
+    sigma, _ = act.activation(layer.activation, fast=fast)
+    flat = x.reshape(x.shape[0], -1)
+    return sigma(layer.weight @ flat + layer.bias[:, None]).reshape(layer.output_size, *x.shape[1:])
+
+
+def _dense_backward(layer: DenseParams, fast: bool, x: np.ndarray, y: np.ndarray, d_y: np.ndarray):
+    _, d_sigma = act.activation(layer.activation, fast=fast)
+    dz = (d_y * d_sigma(y)).reshape(layer.output_size, -1)
+    flat = x.reshape(x.shape[0], -1)
+    grads = {"weight": dz @ flat.T, "bias": dz.sum(axis=1)}
+    return grads, (layer.weight.T @ dz).reshape(x.shape)
+
+
+def forward(params, x: np.ndarray, *, fast: bool = True) -> Trace:
+    """Run ``params`` (a :class:`Chain`, or a lone cell) over ``x`` from a zero state.
+
+    Args:
+        params: a :class:`Chain` (or one recurrent layer's parameters).
+        x: ``(in, len, batch)`` or ``(in, len)``, the parameters' dtype.
+        fast: True (Flux's behaviour) uses NNlib's ``tanh_fast``/``sigmoid_fast`` (in the cells and, through
+            ``NNlib.fast_act``, in Dense); False the exact functions (PyTorch's).
+
+    Returns:
+        A :class:`Trace`; ``trace.result()`` is ``(out, len[, batch])``, every step of the last layer.
+    """
+    model = as_chain(params)
+    xb, single = _as_batch(x, model.dtype, model.input_size)
+    inputs, caches, h = [], [], xb
+    for layer in model.layers:
+        inputs.append(h)
+        if isinstance(layer, DenseParams):
+            h = _dense_forward(layer, h, fast)
+            caches.append(h)
+        else:
+            h, cache = _recurrent_forward(layer, h, fast)
+            caches.append(cache)
+    return Trace(params, xb, inputs, h, single, fast, caches)
+
+
+def backward(trace: Trace, d_outputs: np.ndarray):
+    """Gradients of a scalar loss w.r.t. every parameter, given ``d_outputs = d loss / d outputs``.
+
+    Args:
+        trace: from :func:`forward`.
+        d_outputs: same shape as ``trace.result()`` — ``(out, len)`` or ``(out, len, batch)`` — and dtype.
+
+    Returns:
+        The gradients in the structure of ``trace.params`` (a :class:`Chain`, or a lone cell).
+    """
+    model = trace.model
+    d_out = np.asarray(d_outputs)
+    if d_out.dtype != model.dtype:
+        raise TypeError(f"d_outputs dtype {d_out.dtype} differs from parameter dtype {model.dtype}")
+    d_out = d_out[:, :, None] if trace.single else d_out
+    if d_out.shape != trace.outputs.shape:
+        raise ValueError(f"d_outputs: expected shape {trace.result().shape}, got {np.shape(d_outputs)}")
+    grads = [None] * len(model.layers)
+    d = d_out
+    for i in reversed(range(len(model.layers))):
+        layer = model.layers[i]
+        if isinstance(layer, DenseParams):
+            g, d = _dense_backward(layer, trace.fast, trace.inputs[i], trace._caches[i], d)
+        else:
+            g, d = _recurrent_backward(layer, trace.fast, trace._caches[i], trace.inputs[i], d)
+        grads[i] = layer.replace_arrays({n: np.asarray(a, dtype=model.dtype) for n, a in g.items()})
+    result = Chain(tuple(grads), model.readout)
+    return result if isinstance(trace.params, Chain) else result.layers[0]
+
+
+def outputs(params, x: np.ndarray, *, fast: bool = True) -> np.ndarray:
     """``forward(params, x, fast=fast).result()``: ``(out, len)`` or ``(out, len, batch)``."""
     return forward(params, x, fast=fast).result()
 
 
-def value_and_grad(params: Params, x: np.ndarray, loss: Loss, *, fast: bool = True) -> tuple[float, Params]:
-    """``(loss value, gradients)`` for ``loss(outputs) -> (value, d value / d outputs)``; cheap per sample."""
+def value_and_grad(params, x: np.ndarray, loss: Loss, *, fast: bool = True):
+    """``(loss value, gradients)`` for ``loss(outputs) -> (value, d value / d outputs)``; cheap per sample.
+
+    ``loss`` sees every step, ``(out, len[, batch])``; :func:`fluxparity.models.loss_on_outputs` applies a
+    Chain's readout and one of the losses of :mod:`._losses`.
+    """
     trace = forward(params, x, fast=fast)
     value, d_outputs = loss(trace.result())
     return value, backward(trace, d_outputs)

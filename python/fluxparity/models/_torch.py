@@ -4,6 +4,10 @@
 - RNN with ``identity``: :class:`OneBiasRNN` (``nn.RNN`` accepts only tanh and relu); it also takes tanh/relu.
 - LSTM: ``nn.LSTM``; GRU: ``nn.GRU`` (both with ``bias_hh_l0`` zeroed and frozen).
 - GRUv3: :class:`GRUv3`, which has no PyTorch built-in.
+- Dense(in => out, σ): ``nn.Linear(in, out)`` followed by σ (``torch.relu``/``tanh``/``sigmoid``).
+
+A whole :class:`~fluxparity.models.Chain` is a :class:`ChainModule`: its ``layers`` ``nn.ModuleList`` holds
+the modules in the Chain's order (0-based in PyTorch: Flux's ``layers[i]`` is ``layers.{i-1}``).
 
 Every module here takes ``(len, batch, in)`` input (``batch_first=False``) and returns ``(output, h_n)``
 as ``nn.RNN`` does: ``output (len, batch, hidden)`` holds every step's hidden state. The custom modules use
@@ -18,9 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._params import Params, SequenceModel
+from ._params import DenseParams, as_chain
 
 _NONLINEARITIES = {"identity": lambda a: a, "tanh": torch.tanh, "relu": torch.relu}
+# Dense activations: PyTorch's exact functions (Flux runs tanh/sigmoid as NNlib's *_fast, see _activations).
+_DENSE_ACTIVATIONS = {**_NONLINEARITIES, "sigmoid": torch.sigmoid}
 
 
 class OneBiasRNN(nn.Module):
@@ -87,53 +93,91 @@ class GRUv3(nn.Module):
         return torch.stack(steps), h[None]
 
 
-class SequenceModule(nn.Module):
-    """A recurrent module and an optional ``nn.Linear`` head applied to every step (Flux's
-    ``Chain(RNN(cell), Dense)``). ``forward``: ``x (len, batch, in)`` -> ``(len, batch, out)``."""
+class ChainModule(nn.Module):
+    """A :class:`~fluxparity.models.Chain` in PyTorch: ``layers`` (an ``nn.ModuleList``) holds the recurrent
+    modules, then the ``nn.Linear`` of each Dense, in order; ``activations[i]`` is layer i's Dense activation
+    (None for a recurrent layer). ``forward``: ``x (len, batch, in)`` -> every step ``(len, batch, out)``
+    (the readout, ``self.readout``, is applied by :func:`torch_readout`)."""
 
-    def __init__(self, rnn: nn.Module, head: Optional[nn.Linear] = None):
+    def __init__(self, layers: list, activations: list, readout: str = "last"):
         super().__init__()
-        self.rnn = rnn
-        self.head = head
+        self.layers = nn.ModuleList(layers)
+        self.activations = list(activations)
+        self.readout = readout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden, _ = self.rnn(x)
-        return hidden if self.head is None else self.head(hidden)
+        for layer, activation in zip(self.layers, self.activations):
+            if activation is None:
+                x, _ = layer(x)
+            else:
+                x = _DENSE_ACTIVATIONS[activation](layer(x))
+        return x
 
 
-def empty_module(params: Params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> SequenceModule:
-    """The idiomatic PyTorch module for ``params``' architecture, with PyTorch's default initial values.
-
-    ``one_bias_rnn``: use :class:`OneBiasRNN` also for tanh/relu RNNs (identity always uses it).
-    """
-    model = params if isinstance(params, SequenceModel) else SequenceModel(params)
-    cell = model.cell
+def _empty_recurrent(cell, dtype: torch.dtype, one_bias_rnn: bool) -> nn.Module:
     n_in, n_hidden = cell.input_size, cell.hidden_size
     if cell.kind == "rnn":
         if cell.activation == "identity" or one_bias_rnn:
-            rnn = OneBiasRNN(n_in, n_hidden, cell.activation, dtype=dtype)
+            return OneBiasRNN(n_in, n_hidden, cell.activation, dtype=dtype)
+        return nn.RNN(n_in, n_hidden, nonlinearity=cell.activation, dtype=dtype)
+    if cell.kind == "lstm":
+        return nn.LSTM(n_in, n_hidden, dtype=dtype)
+    if cell.kind == "gru":
+        return nn.GRU(n_in, n_hidden, dtype=dtype)
+    return GRUv3(n_in, n_hidden, dtype=dtype)
+
+
+def empty_module(params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> ChainModule:
+    """The idiomatic PyTorch module for ``params``' architecture (a Chain or a lone cell), with PyTorch's
+    default initial values. ``one_bias_rnn``: use :class:`OneBiasRNN` also for tanh/relu RNNs."""
+    chain = as_chain(params)
+    layers, activations = [], []
+    for layer in chain.layers:
+        if isinstance(layer, DenseParams):
+            layers.append(nn.Linear(layer.input_size, layer.output_size, dtype=dtype))
+            activations.append(layer.activation)
         else:
-            rnn = nn.RNN(n_in, n_hidden, nonlinearity=cell.activation, dtype=dtype)
-    elif cell.kind == "lstm":
-        rnn = nn.LSTM(n_in, n_hidden, dtype=dtype)
-    elif cell.kind == "gru":
-        rnn = nn.GRU(n_in, n_hidden, dtype=dtype)
-    else:
-        rnn = GRUv3(n_in, n_hidden, dtype=dtype)
-    head = None if model.head is None else nn.Linear(n_hidden, model.head.output_size, dtype=dtype)
-    return SequenceModule(rnn, head)
+            layers.append(_empty_recurrent(layer, dtype, one_bias_rnn))
+            activations.append(None)
+    return ChainModule(layers, activations, chain.readout)
 
 
-def build_module(params: Params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> SequenceModule:
+def build_module(params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> ChainModule:
     """:func:`empty_module` loaded with ``params`` (converted to ``dtype``) and its ``bias_hh`` frozen at zero:
     a PyTorch model that computes what the Flux model computes and trains its one bias like Flux."""
     from ._convert import freeze_hidden_biases, to_state_dict
 
-    module = empty_module(params, dtype=dtype, one_bias_rnn=one_bias_rnn)
-    model = params if isinstance(params, SequenceModel) else SequenceModel(params)
-    module.load_state_dict(to_state_dict(model, dtype=dtype, one_bias_rnn=one_bias_rnn), strict=True)
+    chain = as_chain(params)
+    module = empty_module(chain, dtype=dtype, one_bias_rnn=one_bias_rnn)
+    module.load_state_dict(to_state_dict(chain, dtype=dtype, one_bias_rnn=one_bias_rnn), strict=True)
     freeze_hidden_biases(module)
     return module
+
+
+def torch_readout(y: torch.Tensor, how: str) -> torch.Tensor:
+    """Every step ``(len, batch, out)`` -> the Chain's output: ``"last"`` ``(batch, out)``, ``"all"`` as is."""
+    return y[-1] if how == "last" else y
+
+
+def torch_loss(name: str, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The PyTorch counterpart of :func:`fluxparity.models.loss_value_and_grad`'s ``name``, on PyTorch's
+    layout: features LAST (``(batch, out)`` or ``(len, batch, out)``), ``y`` the same shape.
+
+    ``logitcrossentropy`` -> ``F.cross_entropy`` on ``(N, C)`` (classes along axis 1, ``y`` as class
+    probabilities), mean over N = every position: Flux's ``dims = 1, agg = mean`` on the transposed array.
+    """
+    import torch.nn.functional as F
+
+    if name == "mse":
+        return F.mse_loss(y_hat, y)
+    if name == "mae":
+        return F.l1_loss(y_hat, y)
+    if name == "logitcrossentropy":
+        classes = y_hat.shape[-1]
+        return F.cross_entropy(y_hat.reshape(-1, classes), y.reshape(-1, classes))
+    if name == "abs_sum":
+        return (y_hat - y).sum().abs()
+    raise ValueError(f"unknown loss {name!r}")
 
 
 def numpy_dtype(dtype: torch.dtype) -> np.dtype:
@@ -158,7 +202,7 @@ def torch_to_flux_layout(y: torch.Tensor) -> np.ndarray:
     return y.detach().cpu().numpy().transpose(2, 0, 1)
 
 
-def run(module: SequenceModule, x: np.ndarray) -> np.ndarray:
+def run(module: ChainModule, x: np.ndarray) -> np.ndarray:
     """``module`` on a Flux-layout batch ``x (in, len, batch)``: ``(out, len, batch)``, module's dtype.
 
     ``x`` must already have the module's dtype (checked): no silent conversion at this boundary.
@@ -169,7 +213,7 @@ def run(module: SequenceModule, x: np.ndarray) -> np.ndarray:
 
 
 def run_with_gradients(
-    module: SequenceModule, x: np.ndarray, d_outputs: np.ndarray
+    module: ChainModule, x: np.ndarray, d_outputs: np.ndarray
 ) -> tuple[np.ndarray, dict[str, Optional[torch.Tensor]]]:
     """Forward ``x (in, len, batch)``, then backward the scalar ``sum(outputs ⊙ d_outputs)`` so that
     ``d_outputs (out, len, batch)`` is d loss / d outputs — the same contract as the reference's ``backward``.
