@@ -54,11 +54,13 @@ class Mismatch:
 
 
 class ParityError(AssertionError):
-    """Raised by the ``assert_*`` helpers; ``mismatches`` holds every failed comparison, worst first."""
+    """Raised by the ``assert_*`` helpers; ``mismatches`` holds every failed comparison, in the order compared
+    (the first one is usually the cause of the rest); ``header`` (optional) says which golden and producer."""
 
-    def __init__(self, mismatches: list[Mismatch]) -> None:
+    def __init__(self, mismatches: list[Mismatch], header: str = "") -> None:
         self.mismatches = mismatches
-        super().__init__("\n".join(m.message() for m in mismatches))
+        self.header = header
+        super().__init__("\n".join(([header] if header else []) + [m.message() for m in mismatches]))
 
 
 def describe_index(index: tuple, *, role: str, kind: Optional[str] = None, hidden: Optional[int] = None) -> str:
