@@ -74,7 +74,7 @@ class _Run:
 
     def flux_value(self, slot: Slot) -> np.ndarray:
         """The module's value of a Flux parameter: ``bias_ih + bias_hh`` for a two-bias layer's bias."""
-        value = self.params[slot.torch_name].detach().cpu().numpy()
+        value = np.array(self.params[slot.torch_name].detach().cpu().numpy())  # a copy: the parameter trains on
         if slot.hidden_bias is not None and slot.hidden_bias in self.params:
             value = value + self.params[slot.hidden_bias].detach().cpu().numpy()
         return value
