@@ -191,7 +191,7 @@ def record_golden(path: PathLike, chain: models.Chain, x, y, *, loss: str = "mse
 # ------------------------------------------------------------------------------------------------ reader
 def _shape_of(path, headers, name: str) -> tuple:
     if name not in headers:
-        raise NpzError(path, name, "this entry (see docs/golden-format.md)", "it missing")
+        raise NpzError(path, name, "this entry (docs/golden-format.md)", "it missing")
     return headers[name].shape
 
 
@@ -291,7 +291,17 @@ def load_golden(path: PathLike) -> Golden:
         expected[f"golden.train.after_last.{n}"] = Expect(shape=shape, dtypes=(dtype,), finite=True)
         if each:
             expected[f"golden.train.after_each.{n}"] = Expect(shape=(steps, *shape), dtypes=(dtype,), finite=True)
-    arrays = read_npz(path, {**expected, **{n: Expect.ascii(_TEXT) for n in text_names}})
+    wanted = {**expected, **{n: Expect.ascii(_TEXT) for n in text_names}}
+    missing = [n for n in wanted if n not in headers]
+    if missing:
+        raise NpzError(path, missing[0], "this entry (docs/golden-format.md)", "it missing" + (
+            f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""), missing)
+    unexpected = [n for n in headers if n not in wanted]
+    if unexpected:
+        raise NpzError(path, unexpected[0], "no such entry in a golden file (docs/golden-format.md)",
+                       "it present" + (f" (also: {', '.join(unexpected[1:])})" if unexpected[1:] else ""),
+                       unexpected=unexpected)
+    arrays = read_npz(path, wanted)
     if steps < 1:
         raise NpzError(path, "golden.train.losses", "at least one training step", "none")
     chain = _chain(path, texts, {n: arrays[n] for n in weight_names})
