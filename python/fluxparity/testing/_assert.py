@@ -59,8 +59,8 @@ def _header(golden: Golden) -> str:
 
 def _mapping_mismatch(err: MappingError) -> Mismatch:
     nan = float("nan")
-    return Mismatch("mapping", err.flux_name, err.torch_name, (), (), "the module's parameters", nan, nan, nan, nan,
-                    0.0, 0.0, 1, 1, err.reason)
+    return Mismatch("mapping the module's parameters", err.flux_name, err.torch_name, (), (),
+                    "no counterpart in the module", nan, nan, nan, nan, 0.0, 0.0, 1, 1, err.reason)
 
 
 class _Run:
@@ -122,7 +122,7 @@ class _Run:
         return torch_loss(g.loss, y, target)
 
 
-def _compare_output(r: _Run, y: torch.Tensor, tol: dict, quantity: str = "output") -> Optional[Mismatch]:
+def _compare_output(r: _Run, y: torch.Tensor, tol: dict, quantity: str = "forward pass") -> Optional[Mismatch]:
     g = r.golden
     actual = r.to_flux(y)
     expected = g.output if actual.ndim == 3 or g.chain.readout == "all" else g.output[:, -1, :]
@@ -206,7 +206,7 @@ def assert_forward_parity(golden: GoldenLike, module: nn.Module, *, mapping: Opt
             y = r.run()
             found.append(_compare_output(r, y, tol))
             if found[-1] is None or found[-1].worst_index:  # a loss needs the output's shape right
-                found.append(_scalar("loss", "loss", golden.loss_value, float(r.loss(y)), tol=tol, golden=golden,
+                found.append(_scalar("forward pass", "loss", golden.loss_value, float(r.loss(y)), tol=tol, golden=golden,
                                      actual_dtype=y.detach().numpy().dtype))
     _finish("assert_forward_parity", golden, ["output", "loss"], found, started)
 
@@ -238,7 +238,7 @@ def _gradient_mismatches(r: _Run, tol: dict) -> list:
         expected = r.golden.grads[slot.flux_name]
         if p.grad is None:
             nan = float("nan")
-            found.append(Mismatch("gradient", slot.flux_name, slot.torch_name, expected.shape, (), "every element",
+            found.append(Mismatch("gradient", slot.flux_name, slot.torch_name, expected.shape, (), "no gradient",
                                   nan, nan, nan, nan, tol["rtol"], tol["atol"], expected.size, expected.size,
                                   "a parameter that gets no gradient: frozen (requires_grad=False) or unused in "
                                   "forward"))
@@ -285,7 +285,7 @@ def assert_training_parity(golden: GoldenLike, module: nn.Module, optimizer=None
                                              golden.after_each[slot.flux_name][k], r.flux_value(slot),
                                              role=slot.role, kind=slot.kind, hidden=slot.hidden,
                                              expected_dtype=golden.dtype, initial=initial[slot.flux_name], **tol))
-        found.insert(0, _scalar("loss before each step", "loss", golden.losses, losses, tol=tol, golden=golden,
+        found.insert(0, _scalar("training", "loss before each step", golden.losses, losses, tol=tol, golden=golden,
                                 actual_dtype=_np_dtype(r.dtype)))
         for slot in r.slots:
             found.append(check_close(f"parameters after step {golden.steps}", slot.flux_name, slot.torch_name,

@@ -70,7 +70,7 @@ def _candidates(module: nn.Module) -> list[tuple[str, nn.Module, str, int]]:
         if isinstance(m, nn.RNNBase):
             if m.bidirectional or getattr(m, "proj_size", 0) or not m.bias:
                 raise MappingError(f"({name})", name, "bidirectional, projected or bias-free recurrent modules "
-                                   "have no Flux counterpart; pass mapping= for a custom layout")
+                                   "have no counterpart in a Chain; pass mapping= for a custom layout")
             found += [(name, m, kind, k) for k in range(m.num_layers)]
         else:
             found.append((name, m, kind, 0))
@@ -92,8 +92,8 @@ def auto_slots(chain: models.Chain, module: nn.Module) -> list[Slot]:
         prefix = f"layers[{i}]." if is_dense else f"layers[{i}].cell."
         if i > len(layers):
             first = prefix + layer.array_names[0]
-            raise MappingError(first, "(none)", f"a missing parameter: the module has {len(layers)} layer(s) "
-                               f"Flux's Chain maps to, the golden has {len(chain.layers)}; layer {i} ({kind}) "
+            raise MappingError(first, "(none)", f"a missing parameter: the module has {len(layers)} layer(s) that map to "
+                               f"Chain layers, the golden has {len(chain.layers)}; layer {i} ({kind}) "
                                f"has no counterpart")
         mname, _, mkind, k = layers[i - 1]
         if mkind != kind:
@@ -114,7 +114,7 @@ def auto_slots(chain: models.Chain, module: nn.Module) -> list[Slot]:
                               None if is_dense else layer.hidden_size, hidden_bias))
     if len(layers) > len(chain.layers):
         extra = layers[len(chain.layers)][0] or "(module)"
-        raise MappingError("(none)", extra, f"the module has {len(layers)} layers Flux's Chain maps to, the golden "
+        raise MappingError("(none)", extra, f"the module has {len(layers)} layers that map to Chain layers, the golden "
                            f"only {len(chain.layers)}: an extra layer")
     return slots
 

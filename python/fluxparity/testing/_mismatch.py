@@ -38,6 +38,11 @@ class Mismatch:
     likely_mistake: Optional[str]
 
     def message(self) -> str:
+        if not self.worst_index and self.expected != self.expected:  # no values compared (mapping, shape)
+            lines = [f"{self.quantity} of {self.flux_name} (torch: {self.torch_name}): {self.where}"]
+            if self.likely_mistake:
+                lines.append(f"  likely porting mistake: {self.likely_mistake}")
+            return "\n".join(lines)
         lines = [
             f"{self.quantity} of {self.flux_name} (torch: {self.torch_name}) differs: "
             f"{self.n_bad} of {self.n_total} elements outside |actual - expected| <= "
