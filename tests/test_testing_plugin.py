@@ -83,3 +83,25 @@ def test_report_write_failure_leaves_no_temp_file(tmp_path, monkeypatch, stage):
     with pytest.raises(OSError):
         rec.write(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_plugin_is_registered_as_a_pytest11_entry_point():
+    import sys
+    from pathlib import Path
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["pytest11"] == {"fluxparity.testing._plugin": "fluxparity.testing._plugin"}
+
+
+def test_loading_the_plugin_imports_neither_torch_nor_juliacall():
+    import subprocess
+    import sys
+
+    code = ("import sys, fluxparity.testing._plugin, fluxparity.testing; "
+            "print(sorted(m for m in ('torch', 'juliacall') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

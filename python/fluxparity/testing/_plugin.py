@@ -41,6 +41,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         paths = recorder.write(Path(folder))
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_line(f"fluxparity: {len(recorder.records)} parity assertions -> {paths[1]}")
         _record.stop()
 
