@@ -63,6 +63,15 @@ def _mapping_mismatch(err: MappingError) -> Mismatch:
                     "no counterpart in the module", nan, nan, nan, nan, 0.0, 0.0, 1, 1, err.reason)
 
 
+class _OutputShape(ValueError):
+    """The module's output cannot be the golden's readout (wrong shape): no loss can be computed."""
+
+    def mismatch(self, quantity: str) -> Mismatch:
+        nan = float("nan")
+        return Mismatch(quantity, "output", "module output", (), (), str(self), nan, nan, nan, nan, 0.0, 0.0, 1, 1,
+                        None)
+
+
 class _Run:
     """The module, its slots and its parameters by name, once the golden is loaded into it."""
 
@@ -117,7 +126,7 @@ class _Run:
         target = g.y.T if g.y.ndim == 2 else (g.y.transpose(2, 1, 0) if self.batch_first else g.y.transpose(1, 2, 0))
         target = torch.from_numpy(np.ascontiguousarray(target)).to(y.dtype)
         if tuple(target.shape) != tuple(y.shape):
-            raise ValueError(f"the module's output has shape {tuple(y.shape)}, the golden's targets (torch layout) "
+            raise _OutputShape(f"the module's output has shape {tuple(y.shape)}, the golden's targets (torch layout) "
                              f"{tuple(target.shape)}: check the readout and batch_first")
         return torch_loss(g.loss, y, target)
 
@@ -226,8 +235,11 @@ def assert_gradient_parity(golden: GoldenLike, module: nn.Module, *, mapping: Op
     found = r.load(tol)
     if not found:
         module.zero_grad(set_to_none=True)
-        r.loss(r.run()).backward()
-        found += _gradient_mismatches(r, tol)
+        try:
+            r.loss(r.run()).backward()
+            found += _gradient_mismatches(r, tol)
+        except _OutputShape as exc:
+            found.append(exc.mismatch("gradient"))
     _finish("assert_gradient_parity", golden, ["gradient"], found, started)
 
 
@@ -269,30 +281,39 @@ def assert_training_parity(golden: GoldenLike, module: nn.Module, optimizer=None
     found = r.load(tol)
     compared = ["loss before each step", "parameters after the last step"]
     if not found:
-        opt = optimizer if optimizer is not None else FluxOptimiser(
-            [p for p in module.parameters() if p.requires_grad], golden.rule)
-        initial = {s.flux_name: golden.chain.arrays()[s.flux_name] for s in r.slots}
-        losses = []
-        for k in range(golden.steps):
-            opt.zero_grad(set_to_none=True)
-            loss = r.loss(r.run())
-            losses.append(float(loss.detach()))
-            loss.backward()
-            opt.step()
-            if golden.after_each is not None:
-                for slot in r.slots:
-                    found.append(check_close(f"parameters after step {k + 1}", slot.flux_name, slot.torch_name,
-                                             golden.after_each[slot.flux_name][k], r.flux_value(slot),
-                                             role=slot.role, kind=slot.kind, hidden=slot.hidden,
-                                             expected_dtype=golden.dtype, initial=initial[slot.flux_name], **tol))
-        found.insert(0, _scalar("training", "loss before each step", golden.losses, losses, tol=tol, golden=golden,
-                                actual_dtype=_np_dtype(r.dtype)))
-        for slot in r.slots:
-            found.append(check_close(f"parameters after step {golden.steps}", slot.flux_name, slot.torch_name,
-                                     golden.after_last[slot.flux_name], r.flux_value(slot), role=slot.role,
-                                     kind=slot.kind, hidden=slot.hidden, expected_dtype=golden.dtype,
-                                     initial=initial[slot.flux_name], **tol))
+        try:
+            found += _train(golden, r, module, optimizer, tol)
+        except _OutputShape as exc:
+            found.append(exc.mismatch("training"))
     _finish("assert_training_parity", golden, compared, found, started)
+
+
+def _train(golden: Golden, r: _Run, module: nn.Module, optimizer, tol: dict) -> list:
+    found: list = []
+    opt = optimizer if optimizer is not None else FluxOptimiser(
+        [p for p in module.parameters() if p.requires_grad], golden.rule)
+    initial = {s.flux_name: golden.chain.arrays()[s.flux_name] for s in r.slots}
+    losses = []
+    for k in range(golden.steps):
+        opt.zero_grad(set_to_none=True)
+        loss = r.loss(r.run())
+        losses.append(float(loss.detach()))
+        loss.backward()
+        opt.step()
+        if golden.after_each is not None:
+            for slot in r.slots:
+                found.append(check_close(f"parameters after step {k + 1}", slot.flux_name, slot.torch_name,
+                                         golden.after_each[slot.flux_name][k], r.flux_value(slot),
+                                         role=slot.role, kind=slot.kind, hidden=slot.hidden,
+                                         expected_dtype=golden.dtype, initial=initial[slot.flux_name], **tol))
+    found.insert(0, _scalar("training", "loss before each step", golden.losses, losses, tol=tol, golden=golden,
+                            actual_dtype=_np_dtype(r.dtype)))
+    for slot in r.slots:
+        found.append(check_close(f"parameters after step {golden.steps}", slot.flux_name, slot.torch_name,
+                                 golden.after_last[slot.flux_name], r.flux_value(slot), role=slot.role,
+                                 kind=slot.kind, hidden=slot.hidden, expected_dtype=golden.dtype,
+                                 initial=initial[slot.flux_name], **tol))
+    return found
 
 
 def assert_parity(golden: GoldenLike, module: nn.Module, optimizer=None, *, mapping: Optional[dict] = None,
