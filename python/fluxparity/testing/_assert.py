@@ -171,15 +171,17 @@ def weight_mismatches(golden: Golden, r: _Run, tol: dict) -> list[Mismatch]:
         m = check_close("weights before loading", slot.flux_name, slot.torch_name, expected, r.flux_value(slot),
                         role=slot.role, kind=slot.kind, hidden=slot.hidden, expected_dtype=golden.dtype,
                         actual_dtype=actual_t.detach().cpu().numpy().dtype, **tol)
+        if m is not None and slot.hidden_bias in r.params:
+            m = dataclasses.replace(m, torch_name=f"{slot.torch_name} + {slot.hidden_bias}")
         if slot.kind == "gru" and slot.hidden_bias in r.params:
             b_hn = r.params[slot.hidden_bias].detach().cpu().numpy()[2 * slot.hidden:]
             if np.any(b_hn != 0):
-                m = dataclasses.replace(
-                    m or check_close("weights before loading", slot.flux_name, slot.hidden_bias,
-                                     np.zeros_like(b_hn), b_hn, **tol),
-                    torch_name=f"{slot.torch_name} + {slot.hidden_bias}",
-                    likely_mistake="GRU b_hn ≠ 0: the third block of nn.GRU's bias_hh sits inside r ⊙ (W_hn h + "
-                                   "b_hn), which Flux's GRU does not have; set bias_hh to 0 and freeze it")
+                text = ("GRU b_hn ≠ 0: the third block of nn.GRU's bias_hh sits inside r ⊙ (W_hn h + b_hn), which "
+                        "Flux's GRU does not have; set bias_hh to 0 and freeze it")
+                m = m or check_close("weights before loading", slot.flux_name, f"{slot.torch_name} + "
+                                     f"{slot.hidden_bias}", np.zeros_like(b_hn), b_hn, **tol)
+                m = dataclasses.replace(m, likely_mistake=f"{m.likely_mistake}; also {text}" if m.likely_mistake
+                                        else text)
         found.append(m)
     return found
 
