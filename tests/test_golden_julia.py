@@ -55,7 +55,7 @@ record_golden({path}, model, x, y; loss = "mse", rule = Adam(0.01), steps = 3, e
 
 
 @pytest.mark.julia
-def test_a_golden_recorded_from_flux_passes_against_the_converted_module(julia_with_repository_project, tmp_path):
+def test_a_golden_recorded_from_flux_passes_against_the_converted_module(julia_with_repository_project, tmp_path):  # noqa: F811
     path = tmp_path / "flux.npz"
     script = SCRIPT.format(golden=json.dumps(str(ROOT / "julia" / "golden.jl")), path=json.dumps(str(path)))
     completed = subprocess.run([julia_with_repository_project, f"--project={ROOT}", "-e", script],

@@ -186,9 +186,17 @@ def weight_mismatches(golden: Golden, r: _Run, tol: dict) -> list[Mismatch]:
     return found
 
 
-def _check_weights(name: str, golden: Golden, module, mapping, batch_first, tol, started) -> None:
+def _begin(name: str, golden, module, mapping, batch_first: bool, check_weights: bool, rtol, atol):
+    """Every assertion's start: the golden, its tolerance, the module's own weights checked (when asked),
+    then the golden's weights loaded. Returns ``(started, golden, run, tolerance, mismatches of loading)``."""
+    started = time.perf_counter()
+    golden = _golden(golden)
+    tol = _tolerance(golden, rtol, atol)
+    if check_weights:
+        golden, r = _start(name, golden, module, mapping, batch_first, started)
+        _finish(name, golden, ["weights before loading"], weight_mismatches(golden, r, tol), started)
     golden, r = _start(name, golden, module, mapping, batch_first, started)
-    _finish(name, golden, ["weights before loading"], weight_mismatches(golden, r, tol), started)
+    return started, golden, r, tol, r.load(tol)
 
 
 def assert_forward_parity(golden: GoldenLike, module: nn.Module, *, mapping: Optional[dict] = None,
@@ -205,13 +213,8 @@ def assert_forward_parity(golden: GoldenLike, module: nn.Module, *, mapping: Opt
     Raises:
         ParityError: every mismatch, each naming the quantity, the Flux and torch names and the worst index.
     """
-    started = time.perf_counter()
-    golden = _golden(golden)
-    tol = _tolerance(golden, rtol, atol)
-    if check_weights:
-        _check_weights("assert_forward_parity", golden, module, mapping, batch_first, tol, started)
-    golden, r = _start("assert_forward_parity", golden, module, mapping, batch_first, started)
-    found = r.load(tol)
+    started, golden, r, tol, found = _begin("assert_forward_parity", golden, module, mapping, batch_first, check_weights,
+                                            rtol, atol)
     if not found:
         with torch.no_grad():
             y = r.run()
@@ -228,13 +231,8 @@ def assert_gradient_parity(golden: GoldenLike, module: nn.Module, *, mapping: Op
     """The gradient of the golden's loss w.r.t. every parameter matches the golden's (Flux layout, by name).
 
     Arguments as :func:`assert_forward_parity`. A two-bias layer's bias gradient is ``bias_ih``'s."""
-    started = time.perf_counter()
-    golden = _golden(golden)
-    tol = _tolerance(golden, rtol, atol)
-    if check_weights:
-        _check_weights("assert_gradient_parity", golden, module, mapping, batch_first, tol, started)
-    golden, r = _start("assert_gradient_parity", golden, module, mapping, batch_first, started)
-    found = r.load(tol)
+    started, golden, r, tol, found = _begin("assert_gradient_parity", golden, module, mapping, batch_first, check_weights,
+                                            rtol, atol)
     if not found:
         module.zero_grad(set_to_none=True)
         try:
@@ -274,13 +272,8 @@ def assert_training_parity(golden: GoldenLike, module: nn.Module, optimizer=None
             rule as :class:`fluxparity.optim.FluxOptimiser` (the same arithmetic). Other arguments as
             :func:`assert_forward_parity`.
     """
-    started = time.perf_counter()
-    golden = _golden(golden)
-    tol = _tolerance(golden, rtol, atol)
-    if check_weights:
-        _check_weights("assert_training_parity", golden, module, mapping, batch_first, tol, started)
-    golden, r = _start("assert_training_parity", golden, module, mapping, batch_first, started)
-    found = r.load(tol)
+    started, golden, r, tol, found = _begin("assert_training_parity", golden, module, mapping, batch_first, check_weights,
+                                            rtol, atol)
     compared = ["loss before each step", "parameters after the last step"]
     if not found:
         try:

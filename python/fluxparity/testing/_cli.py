@@ -13,7 +13,6 @@ from Flux itself run ``julia/golden.jl`` (docs/testing.md).
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 import time

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -30,6 +29,7 @@ from .._npzio import Expect, NpzError, npz_headers, read_npz
 from ..models._npz import file_entries
 from ..models._params import CELL_TYPES
 from ..optim import Rule, ReferenceOptimiser, from_dict, parse_spec, to_dict
+from ._files import write_atomically
 
 FORMAT = "fluxparity-golden/1"
 REFERENCE_PRODUCER = "fluxparity NumPy reference"
@@ -117,16 +117,8 @@ def golden_entries(g: Golden) -> dict[str, np.ndarray]:
 
 def save_golden(path: PathLike, g: Golden) -> Path:
     """Write ``g`` to ``path`` (exactly that name) atomically: a temporary file in the same folder, renamed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **golden_entries(g))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    entries = golden_entries(g)
+    return write_atomically(Path(path), lambda f: np.savez(f, **entries), binary=True)
 
 
 # ------------------------------------------------------------------------------------------------ writer

@@ -9,13 +9,12 @@ Files: ``parity.json`` (every assertion: the test, the golden, what was compared
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ._files import write_atomically
 from ._mismatch import Mismatch
 
 FORMAT = "fluxparity-parity-report/1"
@@ -49,14 +48,7 @@ class Recorder:
         paths = [folder / "parity.json", folder / "parity.md"]
         texts = [json.dumps(payload, indent=1, allow_nan=True) + "\n", self.markdown()]
         for path, text in zip(paths, texts):
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(path, lambda f, text=text: f.write(text), binary=False)
         return paths
 
     def markdown(self) -> str:
