@@ -67,10 +67,10 @@ def test_golden_path_is_relative_to_the_test_file(pytester):
 
 @pytest.mark.parametrize("stage", ["json", "md"])
 def test_report_write_failure_leaves_no_temp_file(tmp_path, monkeypatch, stage):
-    from fluxparity.testing import _record
+    from fluxparity.testing import _files, _record
 
     rec = _record.Recorder()
-    real = _record.os.replace
+    real = _files.os.replace
     calls = []
 
     def failing_replace(src, dst):
@@ -79,7 +79,7 @@ def test_report_write_failure_leaves_no_temp_file(tmp_path, monkeypatch, stage):
             raise OSError(28, "No space left on device")
         return real(src, dst)
 
-    monkeypatch.setattr(_record.os, "replace", failing_replace)
+    monkeypatch.setattr(_files.os, "replace", failing_replace)
     with pytest.raises(OSError):
         rec.write(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -105,3 +105,27 @@ def test_loading_the_plugin_imports_neither_torch_nor_juliacall():
             "print(sorted(m for m in ('torch', 'juliacall') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+ASSERTING_TEST = '''
+import numpy as np, torch
+from fluxparity import models
+from fluxparity.testing import assert_parity, record_golden
+
+def test_port(tmp_path):
+    chain = models.init_chain(2, [("rnn", 3, "tanh")], seed=0, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    golden = record_golden(tmp_path / "g.npz", chain, rng.standard_normal((2, 4, 3)), rng.standard_normal((3, 3)))
+    assert_parity(golden, models.build_module(chain, dtype=torch.float64))
+'''
+
+
+def test_every_assert_records_itself_in_the_report(pytester):
+    pytester.makepyfile(test_inner=ASSERTING_TEST)
+    out = pytester.path / "artifacts"
+    result = pytester.runpytest("-p", "fluxparity.testing._plugin", "--fluxparity-report", str(out))
+    result.assert_outcomes(passed=1)
+    report = json.loads((out / "parity.json").read_text())
+    assert [a["assertion"] for a in report["assertions"]] == [
+        "assert_forward_parity", "assert_gradient_parity", "assert_training_parity"]
+    assert all(a["test"] == "test_inner.py::test_port" and a["passed"] for a in report["assertions"])
