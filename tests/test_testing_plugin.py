@@ -123,7 +123,8 @@ def test_port(tmp_path):
 def test_every_assert_records_itself_in_the_report(pytester):
     pytester.makepyfile(test_inner=ASSERTING_TEST)
     out = pytester.path / "artifacts"
-    result = pytester.runpytest("-p", "fluxparity.testing._plugin", "--fluxparity-report", str(out))
+    # in a subprocess: an in-process inner session would re-import fluxparity.models beside the loaded one
+    result = pytester.runpytest_subprocess("-p", "fluxparity.testing._plugin", "--fluxparity-report", str(out))
     result.assert_outcomes(passed=1)
     report = json.loads((out / "parity.json").read_text())
     assert [a["assertion"] for a in report["assertions"]] == [
