@@ -38,10 +38,10 @@ def transposed(expected: np.ndarray, actual: np.ndarray) -> Optional[str]:
     if expected.ndim != 2 or expected.shape[0] == 1 and expected.shape[1] == 1:
         return None
     if actual.shape == expected.shape[::-1] and actual.shape != expected.shape:
-        return (f"a transposed matrix: the port has shape {actual.shape}, Flux {expected.shape}; Flux's "
+        return (f"a transposed matrix: the port has shape {actual.shape}, the golden {expected.shape}; Flux's "
                 f"(out, in) matrix IS torch's weight (out, in): copy it without transposing")
     if actual.shape == expected.shape and _close(actual, expected.T) and not _close(actual, expected):
-        return "a transposed matrix: the port's values equal the transpose of Flux's (copy W as it is, not W.T)"
+        return "a transposed matrix: the port's values equal the transpose of the golden's (copy W as it is, not W.T)"
     return None
 
 
@@ -72,12 +72,12 @@ def doubled(expected: np.ndarray, actual: np.ndarray, initial: Optional[np.ndarr
     if expected.shape != actual.shape or not np.any(expected != 0):
         return None
     if _close(actual, 2 * expected):
-        return ("a bias counted twice: the port's value is 2x Flux's; put Flux's bias in bias_ih only, "
+        return ("a bias counted twice: the port's value is 2x the golden's; put Flux's one bias in bias_ih only, "
                 "with bias_hh = 0")
     if initial is not None and initial.shape == expected.shape:
         moved_e, moved_a = expected - initial, actual - initial
         if np.any(moved_e != 0) and _close(moved_a, 2 * moved_e):
-            return ("a bias counted twice: it moved 2x as far as Flux's; bias_ih and bias_hh both train and "
+            return ("a bias counted twice: it moved 2x as far as the golden's; bias_ih and bias_hh both train and "
                     "each gets the full gradient: zero bias_hh and freeze it (requires_grad=False)")
     return None
 
@@ -88,10 +88,10 @@ def time_batch_swapped(expected: np.ndarray, actual: np.ndarray) -> Optional[str
         return None
     swapped = np.swapaxes(actual, 1, 2)
     if swapped.shape == expected.shape and _close(swapped, expected) and not _close(actual, expected):
-        return ("time and batch axes swapped: Flux's (out, len, batch) came back as (out, batch, len); "
+        return ("time and batch axes swapped: the golden's (out, len, batch) came back as (out, batch, len); "
                 "check batch_first (torch (len, batch, in) is the default; (batch, len, in) needs batch_first=True)")
     if actual.shape == expected.shape[:1] + expected.shape[1:][::-1] and actual.shape != expected.shape:
-        return (f"time and batch axes swapped: the port's output has shape {actual.shape}, Flux's "
+        return (f"time and batch axes swapped: the port's output has shape {actual.shape}, the golden's "
                 f"(out, len, batch) is {expected.shape}; check batch_first")
     return None
 
