@@ -14,7 +14,10 @@ def test_testing_doc_worked_example_runs(tmp_path):
     text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
     example = python_blocks(ROOT / "docs" / "testing.md")[-1]
     assert "## A worked example" in text and text.index("## A worked example") < text.index(example)
-    exec(compile(example, "docs/testing.md", "exec"), {"workdir": tmp_path})
+    namespace = {"workdir": tmp_path}
+    exec(compile(example, "docs/testing.md", "exec"), namespace)
+    shown = re.search(r"```\n(parity against golden gru\.npz.*?)```", text, flags=re.S).group(1).splitlines()
+    assert namespace["message"].splitlines()[1:] == shown[1:]  # the doc shows what the example prints
 
 
 def test_readme_section_runs(tmp_path, monkeypatch):
