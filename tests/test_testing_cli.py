@@ -28,6 +28,9 @@ class Float32Port(Port):
         self.float()
 
 not_a_module = 42
+
+def broken():
+    raise RuntimeError("no weights here")
 '''
 
 
@@ -66,6 +69,7 @@ def test_check_without_batch_first_fails(golden, tmp_path):
     ("nosuchmodule_xyz:f", "cannot import 'nosuchmodule_xyz'"),
     ("myport:nothing", "has no attribute 'nothing'"),
     ("myport:not_a_module", "gave a int, not a torch.nn.Module"),
+    ("myport:broken", "calling it raised RuntimeError: no weights here"),
 ])
 def test_check_bad_module_is_usage(golden, tmp_path, capsys, module, message):
     assert main(["check", str(golden), "--module", module, "--out", str(tmp_path / "r")]) == 2

@@ -87,7 +87,13 @@ def run_check(args) -> int:
     try:
         golden = load_golden(args.golden)
         target = _factory(args.module)
-        module = target if isinstance(target, nn.Module) else target() if callable(target) else target
+        if isinstance(target, nn.Module) or not callable(target):
+            module = target
+        else:
+            try:
+                module = target()
+            except Exception as exc:  # noqa: BLE001 - the user's factory failed: say so, as bad usage
+                raise _Usage(f"--module {args.module!r}: calling it raised {type(exc).__name__}: {exc}") from None
         if not isinstance(module, nn.Module):
             raise _Usage(f"--module {args.module!r} gave a {type(module).__name__}, not a torch.nn.Module")
     except (NpzError, _Usage) as exc:
