@@ -1,6 +1,6 @@
 """What ``fluxparity.testing.assert_parity`` costs over the bare torch work it checks (issue 11's speed target).
 
-    python benchmarks/parity_assert.py           # the issue's size: ~30 s on 2 cores
+    python benchmarks/parity_assert.py           # the issue's size: ~35 s on 2 cores, most of it recording the golden
     python benchmarks/parity_assert.py --quick   # length 5, 2 steps, best of 1: a smoke run
 
 The model is Flux's ``Chain(LSTM(32 => 128), Dense(128 => 10))`` in float64, batch 32, length 50, read at the
@@ -8,7 +8,8 @@ last step, mse, 10 Adam (eta 0.01) steps; its golden is recorded once by the Num
 ``bare``: the torch work ``assert_parity`` does, without checking anything — one forward pass, one
 forward/backward, then 10 steps (forward, backward, ``FluxOptimiser`` step: the golden's Optimisers.jl rule,
 which is what ``assert_parity`` trains with). ``assert_parity``: the call on the golden's path (reading and
-checking the file, loading the weights, every comparison). Each is the best of 3 after a warm-up;
+checking the file, loading the weights, every comparison). Each is the best of 5 after a warm-up, the
+three measurements interleaved;
 ``assert_parity_over_bare_torch`` is their ratio (target: at most 1.5). ``bare_torch_adam`` (the same steps
 with ``torch.optim.Adam``) is printed for information.
 """
@@ -27,14 +28,18 @@ import numpy as np
 TARGET = 1.5
 
 
-def _best(fn, repeats: int = 3) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _best_interleaved(fns: dict, repeats: int) -> dict:
+    """``{name: best seconds}``: each function once as a warm-up, then ``repeats`` rounds calling each in turn
+    (interleaved, so that a burst of load from other processes hits every measurement alike)."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def measure(quick: bool = False) -> dict:
@@ -44,7 +49,7 @@ def measure(quick: bool = False) -> dict:
     from fluxparity.optim import FluxOptimiser
     from fluxparity.testing import assert_parity, load_golden, record_golden
 
-    length, steps, repeats = (5, 2, 1) if quick else (50, 10, 3)
+    length, steps, repeats = (5, 2, 1) if quick else (50, 10, 5)
     chain = models.init_chain(32, [("lstm", 128)], [(10,)], seed=0, dtype=np.float64)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((32, length, 32))
@@ -71,9 +76,10 @@ def measure(quick: bool = False) -> dict:
                     opt.step()
             return run
 
-        bare_seconds = _best(bare(lambda: FluxOptimiser(trainable, golden.rule)), repeats)
-        adam_seconds = _best(bare(lambda: torch.optim.Adam(trainable, lr=0.01)), repeats)
-        assert_seconds = _best(lambda: assert_parity(path, module), repeats)
+        best = _best_interleaved({"bare": bare(lambda: FluxOptimiser(trainable, golden.rule)),
+                                  "assert": lambda: assert_parity(path, module),
+                                  "adam": bare(lambda: torch.optim.Adam(trainable, lr=0.01))}, repeats)
+        bare_seconds, assert_seconds, adam_seconds = best["bare"], best["assert"], best["adam"]
     return {
         "assert_parity_seconds": assert_seconds,
         "assert_parity_bare_torch_seconds": bare_seconds,
