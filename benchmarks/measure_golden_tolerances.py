@@ -56,16 +56,10 @@ def differences(golden, module) -> dict:
     loss.backward()
     for s in r.slots:
         keep("gradient", golden.grads[s.flux_name], r.params[s.torch_name].grad.numpy())
-    opt = _assert.FluxOptimiser([p for p in module.parameters() if p.requires_grad], golden.rule)
-    losses = []
-    for k in range(golden.steps):
-        opt.zero_grad(set_to_none=True)
-        loss = r.loss(r.run())
-        losses.append(float(loss.detach()))
-        loss.backward()
-        opt.step()
-        for s in r.slots:
-            keep(f"parameters after step {k + 1}", golden.after_each[s.flux_name][k], r.flux_value(s))
+    losses, after = _assert.train_steps(golden, r, module)  # the golden's rule, as FluxOptimiser
+    for k, values in enumerate(after):
+        for name, value in values.items():
+            keep(f"parameters after step {k + 1}", golden.after_each[name][k], value)
     keep("loss before each step", golden.losses, losses)
     for quantity, e, a in arrays:
         scale = np.abs(e).max() if e.size else 0.0

@@ -283,31 +283,38 @@ def assert_training_parity(golden: GoldenLike, module: nn.Module, optimizer=None
     _finish("assert_training_parity", golden, compared, found, started)
 
 
-def _train(golden: Golden, r: _Run, module: nn.Module, optimizer, tol: dict) -> list:
-    found: list = []
+def train_steps(golden: Golden, r: _Run, module: nn.Module, optimizer=None) -> tuple[list, list]:
+    """K steps on the golden's ``(x, y)`` from its weights (already loaded): ``(the loss before each step,
+    [{flux name: value after the step}])`` — after every step when the golden has them, else after the last."""
     opt = optimizer if optimizer is not None else FluxOptimiser(
         [p for p in module.parameters() if p.requires_grad], golden.rule)
-    initial = {s.flux_name: golden.chain.arrays()[s.flux_name] for s in r.slots}
-    losses = []
+    losses, after = [], []
     for k in range(golden.steps):
         opt.zero_grad(set_to_none=True)
         loss = r.loss(r.run())
         losses.append(float(loss.detach()))
         loss.backward()
         opt.step()
-        if golden.after_each is not None:
-            for slot in r.slots:
-                found.append(check_close(f"parameters after step {k + 1}", slot.flux_name, slot.torch_name,
-                                         golden.after_each[slot.flux_name][k], r.flux_value(slot),
-                                         role=slot.role, kind=slot.kind, hidden=slot.hidden,
-                                         expected_dtype=golden.dtype, initial=initial[slot.flux_name], **tol))
-    found.insert(0, _scalar("training", "loss before each step", golden.losses, losses, tol=tol, golden=golden,
-                            actual_dtype=_np_dtype(r.dtype)))
-    for slot in r.slots:
-        found.append(check_close(f"parameters after step {golden.steps}", slot.flux_name, slot.torch_name,
-                                 golden.after_last[slot.flux_name], r.flux_value(slot), role=slot.role,
-                                 kind=slot.kind, hidden=slot.hidden, expected_dtype=golden.dtype,
-                                 initial=initial[slot.flux_name], **tol))
+        if golden.after_each is not None or k == golden.steps - 1:
+            after.append({s.flux_name: r.flux_value(s) for s in r.slots})
+    return losses, after
+
+
+def _train(golden: Golden, r: _Run, module: nn.Module, optimizer, tol: dict) -> list:
+    losses, after = train_steps(golden, r, module, optimizer)
+    found = [_scalar("training", "loss before each step", golden.losses, losses, tol=tol, golden=golden,
+                     actual_dtype=_np_dtype(r.dtype))]
+    initial = golden.chain.arrays()
+    pairs = []  # (step, the module's values, the golden's)
+    if golden.after_each is not None:
+        pairs += [(k + 1, after[k], {n: a[k] for n, a in golden.after_each.items()}) for k in range(golden.steps)]
+    pairs.append((golden.steps, after[-1], golden.after_last))
+    for step, values, wanted in pairs:
+        for slot in r.slots:
+            found.append(check_close(f"parameters after step {step}", slot.flux_name, slot.torch_name,
+                                     wanted[slot.flux_name], values[slot.flux_name], role=slot.role,
+                                     kind=slot.kind, hidden=slot.hidden, expected_dtype=golden.dtype,
+                                     initial=initial[slot.flux_name], **tol))
     return found
 
 
