@@ -46,6 +46,7 @@ TARGETS = {  # from issue 4
     "torch_fast_over_reference": 3.0,
     "sweep64_over_one_seed": 4.0,
     "compare_default_seconds": 15.0,
+    "assert_parity_over_bare_torch": 1.5,  # issue 11: benchmarks/parity_assert.py
 }
 
 
@@ -205,6 +206,9 @@ def main(argv=None) -> int:
         "compiled_equals_eager_with_ieee_sqrt": bool(check.get("equals_eager_with_ieee_sqrt", False)),
         "targets": TARGETS,
     }
+    from parity_assert import measure as measure_assert_parity
+
+    result.update(measure_assert_parity(args.quick))
     result["targets_met"] = {key: bool(result[key] <= limit) for key, limit in TARGETS.items()}
 
     if args.json:

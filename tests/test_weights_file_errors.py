@@ -136,3 +136,15 @@ def test_version_1_head_shapes_are_checked_too(tmp_path):
           "head.weight": np.zeros((2, 1)), "head.bias": np.zeros(1)}  # head.weight transposed: (2, 1) not (1, 2)
     error = load_error(write(tmp_path / "w1.npz", v1))
     assert error.entry in ("head.bias", "head")
+
+
+def test_a_golden_file_is_a_weights_file(tmp_path):
+    from fluxparity.testing import record_golden
+
+    chain = init_chain(2, [("gru", 3)], [(1,)], seed=4, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 5, 2))
+    y = np.zeros((1, 2))
+    record_golden(tmp_path / "g.npz", chain, x, y, loss="mse", rule="adam", steps=1)
+    loaded = load_npz(tmp_path / "g.npz")
+    for name, array in chain.arrays().items():
+        np.testing.assert_array_equal(loaded.arrays()[name], array, err_msg=name)

@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("doctor", help="what is installed, whether Julia and Flux can run here, and what to do next")
     sub.add_parser("setup-julia", help="let juliacall download Julia and install Flux (needs network)")
+    from .testing._cli import add_parsers  # check, record (golden files): their own module
+
+    add_parsers(sub)
     return parser
 
 
@@ -382,7 +385,8 @@ def _say(line: str) -> None:
 def main(argv=None) -> int:
     _usable_standard_streams()
     args = build_parser().parse_args(argv)
-    command = {"compare": _compare, "sweep": _sweep, "doctor": _doctor, "setup-julia": _setup_julia}[args.command]
+    command = getattr(args, "handler", None) or {"compare": _compare, "sweep": _sweep, "doctor": _doctor,
+                                                 "setup-julia": _setup_julia}[args.command]
     import threading
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can handlers be set

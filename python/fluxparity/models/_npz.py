@@ -86,7 +86,15 @@ def read_entries(path: PathLike) -> dict[str, np.ndarray]:
         shapes = {"Wi": (rows, None), "Wh": (rows, hidden), cls.array_names[2]: (rows,), "Wh_htilde": (hidden, hidden)}
         for name in sorted(cls.array_names, key=lambda n: n != "Wh"):  # Wh first: it fixes the others' shapes
             expected[prefix + name] = Expect(shapes[name], _FLOATS, finite=True)
-    entries = read_npz(path, expected)
+    # A golden file (fluxparity.testing, docs/golden-format.md) is a weights file plus "golden.*" entries.
+    unexpected = [n for n in headers if n not in expected and not n.startswith("golden.")]
+    if unexpected:
+        missing = [n for n in expected if n not in headers]
+        raise NpzError(path, None, "the entries " + ", ".join(repr(n) for n in expected),
+                       "unexpected key(s): " + ", ".join(repr(n) for n in unexpected)
+                       + ("; missing key(s): " + ", ".join(repr(n) for n in missing) if missing else ""),
+                       missing, unexpected)
+    entries = read_npz(path, expected, allow_unexpected=True)
     dtypes = {str(a.dtype) for n, a in entries.items() if n not in text_names}
     if len(dtypes) > 1:
         raise NpzError(path, None, "one float dtype for every array", ", ".join(sorted(dtypes)))

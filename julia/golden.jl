@@ -1,0 +1,270 @@
+"""
+    FluxParityGolden
+
+Record a golden file (`fluxparity-golden/1`, docs/golden-format.md) from Flux itself: what a Flux `Chain`
+computes on an input batch, its loss, every parameter's gradient and K training steps with an
+Optimisers.jl rule, for Python's `fluxparity.testing` to check a PyTorch port against (docs/testing.md).
+
+    include("julia/golden.jl")
+    using .FluxParityGolden
+    model = Chain(LSTM(3 => 8), Dense(8 => 2))
+    x = randn(Float32, 3, 10, 4)             # (in, len, batch)
+    y = randn(Float32, 2, 4)                 # (out, batch): the loss reads the last step
+    record_golden("lstm.npz", model, x, y; loss = "mse", rule = Adam(0.01), steps = 3)
+
+Runs with `julia --project=.` from the repository root (Flux, Optimisers, Zygote, NPZ) and through juliacall
+(`jl.seval('include("julia/golden.jl")')`). Only public API: `Flux.withgradient`, `Flux.setup`,
+`Flux.update!`, `Flux.Losses`, the layers' fields, `NPZ.npzwrite`, `pkgversion`; every name is listed with
+its source line in docs/julia-names.md ("Golden files (julia/golden.jl)").
+"""
+module FluxParityGolden
+
+using Flux:
+    Flux,
+    Chain,
+    Dense,
+    GRU,
+    GRUCell,
+    GRUv3,
+    GRUv3Cell,
+    LSTM,
+    LSTMCell,
+    RNN,
+    RNNCell,
+    relu,
+    sigmoid
+import NPZ
+import Optimisers
+import Zygote
+
+include(joinpath(@__DIR__, "optimisers.jl")) # describe_rule, rule_json
+
+export record_golden
+
+const FORMAT = "fluxparity-golden/1"
+const WEIGHTS_FORMAT = "fluxparity-weights/2"
+# GRUv3Cell's field `Wh_h̃` (h + U+0303), ASCII `Wh_htilde` in files.
+const WH_HTILDE = Symbol("Wh_h\u0303")
+
+const LOSSES = Dict{String, Function}(
+    "mse" => Flux.Losses.mse,
+    "mae" => Flux.Losses.mae,
+    "logitcrossentropy" => Flux.Losses.logitcrossentropy,
+    "abs_sum" => (ŷ, y) -> abs(sum(ŷ .- y)),
+)
+
+bytes(s::AbstractString) = Vector{UInt8}(codeunits(s))
+
+function activation_name(σ, allowed)
+    for (name, f) in allowed
+        σ === f && return name
+    end
+    throw(ArgumentError("activation $σ is not one of $(join(first.(allowed), ", "))"))
+end
+
+const RNN_ACTIVATIONS = ("identity" => identity, "tanh" => tanh, "relu" => relu)
+const DENSE_ACTIVATIONS = (
+    "identity" => identity,
+    "relu" => relu,
+    "tanh" => tanh,
+    "sigmoid" => sigmoid,
+)
+
+"""
+    layer_description(layer, i) -> (kind, activation or nothing, owner, [(name in file, field)])
+
+What the file says about layer `i` of the Chain; `owner(layer)` is the struct holding the arrays (the
+cell of a recurrent layer, the Dense itself).
+"""
+function layer_description(layer, i::Integer)
+    if layer isa Dense
+        layer.bias isa AbstractVector ||
+            throw(ArgumentError(
+                "layers[$i]: a Dense without bias has no place in the format",
+            ))
+        return (
+            "dense",
+            activation_name(layer.σ, DENSE_ACTIVATIONS),
+            "layers[$i].",
+            l -> l,
+            [("weight", :weight), ("bias", :bias)],
+        )
+    end
+    layer isa Union{RNN, LSTM, GRU, GRUv3} ||
+        throw(ArgumentError(
+            "layers[$i] is a $(typeof(layer)); the format holds RNN, LSTM, GRU, GRUv3 and Dense",
+        ))
+    cell = layer.cell
+    prefix = "layers[$i].cell."
+    cell isa RNNCell &&
+        return (
+            "rnn",
+            activation_name(cell.σ, RNN_ACTIVATIONS),
+            prefix,
+            l -> l.cell,
+            [("Wi", :Wi), ("Wh", :Wh), ("bias", :bias)],
+        )
+    cell isa LSTMCell &&
+        return (
+            "lstm",
+            nothing,
+            prefix,
+            l -> l.cell,
+            [("Wi", :Wi), ("Wh", :Wh), ("bias", :bias)],
+        )
+    cell isa GRUCell &&
+        return ("gru", nothing, prefix, l -> l.cell, [("Wi", :Wi), ("Wh", :Wh), ("b", :b)])
+    return (
+        "gruv3",
+        nothing,
+        prefix,
+        l -> l.cell,
+        [("Wi", :Wi), ("Wh", :Wh), ("b", :b), ("Wh_htilde", WH_HTILDE)],
+    )
+end
+
+"""
+    parameters(model, descriptions) -> Vector{Pair{String, Array}}
+
+Every parameter of `model` under its flat name, copied, in the file's order.
+"""
+function parameters(model::Chain, descriptions)
+    out = Pair{String, Array}[]
+    for (layer, (_, _, prefix, owner, fields)) in zip(model.layers, descriptions)
+        for (name, field) in fields
+            push!(out, prefix * name => Array(getfield(owner(layer), field)))
+        end
+    end
+    return out
+end
+
+"""
+    gradients(grad, model, descriptions) -> Vector{Pair{String, Array}}
+
+The gradient of every parameter, from Zygote's structural gradient of the Chain (`grad.layers[i].cell.Wi`,
+`grad.layers[i].weight`, ...); a `nothing` (an unused parameter) is written as zeros.
+"""
+function gradients(grad, model::Chain, descriptions)
+    out = Pair{String, Array}[]
+    for (i, (layer, (kind, _, prefix, owner, fields))) in enumerate(zip(
+            model.layers,
+            descriptions,
+        ))
+        g = grad === nothing ? nothing : grad.layers[i]
+        g = (g === nothing || kind == "dense") ? g : g.cell
+        for (name, field) in fields
+            value = getfield(owner(layer), field)
+            dx = g === nothing ? nothing : getproperty(g, field)
+            push!(out, prefix * name => (dx === nothing ? zero(Array(value)) : Array(dx)))
+        end
+    end
+    return out
+end
+
+version_text(m::Module) = string(something(pkgversion(m), "unknown"))
+
+"""
+    record_golden(path, model::Chain, x, y; loss = "mse", rule = Optimisers.Adam(0.01), steps = 3,
+                  every_step = false) -> path
+
+Write the golden file of `model` at `path` (exactly that name; written to `path * ".partial"` first, then
+renamed). `x` is `(in, len, batch)`; `y` is `(out, batch)` when the loss reads the last step
+(`model(x)[:, end, :]`, readout `last`) or `(out, len, batch)` for every step (readout `all`). Every
+parameter, `x` and `y` must share one element type, `Float32` or `Float64`. `loss` is `"mse"`, `"mae"`,
+`"logitcrossentropy"` (Flux.Losses, default `agg = mean`) or `"abs_sum"`; `rule` any Optimisers.jl rule that
+`describe_rule` knows. Training: `Flux.setup(rule, model′)` on a copy, then `steps` times
+`Flux.withgradient` at the current parameters and `Flux.update!`; `model` itself is not changed.
+"""
+function record_golden(
+    path::AbstractString,
+    model::Chain,
+    x::AbstractArray{T, 3},
+    y::AbstractArray{T};
+    loss::AbstractString = "mse",
+    rule::Optimisers.AbstractRule = Optimisers.Adam(0.01),
+    steps::Integer = 3,
+    every_step::Bool = false,
+) where {T <: Union{Float32, Float64}}
+    haskey(LOSSES, loss) ||
+        throw(ArgumentError(
+            "loss $(repr(loss)) is not one of $(join(sort!(collect(keys(LOSSES))), ", "))",
+        ))
+    steps >= 1 || throw(ArgumentError("steps must be at least 1, got $steps"))
+    ndims(y) in (2, 3) ||
+        throw(ArgumentError(
+            "y must be (out, batch) or (out, len, batch), got size $(size(y))",
+        ))
+    readout = ndims(y) == 2 ? "last" : "all"
+    descriptions = [layer_description(layer, i) for (i, layer) in enumerate(model.layers)]
+    initial = parameters(model, descriptions)
+    for (name, a) in initial
+        eltype(a) == T ||
+            throw(ArgumentError(
+                "$name is $(eltype(a)), x is $T: convert the model (f32/f64) first",
+            ))
+    end
+    f = LOSSES[loss]
+    objective(m) = f(readout == "last" ? m(x)[:, end, :] : m(x), y)
+
+    d = Dict{String, Any}("format" => bytes(WEIGHTS_FORMAT), "readout" => bytes(readout))
+    for (i, (kind, activation, _, _, _)) in enumerate(descriptions)
+        d["layers[$i].kind"] = bytes(kind)
+        activation === nothing || (d["layers[$i].activation"] = bytes(activation))
+    end
+    for (name, a) in initial
+        d[name] = a
+    end
+    d["golden.format"] = bytes(FORMAT)
+    d["golden.dtype"] = bytes(T == Float32 ? "float32" : "float64")
+    producer = Dict{String, Any}(
+        "name" => "Flux",
+        "julia" => string(VERSION),
+        "Flux" => version_text(Flux),
+        "Optimisers" => version_text(Optimisers),
+        "Zygote" => version_text(Zygote),
+        "NPZ" => version_text(NPZ),
+    )
+    d["golden.producer"] = bytes(rule_json(producer))
+    d["golden.x"] = Array(x)
+    d["golden.y"] = Array(y)
+    d["golden.loss"] = bytes(loss)
+    d["golden.rule"] = bytes(rule_json(describe_rule(rule)))
+    d["golden.output"] = Array(model(x))
+    value, grad = Flux.withgradient(objective, model)
+    d["golden.loss_value"] = [Float64(value)]
+    for (name, g) in gradients(grad[1], model, descriptions)
+        d["golden.grad." * name] = g
+    end
+
+    trained = deepcopy(model)
+    state = Flux.setup(rule, trained)
+    losses = Float64[]
+    each = Dict{String, Vector{Array}}(name => Array[] for (name, _) in initial)
+    for _ in 1:steps
+        v, g = Flux.withgradient(objective, trained)
+        push!(losses, Float64(v))
+        Flux.update!(state, trained, g[1])
+        if every_step
+            for (name, a) in parameters(trained, descriptions)
+                push!(each[name], a)
+            end
+        end
+    end
+    d["golden.train.losses"] = losses
+    for (name, a) in parameters(trained, descriptions)
+        d["golden.train.after_last." * name] = a
+        if every_step
+            n = ndims(a) # (K, shape...): step k at [k, ...]
+            d["golden.train.after_each." * name] = permutedims(
+                cat(each[name]...; dims = n + 1),
+                (n + 1, 1:n...),
+            )
+        end
+    end
+    partial = path * ".partial"
+    NPZ.npzwrite(partial, d)
+    mv(partial, path; force = true)
+    return path
+end
+
+end # module
