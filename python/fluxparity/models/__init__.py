@@ -54,6 +54,8 @@ from ._reference import (
 # PyTorch-side names load on first use, so that the Flux backend's process can use this package (params,
 # reference, weights file) without ever importing torch: juliacall and torch must not share a process
 # unless juliacall came first (docs/julia.md).
+from .._lazy import lazy_names
+
 _TORCH_NAMES = {
     "freeze_hidden_biases": "._convert",
     "from_module": "._convert",
@@ -73,14 +75,4 @@ _TORCH_NAMES = {
     "torch_to_flux_layout": "._torch",
 }
 
-
-def __getattr__(name: str):
-    if name in _TORCH_NAMES:
-        import importlib
-
-        return getattr(importlib.import_module(_TORCH_NAMES[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_TORCH_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _TORCH_NAMES, globals())

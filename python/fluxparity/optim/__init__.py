@@ -22,6 +22,8 @@ from ._rules import (
 
 # torch-side names load on first use: the Flux worker's process imports this package and must never import
 # torch (docs/julia.md).
+from .._lazy import lazy_names
+
 _TORCH_NAMES = {
     "FluxOptimiser": "._torch",
     "TorchOps": "._torch",
@@ -32,14 +34,4 @@ _TORCH_NAMES = {
     "torch_mapping": "._mapping",
 }
 
-
-def __getattr__(name: str):
-    if name in _TORCH_NAMES:
-        import importlib
-
-        return getattr(importlib.import_module(_TORCH_NAMES[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_TORCH_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _TORCH_NAMES, globals())

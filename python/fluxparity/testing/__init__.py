@@ -21,6 +21,8 @@ from ._golden import (
 )
 from ._mismatch import Mismatch as Mismatch, ParityError as ParityError, check_close as check_close
 
+from .._lazy import lazy_names
+
 _TORCH_NAMES = {
     "assert_forward_parity": "._assert",
     "assert_gradient_parity": "._assert",
@@ -29,14 +31,4 @@ _TORCH_NAMES = {
     "TOLERANCES": "._assert",
 }
 
-
-def __getattr__(name: str):
-    if name in _TORCH_NAMES:
-        import importlib
-
-        return getattr(importlib.import_module(_TORCH_NAMES[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_TORCH_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _TORCH_NAMES, globals())
