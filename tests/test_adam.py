@@ -3,11 +3,12 @@
 import numpy as np
 import torch
 
-from fluxparity.backends.pytorch import OptimisersAdam, TorchBackend
+from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.config import RunConfig
 from fluxparity.data import Dataset
 from fluxparity.models import Chain, RNNParams
+from fluxparity.optim import FluxOptimiser, rule
 
 F32 = np.float32
 
@@ -61,10 +62,10 @@ def test_beta_power_is_a_running_product():
     assert running != F32(0.999 ** k)  # the distinction is real at this k
 
     p = torch.nn.Parameter(torch.ones(1, dtype=torch.float32))
-    opt = OptimisersAdam([p], lr=1e-3)
+    opt = FluxOptimiser([p], rule("Adam", eta=1e-3))
     for _ in range(k - 1):
         p.grad = torch.ones(1, dtype=torch.float32)
         opt.step()
-    state = opt.state[p]
-    assert state["beta2_t"].dtype == torch.float32
-    assert state["beta2_t"].item() == float(running)
+    _, _, (_, beta2_t) = opt.state[p]["rule_state"]  # Adam's state: (m, v, (beta1^t, beta2^t))
+    assert beta2_t.dtype == torch.float32
+    assert beta2_t.item() == float(running)
