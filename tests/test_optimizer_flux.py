@@ -30,7 +30,7 @@ def test_any_other_rule_is_built_in_julia_by_optimisers_rule_from_its_dict():
 @pytest.mark.julia
 @pytest.mark.parametrize("spec", ["momentum:eta=0.001,rho=0.9", "chain:clipnorm=1,adamw"])
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
-def test_flux_trains_the_rule_and_passes_the_float64_policy_against_the_reference(flux_backend, spec, activation):
+def test_flux_trains_the_rule_and_passes_the_float64_policy(flux_backend, spec, activation):  # noqa: F811
     # Optimisers.jl's own rule in Flux vs fluxparity.optim's NumPy arithmetic in the reference (NNlib's
     # tanh_fast on both sides), judged by the rules the report uses (float64: every step within 1e-9).
     data, initial = make_inputs(30, seed=1, activation=activation)
