@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..optim import FluxOptimiser, Rule, torch_mapping
 from ..data import Dataset
 from ..models import Chain, tutorial_weights, with_tutorial_weights
+from ..optim import FluxOptimiser, Rule, torch_mapping
 from .base import Progress, RunResult, check_initial
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -61,8 +61,8 @@ def check_optimizer(kind: str) -> None:
 def make_optimizer(kind: str, params, rule: Rule):
     """The optimizer for ``rule`` (a :class:`fluxparity.optim.Rule`), with ``zero_grad()`` and ``step()``.
 
-    ``"optimisers"``: :class:`fluxparity.optim.FluxOptimiser`, Optimisers.jl's arithmetic (bit-identical to the
-    reference in float64 and float32). ``"torch"``: the stock ``torch.optim`` port of the rule
+    ``"optimisers"``: :class:`fluxparity.optim.FluxOptimiser`, Optimisers.jl's arithmetic (the reference's
+    operations in the same order: bit for bit on the same gradients, float32 and float64). ``"torch"``: the stock ``torch.optim`` port of the rule
     (:func:`fluxparity.optim.torch_mapping`, e.g. ``torch.optim.Adam(lr=eta, betas=beta, eps=epsilon)`` for
     Adam); raises :class:`fluxparity.optim.NoTorchEquivalent` (a ValueError saying why) when there is none.
     """
