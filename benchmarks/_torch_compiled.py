@@ -56,7 +56,8 @@ import numpy as np
 import torch
 
 from fluxparity.adam import BETA1, BETA2, EPSILON
-from fluxparity.backends.pytorch import TORCH_DTYPES, ieee_sqrt
+from fluxparity.backends.pytorch import TORCH_DTYPES
+from fluxparity.optim import ieee_sqrt
 from fluxparity.config import RunConfig
 from fluxparity.data import MAX_LENGTH, Dataset
 from fluxparity.models import Chain as Params, tutorial_weights, with_tutorial_weights

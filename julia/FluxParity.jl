@@ -31,6 +31,10 @@ using Flux:
 import Optimisers
 import Zygote
 
+# optimisers_rule(dict): the Optimisers.jl rule of python/fluxparity/optim's dict form (the worker builds
+# `rule` for train_chain with it); defined inside this module (`include` resolves the path from this file).
+include("optimisers.jl")
+
 export train_chain
 
 """
@@ -150,9 +154,10 @@ function training_data(
 end
 
 """
-    train_and_evaluate!(model, data, epochs, lr; progress, progress_every) -> NamedTuple
+    train_and_evaluate!(model, data, epochs, rule; progress, progress_every) -> NamedTuple
 
-The loop both entry points share: loss sums before training, `epochs` passes of one Adam step per
+The loop both entry points share: loss sums before training, `epochs` passes of one `rule` step
+(an Optimisers.jl rule, the tutorial's `Adam(lr)` by default in [`train_chain`](@ref)) per
 sample in the data's order, the test-set loss sum after each epoch, then the probes' predictions.
 `model`'s arrays are updated in place. `data` comes from [`training_data`](@ref).
 
@@ -164,7 +169,7 @@ function train_and_evaluate!(
     model,
     data::NamedTuple,
     epochs::Integer,
-    lr::Real;
+    rule::Optimisers.AbstractRule;
     progress = nothing,
     progress_every::Integer = 1000,
 )
@@ -173,8 +178,8 @@ function train_and_evaluate!(
     train_loss_before = loss_sum(model, train_x, train_y)
     test_loss_before = loss_sum(model, test_x, test_y)
 
-    # lr stays a Float64 here: Optimisers converts it to T at every step, as for any user.
-    opt_state = Flux.setup(Adam(Float64(lr)), model)
+    # The rule's numbers stay Float64 here: Optimisers converts them to T at every step, as for any user.
+    opt_state = Flux.setup(rule, model)
     n = length(train_x)
     total_steps = epochs * n
     step_losses = Vector{Float64}(undef, total_steps)
@@ -350,11 +355,13 @@ end
                 train_values, train_lengths, train_labels,
                 test_values, test_lengths, test_labels,
                 probe_values, probe_lengths;
-                progress = nothing, progress_every = 1000) -> NamedTuple
+                rule = nothing, progress = nothing, progress_every = 1000) -> NamedTuple
 
 The one training entry point Python calls (python/fluxparity/backends/_flux_worker.py), for the
 tutorial and for every other model: build `Chain(layers...)` from `params` ([`build_chain`](@ref)),
 then train it per sample with Adam on `|model(x)[1, end] - y|` (the sum task reads the last step).
+`rule`: any `Optimisers.AbstractRule` to train with instead (e.g. `optimisers_rule(dict)` from
+julia/optimisers.jl); `nothing` (the default) is the tutorial's `Adam(lr)`, `lr` a Float64.
 
 - `kinds`: one per layer, "rnn", "lstm", "gru", "gruv3" or "dense", recurrent layers first.
 - `activations`: one per layer: the RNN's or the Dense's σ name, "" for LSTM/GRU/GRUv3.
@@ -384,6 +391,7 @@ function train_chain(
     test_labels::AbstractVector,
     probe_values::AbstractVector,
     probe_lengths::AbstractVector;
+    rule::Union{Nothing, Optimisers.AbstractRule} = nothing,
     progress = nothing,
     progress_every::Integer = 1000,
 )
@@ -412,7 +420,8 @@ function train_chain(
         probe_values,
         probe_lengths,
     )
-    outcome = train_and_evaluate!(model, data, epochs, lr; progress, progress_every)
+    opt_rule = rule === nothing ? Adam(Float64(lr)) : rule
+    outcome = train_and_evaluate!(model, data, epochs, opt_rule; progress, progress_every)
     return merge(outcome, (params = chain_arrays(model),), versions())
 end
 

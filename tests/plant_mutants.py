@@ -39,9 +39,10 @@ BUGS = [
     ("OUTCOME_STEPS loosened 5 -> 20", COMPARE, "OUTCOME_STEPS = 5", "OUTCOME_STEPS = 20", TOLERANCE_TESTS),
     ("epsilon inside the sqrt (reference)", "python/fluxparity/backends/reference.py",
      "(np.sqrt(v[k] / (one - b2t)) + eps)", "np.sqrt(v[k] / (one - b2t) + eps)", ["tests/test_adam.py"]),
-    ("epsilon inside the sqrt (OptimisersAdam)", "python/fluxparity/backends/pytorch.py",
-     '(ieee_sqrt(v / (one - state["beta2_t"])) + as_t(group["eps"]))',
-     'ieee_sqrt(v / (one - state["beta2_t"]) + as_t(group["eps"]))', ["tests/test_adam.py"]),
+    ("epsilon inside the sqrt (fluxparity.optim Adam: FluxOptimiser and the NumPy rules)",
+     "python/fluxparity/optim/_arith.py",
+     "((m / (1 - bt1)) / (xp.sqrt(v / (1 - bt2)) + eps)) * eta\n", "((m / (1 - bt1)) / xp.sqrt(v / (1 - bt2) + eps)) * eta\n",
+     ["tests/test_adam.py"]),
     ("torch.sqrt in the fast path's Optimisers Adam", "python/fluxparity/backends/pytorch_fast.py",
      "(ieee_sqrt(v / c2[i]) + teps)", "(torch.sqrt(v / c2[i]) + teps)", ["tests/test_ieee_sqrt.py"]),
 ]

@@ -3,7 +3,10 @@
 The pinned files were written by the report code as it stood before the terminal summary moved to rich
 (commit da456b2); the terminal's rendering must never change what the files say. They were written again
 once when the parameters got their Chain names (``Wi`` -> ``layers[1].cell.Wi``, issue 10): a check at that
-merge showed every other byte of report.md and losses.csv, and every value of report.json, unchanged. Only IEEE-exact
+merge showed every other byte of report.md and losses.csv, and every value of report.json, unchanged. report.json
+was written again when the optimiser rule was recorded (issue 12: ``config.optimizer`` and each run's
+``optimizer``); report.md and losses.csv stayed byte for byte, and report.json without those keys equalled the
+old file. Only IEEE-exact
 arithmetic (identity activation, NumPy reference without numba), fixed seconds and versions: the same
 bytes on every machine.
 """

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from fluxparity.backends.base import epoch_sums
-from fluxparity.backends.pytorch import TorchBackend, ieee_sqrt
+from fluxparity.backends.pytorch import TorchBackend
+from fluxparity.optim import ieee_sqrt
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.config import RunConfig
 from fluxparity.data import generate_dataset

@@ -12,7 +12,7 @@ docs/parity.md for the policy), each an error relative to the largest magnitude 
   formula error (a wrong gate order or a missing bias is > 1e-2).
 - float32: the same with float32's ulp (6e-8) accumulated over 2 layers × 4 steps. Measured worst over
   all 96 float32 cases: forward 4.8e-7, loss 2.5e-6, gradients 2.1e-6. Bound ``FLOAT32_RTOL = 2e-5``.
-- Adam: Optimisers.jl's arithmetic on both sides (NumPy below, ``OptimisersAdam`` in torch). Each step
+- Adam: Optimisers.jl's arithmetic on both sides (NumPy below, ``FluxOptimiser`` with Adam in torch). Each step
   moves a weight by about ``lr`` whatever its gradient's size, so the gradients' rounding differences
   barely reach the weights: what separates them is the rounding of ``w - step`` itself, an ulp of the
   weight. The weights after 3 steps are compared relative to the largest weight, with the same bounds;
@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from fluxparity import models
-from fluxparity.backends.pytorch import OptimisersAdam
+from fluxparity.optim import FluxOptimiser, rule
 
 FLOAT64_RTOL = 1e-12
 FLOAT32_RTOL = 2e-5
@@ -126,7 +126,7 @@ def test_reference_and_torch_agree_on_forward_gradients_and_adam_steps(kind, dep
 
     # three Adam steps on each side, from the same weights
     weights, state = dict(chain.arrays()), {}
-    opt = OptimisersAdam([p for p in module.parameters() if p.requires_grad], lr=LR)
+    opt = FluxOptimiser([p for p in module.parameters() if p.requires_grad], rule("Adam", eta=LR))
     for t in range(3):
         current = chain.replace_arrays(weights)
         _, g = models.value_and_grad(current, x, models.chain_loss(loss, y, chain.readout), fast=False)

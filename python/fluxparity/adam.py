@@ -9,7 +9,7 @@ Optimisers.jl ``src/rules.jl`` (``apply!(o::Adam, ...)``) with T the parameter's
     beta_t <- beta_t * beta                          (a running product in T, not a power)
 
 Every operation is rounded to T in that order; Julia does not fuse these into fma.
-Implemented in ``backends/reference.py`` (NumPy) and ``backends/pytorch.py`` (``OptimisersAdam``).
+Implemented in ``backends/reference.py`` (NumPy) and ``fluxparity.optim`` (``FluxOptimiser`` with Adam, used by ``backends/pytorch.py``).
 ``torch.optim.Adam`` is the same algebra with different arithmetic (double-precision bias corrections,
 ``lerp`` for m, another order), which is why float32 trajectories separate: see docs/parity.md.
 """

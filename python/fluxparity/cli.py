@@ -19,7 +19,7 @@ import numpy as np
 from . import _limits
 from .backends import BACKEND_NAMES, BackendError, get_backend
 from .compare import NOTHING_COMPARED
-from .config import ACTIVATIONS, DTYPES, MODELS
+from .config import ACTIVATIONS, DEFAULT_LR, DTYPES, MODELS
 from .parallel import DEFAULT_WORKERS
 from .report._files import OutFolderError, OutLock, check_out_folder
 
@@ -68,6 +68,16 @@ def _number(convert, acceptable, expected: str):
 _positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 _nonnegative_int = _number(int, lambda v: v >= 0, "a non-negative integer")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+
+
+def _optimizer_spec(text: str):
+    """An argparse type: the Optimisers.jl rule of a spec (``fluxparity.optim.parse_spec``; its message if bad)."""
+    from .optim import parse_spec
+
+    try:
+        return parse_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _out_folder(text: str) -> Path:
@@ -151,7 +161,11 @@ def _add_training_arguments(p: argparse.ArgumentParser, out: str, files: str) ->
     p.add_argument("--dtype", type=_choice_or_both(DTYPES), default=DTYPES, help="float32, float64 or both (default)")
     p.add_argument("--samples", type=_positive_int, default=1000, help="training sequences (test = 2x); default 1000")
     p.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate; default 1e-3")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help=f"the tutorial Adam's learning rate; default {DEFAULT_LR:g} (not with --optimizer)")
+    p.add_argument("--optimizer", type=_optimizer_spec, default=None, metavar="SPEC",
+                   help="an Optimisers.jl rule for every backend instead of Adam(--lr), e.g. momentum:eta=0.01,rho=0.9 "
+                        "or chain:clipnorm=1,adamw (grammar and rules: docs/optimisers.md)")
     p.add_argument("--out", type=_out_folder, default=Path(out), help=f"folder for {files} (default ./{out})")
     p.add_argument("--torch-optimizer", choices=("torch", "optimisers"), default=None,
                    help="torch: torch.optim.Adam (default, what a port uses); optimisers: Optimisers.jl's arithmetic")
@@ -206,6 +220,7 @@ def _settle_options(args) -> None:
     An option that is given but would change nothing is an error, never silently ignored.
     """
     model = getattr(args, "model", "rnn")
+    _settle_optimizer(args)
     if model != "rnn" and args.activation is not None:
         raise UsageError(f"--activation does not apply to --model {model}: gated cells have fixed nonlinearities "
                          "(sigmoid gates, tanh candidate); leave it out")
@@ -223,6 +238,35 @@ def _settle_options(args) -> None:
     args.reference_tanh = args.reference_tanh or "exact"
     if hasattr(args, "torch_path") and args.torch_path is None:
         args.torch_path = "fast"
+
+
+def _settle_optimizer(args) -> None:
+    """--optimizer replaces Adam(--lr): both is refused; a rule other than Adam trains torch on the plain path."""
+    if args.optimizer is not None and args.lr is not None:
+        raise UsageError(f"--lr does not apply with --optimizer {args.optimizer.name}: the rule holds its own eta "
+                         "(write it in the spec, e.g. momentum:eta=0.01); give one or the other")
+    args.lr = DEFAULT_LR if args.lr is None else args.lr
+    if args.optimizer is None or args.optimizer.name == "Adam":
+        return
+    if getattr(args, "torch_path", None) == "fast":
+        raise UsageError(f"--torch-path fast spells out Adam only; --optimizer {args.optimizer.name} runs the "
+                         "torch backend's plain path (leave --torch-path out, or give plain)")
+    if getattr(args, "torch_path", "absent") is None:
+        args.torch_path = "plain"  # what the torch backend runs for this rule: said truthfully in the report
+
+
+def _check_torch_equivalent(args) -> None:
+    """--torch-optimizer torch (the default) needs a stock torch.optim port of the rule; refuse when there is none."""
+    if args.optimizer is None or args.torch_optimizer != "torch":
+        return
+    from .optim import NoTorchEquivalent, torch_mapping
+
+    try:
+        torch_mapping(args.optimizer)
+    except NoTorchEquivalent as exc:
+        raise UsageError(f"--optimizer {args.optimizer.name} has no torch.optim equivalent for --torch-optimizer "
+                         f"torch: {' '.join(str(exc).split())}; use --torch-optimizer optimisers "
+                         "(Optimisers.jl's arithmetic in torch)") from None
 
 
 def _check_options_apply(args, chosen) -> None:
@@ -296,13 +340,15 @@ def _compare(args) -> int:
     try:
         backends, skipped = _resolve_backends(args)  # the report's header says which were skipped, and why
         _check_options_apply(args, backends)
+        if "torch" in backends:
+            _check_torch_equivalent(args)
         with progress_display(sys.stderr, quiet=args.quiet) as progress:  # stderr: stdout has only the report
             experiment = run_experiment(
                 samples=args.samples, seed=args.seed, epochs=args.epochs, lr=args.lr, activations=args.activation,
                 dtypes=args.dtype, backends=backends, skipped=skipped, progress=progress,
                 options={"torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
                          "reference_tanh": args.reference_tanh},
-                model=args.model, hidden=args.hidden, workers=args.workers,
+                model=args.model, hidden=args.hidden, workers=args.workers, optimizer=args.optimizer,
             )
             if progress is not None:
                 progress.phase("report", f"writing the report files to {args.out}")
@@ -323,6 +369,7 @@ def _sweep(args) -> int:
     _note_given(args)
     _settle_options(args)
     _check_lr(args.lr, args.dtype)
+    _check_torch_equivalent(args)  # a sweep always runs torch
     runs = len(args.activation) * len(args.dtype)
     what = f"--seeds {args.seeds} --samples {args.samples} --epochs {args.epochs}"
     _check_resources(args.out, _limits.sweep_memory(args.seeds, args.samples, args.epochs, runs, MAX_BATCH),
@@ -331,12 +378,13 @@ def _sweep(args) -> int:
     try:
         if not args.quiet:
             steps = args.seeds * args.samples * args.epochs
-            print(f"sweep: {args.seeds} seeds x {runs} runs, {steps:,} Adam steps per run and backend",
+            rule_name = args.optimizer.name if args.optimizer is not None else "Adam"
+            print(f"sweep: {args.seeds} seeds x {runs} runs, {steps:,} {rule_name} steps per run and backend",
                   file=sys.stderr, flush=True)
         with progress_display(sys.stderr, quiet=args.quiet, unit="seeds") as progress:  # stderr, as compare's
             sweep = run_sweep(list(range(args.first_seed, args.first_seed + args.seeds)), args.samples, args.epochs,
                               args.lr, args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
-                              reference_tanh=args.reference_tanh, workers=args.workers,
+                              reference_tanh=args.reference_tanh, workers=args.workers, optimizer=args.optimizer,
                               progress=None if progress is None else progress.update)
         paths = _write(lambda: write_sweep(sweep, args.out), args.out)
     finally:

@@ -16,6 +16,7 @@ from .config import GATED, RunConfig
 from .data import Dataset, generate_dataset
 from .parallel import DEFAULT_WORKERS, ExperimentProgress, run_runs_concurrently
 from .models import Chain, init_chain, tutorial_chain
+from .optim import Rule, to_dict as rule_to_dict
 
 
 @dataclass
@@ -78,8 +79,12 @@ def versions(backend_names: Sequence[str]) -> dict:
 def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activations: Sequence[str],
                    dtypes: Sequence[str], backends: Mapping[str, object], skipped: Optional[dict] = None,
                    progress: Optional[ExperimentProgress] = None, options: Optional[dict] = None,
-                   model: str = "rnn", hidden: int = 1, workers: int = DEFAULT_WORKERS) -> Experiment:
+                   model: str = "rnn", hidden: int = 1, workers: int = DEFAULT_WORKERS,
+                   optimizer: Optional[Rule] = None) -> Experiment:
     """Train every (activation, dtype) run in every backend and compare them pairwise.
+
+    ``optimizer``: the Optimisers.jl rule every backend trains with; ``None`` is the tutorial's ``Adam(lr)``
+    (with a rule, ``lr`` must be left at its default: see :class:`~fluxparity.config.RunConfig`).
 
     Independent trainings run in ``workers`` spawned processes when they are long enough to pay for one
     (``fluxparity.parallel``); the results are those of training them one after the other.
@@ -89,12 +94,17 @@ def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activatio
     if model != "rnn":
         activations = (GATED,)  # gated cells have no activation option
     tasks = [(config, initial_for(config, param_seed)) for config in (
-        RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr, model=model, hidden=hidden)
+        RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr, model=model, hidden=hidden,
+                  optimizer=optimizer)
         for activation in activations for dtype in dtypes)]
     all_results = run_runs_concurrently(tasks, data, backends, workers=workers, progress=progress)
     runs = [Run(config, initial, results,
-                compare_results(config.dtype, lr, results, data, outcome_judged=config.is_tutorial))
+                compare_results(config.dtype, config.rule["eta"] if config.is_adam else lr, results, data,
+                                outcome_judged=config.is_tutorial, optimizer=config.rule.name))
             for (config, initial), results in zip(tasks, all_results)]
-    settings = dict(samples=samples, seed=seed, epochs=epochs, lr=lr, model=model, hidden=hidden, backends=list(backends),
-                    activations=list(activations), dtypes=list(dtypes), **(options or {}))
+    rule = tasks[0][0].rule if tasks else None
+    # lr is None when a rule was given: the rule holds its own eta (report.json's "optimizer").
+    settings = dict(samples=samples, seed=seed, epochs=epochs, lr=lr if optimizer is None else None, model=model,
+                    hidden=hidden, backends=list(backends), activations=list(activations), dtypes=list(dtypes),
+                    optimizer=None if rule is None else rule_to_dict(rule), **(options or {}))
     return Experiment(settings, data, runs, dict(skipped or {}), versions(list(backends)))

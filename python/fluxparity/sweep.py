@@ -26,6 +26,7 @@ from .compare import RTOL_FLOAT32, RTOL_FLOAT64, Parity, compare_results
 from .config import ACTIVATIONS, DTYPES, RunConfig
 from .data import generate_dataset
 from .models import tutorial_chain
+from .optim import Rule, to_dict as rule_to_dict
 from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS, relayed_progress, worker_progress
 from .report._json import finite_json
 
@@ -145,10 +146,10 @@ def _seed_list(seeds: Union[int, Sequence[int]]) -> list[int]:
     return [int(s) for s in seeds]
 
 
-def _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, reference_tanh) -> None:
+def _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, reference_tanh, optimizer=None) -> None:
     if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    RunConfig(epochs=epochs, lr=lr)  # validates epochs and lr with RunConfig's messages
+    RunConfig(epochs=epochs, lr=lr, optimizer=optimizer)  # validates epochs, lr and the rule with RunConfig's messages
     for a in activations:
         if a not in ACTIVATIONS:
             raise ValueError(f"activation {a!r} is not one of {', '.join(ACTIVATIONS)}")
@@ -161,6 +162,10 @@ def _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, referen
         raise ValueError(f"torch_optimizer must be 'torch' or 'optimisers', got {torch_optimizer!r}")
     if reference_tanh not in ("exact", "fast"):
         raise ValueError(f"reference_tanh must be 'exact' or 'fast', got {reference_tanh!r}")
+    if optimizer is not None and torch_optimizer == "torch":
+        from .optim import torch_mapping
+
+        torch_mapping(optimizer)  # NoTorchEquivalent (a ValueError saying why) before any training
 
 
 def _inputs(seed_list: Sequence[int], samples: int) -> list:
@@ -186,6 +191,7 @@ def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs
     """
     if progress is None:
         progress = _worker_sweep_progress()
+    from .backends.pytorch import TorchBackend
     from .backends.pytorch_fast import train_batch
     from .backends.reference import ReferenceBackend
 
@@ -216,15 +222,20 @@ def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs
                 report(f"torch {label}", _lo + _k * done / total, n)
 
         try:
-            torch_results.extend(train_batch(chunk, torch_optimizer, epochs_done))
+            if config.is_adam:
+                torch_results.extend(train_batch(chunk, torch_optimizer, epochs_done))
+            else:  # the fast path spells out Adam only: any other rule trains on the plain path, seed by seed
+                torch_results.extend(TorchBackend(torch_optimizer, "plain").train(*run) for run in chunk)
         except Exception as exc:
-            raise BackendError(f"backend 'torch' (fast path) failed on {label}: {type(exc).__name__}: {exc}") from exc
+            path = "fast" if config.is_adam else "plain"
+            raise BackendError(f"backend 'torch' ({path} path) failed on {label}: {type(exc).__name__}: {exc}") from exc
         report(f"torch {label}", len(torch_results), n)
     seconds[f"torch {label}"] = time.perf_counter() - start
     rows = []
     for s, (data, _), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results):
         results = {"torch": t_res, "reference": r_res}
-        parity = compare_results(config.dtype, config.lr, results, data)
+        parity = compare_results(config.dtype, config.rule["eta"] if config.is_adam else config.lr, results, data,
+                                 optimizer=config.rule.name)
         step = next(c for c in parity.checks if c.quantity == "step_losses")
         scaled = np.abs(t_res.step_losses - r_res.step_losses) / np.abs(np.tile(data.train_labels, config.epochs))
         rows.append(SeedResult(
@@ -242,22 +253,24 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
               activations: Sequence[str] = ACTIVATIONS, dtypes: Sequence[str] = DTYPES, *,
               torch_optimizer: str = "torch", reference_tanh: str = "exact", batch: int = MAX_BATCH,
               keep_results: bool = False, workers: int = DEFAULT_WORKERS, min_steps: int = MIN_STEPS_FOR_WORKERS,
-              progress: Optional[SweepProgress] = None) -> Sweep:
+              progress: Optional[SweepProgress] = None, optimizer: Optional[Rule] = None) -> Sweep:
     """Train and compare torch vs reference for every seed (an int N means seeds 0..N-1) and run.
 
     The (activation, dtype) runs are independent: with ``workers > 1`` and runs of at least ``min_steps``
     Adam steps (samples x epochs) they go to that many spawned worker processes (same results, same
     progress calls, from a thread of this process). ``keep_results`` keeps each seed's two RunResults on its row
-    (memory: two step-loss arrays per row).
+    (memory: two step-loss arrays per row). ``optimizer``: an Optimisers.jl rule instead of ``Adam(lr)`` (then
+    ``lr`` stays at its default); a rule other than Adam trains torch on the plain path.
     """
     seed_list = _seed_list(seeds)
     activations, dtypes = tuple(activations), tuple(dtypes)
-    _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, reference_tanh)
+    _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, reference_tanh, optimizer)
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    configs = [RunConfig(activation=a, dtype=d, epochs=epochs, lr=lr) for a in activations for d in dtypes]
+    configs = [RunConfig(activation=a, dtype=d, epochs=epochs, lr=lr, optimizer=optimizer)
+               for a in activations for d in dtypes]
     options = (torch_optimizer, reference_tanh, batch, keep_results)
     outcomes: list = [None] * len(configs)
     if workers > 1 and len(configs) > 1 and samples * epochs >= min_steps:
@@ -282,13 +295,25 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
     for run_rows, run_seconds in outcomes:
         rows.extend(run_rows)
         seconds.update(run_seconds)
-    settings = dict(seeds=seed_list, samples=int(samples), epochs=epochs, lr=lr, activations=list(activations),
-                    dtypes=list(dtypes), backends=list(BACKENDS), torch_optimizer=torch_optimizer,
-                    reference_tanh=reference_tanh, torch_path="fast (batched; identical to the plain path)")
+    rule = configs[0].rule
+    settings = dict(seeds=seed_list, samples=int(samples), epochs=epochs, lr=lr if optimizer is None else None,
+                    activations=list(activations), dtypes=list(dtypes), backends=list(BACKENDS),
+                    torch_optimizer=torch_optimizer, reference_tanh=reference_tanh,
+                    torch_path="fast (batched; identical to the plain path)" if rule.name == "Adam" else "plain",
+                    optimizer=rule_to_dict(rule))
     return Sweep(settings, rows, seconds)
 
 
 # ---------------------------------------------------------------------------------------------- output
+
+
+def _optimizer_words(settings: dict) -> str:
+    """", optimizer <rule>" when a rule replaced the tutorial's Adam(lr), else nothing (the header as before)."""
+    if settings.get("lr") is None and settings.get("optimizer"):
+        from .optim import from_dict
+
+        return f", optimizer {from_dict(settings['optimizer'])}"
+    return ""
 
 
 def format_sweep(sweep: Sweep) -> str:
@@ -296,7 +321,8 @@ def format_sweep(sweep: Sweep) -> str:
               f" {'worst |d|/label':>15s}"
               f" {'diverged':>8s} {'earliest div':>12s}  failed seeds")
     lines = [f"Sweep: torch vs reference, {len(sweep.settings['seeds'])} seeds, "
-             f"{sweep.settings['samples']} samples x {sweep.settings['epochs']} epochs", header, "-" * len(header)]
+             f"{sweep.settings['samples']} samples x {sweep.settings['epochs']} epochs{_optimizer_words(sweep.settings)}",
+             header, "-" * len(header)]
     for label, s in sweep.summary().items():
         earliest = "-" if s["first_divergent_step_earliest"] is None else str(s["first_divergent_step_earliest"])
         failed = ", ".join(map(str, s["failed_seeds"][:12])) + (" ..." if len(s["failed_seeds"]) > 12 else "")

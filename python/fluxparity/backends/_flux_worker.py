@@ -6,8 +6,10 @@ not take the caller with it. It imports juliacall and never torch.
 
 Files in WORKDIR (the parent writes the first two, this worker the rest):
 
-- ``request.json``: ``{"kinds", "activations", "weights", "dtype", "epochs", "lr", "source",
-  "progress_every"}``. ``kinds`` has one entry per layer of the Chain, ``"rnn" | "lstm" | "gru" | "gruv3" |
+- ``request.json``: ``{"kinds", "activations", "weights", "dtype", "epochs", "lr", "optimizer", "source",
+  "progress_every"}``. ``optimizer`` is the run's Optimisers.jl rule as ``fluxparity.optim.to_dict`` writes
+  it (absent: the tutorial's ``Adam(lr)``); a rule other than ``Adam(lr)`` reaches ``train_chain`` as its
+  keyword ``rule``, built in Julia by julia/optimisers.jl's ``optimisers_rule`` from ``to_julia``'s source. ``kinds`` has one entry per layer of the Chain, ``"rnn" | "lstm" | "gru" | "gruv3" |
   "dense"``; ``activations`` one per layer, the RNN's or the Dense's σ name, ``""`` for LSTM/GRU/GRUv3;
   ``weights`` lists the names of the weight arrays in ``inputs.npz``; ``source`` is the path of
   julia/FluxParity.jl. Every run — the tutorial too — calls ``FluxParity.train_chain``.
@@ -106,9 +108,23 @@ def _read_inputs(workdir: Path) -> tuple[dict, dict, list]:
     return request, weights, data
 
 
+def julia_rule_source(request: dict):
+    """Julia source building the request's rule (``FluxParity.optimisers_rule(Dict(...))``), or None when the
+    rule is the tutorial's ``Adam(lr)``, which ``train_chain`` builds itself when given no ``rule``."""
+    from ..optim import from_dict, rule, to_julia  # numbers only: never imports torch
+
+    if "optimizer" not in request:
+        return None
+    wanted = from_dict(request["optimizer"])
+    if wanted == rule("Adam", eta=float(request["lr"])):
+        return None
+    return f"FluxParity.optimisers_rule({to_julia(wanted)})"
+
+
 def run(workdir: Path) -> int:
     try:
         request, weights, data = _read_inputs(workdir)
+        rule_source = julia_rule_source(request)
     except Exception as exc:  # the parent must still learn why: it reads error.json
         return _fail(workdir, "python", type(exc).__name__, f"could not read the worker's inputs: {exc}")
     if "torch" in sys.modules:  # would mean a fluxparity import pulled torch in: never load it with Julia
@@ -131,6 +147,8 @@ def run(workdir: Path) -> int:
         for name, array in weights.items():
             params[name] = array
         kinds, activations = list(request["kinds"]), list(request["activations"])
+        if rule_source is not None:  # a Julia value: PythonCall passes it back to train_chain unconverted
+            options["rule"] = jl.seval(rule_source)
         result = jl.FluxParity.train_chain(kinds, activations, *settings, params, *data, **options)
         trained = result.params  # a Julia Dict{String, Array{Float64}}, by the same names
         if len(trained) != len(weight_names) or not all(name in trained for name in weight_names):

@@ -1,7 +1,9 @@
-"""The reference backend for models beyond the tutorial: RNN/LSTM/GRU/GRUv3 with a Dense head.
+"""The reference backend's general path: any Chain (RNN/LSTM/GRU/GRUv3 with a Dense head, or the tutorial's
+RNN(1 => 1)) with any Optimisers.jl rule.
 
 Forward and backpropagation through time come from :mod:`fluxparity.models` (hand-written NumPy, no
-autograd); the optimizer is Optimisers.jl's Adam, op by op in the run's dtype (see ``fluxparity.adam``).
+autograd); the optimiser is the run's rule (``config.rule``) in :mod:`fluxparity.optim`'s NumPy arithmetic,
+op by op in the run's dtype (for Adam the same operations as ``fluxparity.adam`` spells out).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..adam import BETA1, BETA2, EPSILON
+from .. import optim
 from ..config import RunConfig
 from ..data import Dataset, length_groups
 from .base import Progress, RunResult
@@ -34,13 +36,10 @@ def train_reference_model(config: RunConfig, data: Dataset, initial, fast: bool,
     from ..models import abs_last_output_loss, flat_params, outputs, value_and_grad, with_flat_params
 
     dtype = np.dtype(config.dtype)
-    t = dtype.type
     model = initial.astype(dtype)  # boundary: float64 params -> T, once
     weights = {k: v.copy() for k, v in flat_params(model).items()}
-    m = {k: np.zeros_like(v) for k, v in weights.items()}
-    v = {k: np.zeros_like(w) for k, w in weights.items()}
-    one, b1, b2, eps, eta = t(1), t(BETA1), t(BETA2), t(EPSILON), t(config.lr)
-    b1t, b2t = b1, b2
+    rule = config.rule
+    state = optim.setup(rule, weights)
     train_x = [s.astype(dtype).reshape(1, -1) for s in data.train_sequences]  # (in=1, len)
     train_y = data.train_labels.astype(dtype)
     n, epochs = len(train_x), config.epochs
@@ -54,11 +53,7 @@ def train_reference_model(config: RunConfig, data: Dataset, initial, fast: bool,
             current = with_flat_params(model, weights)
             loss, grads = value_and_grad(current, train_x[i], abs_last_output_loss(train_y[i]), fast=fast)
             step_losses[epoch * n + i] = loss
-            for k, g in flat_params(grads).items():  # Optimisers.jl 0.4 Adam, in T
-                m[k] = b1 * m[k] + (one - b1) * g
-                v[k] = b2 * v[k] + (one - b2) * (g * g)
-                weights[k] = weights[k] - ((m[k] / (one - b1t)) / (np.sqrt(v[k] / (one - b2t)) + eps)) * eta
-            b1t, b2t = b1t * b1, b2t * b2
+            state, weights = optim.update(rule, state, weights, flat_params(grads))  # Optimisers.jl, in T
         trained = with_flat_params(model, weights)
         epoch_test[epoch] = _loss_sum(trained, data.test_sequences, data.test_labels, dtype, fast)
         if progress is not None:
@@ -73,6 +68,6 @@ def train_reference_model(config: RunConfig, data: Dataset, initial, fast: bool,
         final_params=trained.astype(np.float64),
         probe_predictions=probes,
         seconds=time.perf_counter() - start,
-        notes={"activations": "NNlib fast" if fast else "exact", "optimizer": "Optimisers.jl Adam arithmetic",
+        notes={"activations": "NNlib fast" if fast else "exact", "optimizer": f"Optimisers.jl arithmetic of {rule}",
                "model": config.model, "hidden": config.hidden},
     )

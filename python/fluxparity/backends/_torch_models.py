@@ -33,7 +33,7 @@ def train_torch_model(config: RunConfig, data: Dataset, initial, make_optimizer,
 
     dtype = TORCH_DTYPES[config.dtype]
     module = build_module(initial, dtype=dtype)  # Flux layout -> state_dict; bias_hh = 0, frozen
-    opt = make_optimizer([p for p in module.parameters() if p.requires_grad], config.lr)
+    opt = make_optimizer([p for p in module.parameters() if p.requires_grad])  # trains config.rule
     train_x = [torch.tensor(s, dtype=dtype).reshape(-1, 1, 1) for s in data.train_sequences]  # (len, batch, in)
     train_y = torch.tensor(data.train_labels, dtype=dtype)
     n, epochs = len(train_x), config.epochs

@@ -31,6 +31,7 @@ from .. import juliaprobe
 from .._npzio import Expect, NpzError, read_npz
 from .._subprocess import run_streaming
 from ..config import RunConfig
+from ..optim import to_dict as rule_to_dict
 from ..data import Dataset, pack
 from ..models import Chain, DenseParams, RNNParams, flat_params, with_flat_params
 from ._flux_worker import ARRAY_FIELDS, PHASE_TAG, PROGRESS_TAG
@@ -142,6 +143,7 @@ def _write_inputs(
         "dtype": config.dtype,
         "epochs": config.epochs,
         "lr": config.lr,
+        "optimizer": rule_to_dict(config.rule),  # the Optimisers.jl rule, fluxparity.optim.to_dict's form
         "source": source,
         "progress_every": max(1, total_steps // 100),
     }

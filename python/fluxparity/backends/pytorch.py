@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adam import BETA1, BETA2, EPSILON
 from ..config import RunConfig
 from ..data import Dataset
 from ..models import Chain, tutorial_weights, with_tutorial_weights
+from ..optim import FluxOptimiser, Rule, torch_mapping
 from .base import Progress, RunResult, check_initial
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -53,64 +53,23 @@ class SumRNN(nn.Module):
         return with_tutorial_weights(self.template, value(self.weight_ih), value(self.weight_hh), value(self.bias))
 
 
-def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
-    """The correctly rounded (IEEE 754) square root of a CPU tensor, as Julia's ``sqrt`` computes it.
-
-    ``torch.sqrt`` on the CPU is accurate to 1 ulp but not correctly rounded (with the torch 2.13 CPU
-    wheel on x86-64, about 1.4% of float64 and 20% of float32 inputs come out 1 ulp off; the same behaviour
-    is reported upstream in pytorch/pytorch#31250). Julia's ``sqrt`` is the hardware instruction, as is
-    NumPy's, so this goes through NumPy. ``tests/test_ieee_sqrt.py`` checks the rounding with exact
-    rational arithmetic; docs/parity.md shows what the difference does to a training run.
-    """
-    if x.device.type != "cpu":
-        raise ValueError(f"ieee_sqrt needs a CPU tensor, got one on {x.device}")
-    return torch.from_numpy(np.asarray(np.sqrt(x.detach().numpy())))  # asarray: a 0-d result stays an array
-
-
-class OptimisersAdam(torch.optim.Optimizer):
-    """``torch.optim`` optimizer with Optimisers.jl 0.4 Adam's arithmetic (see ``fluxparity.adam``).
-
-    Constants are converted to the parameter's dtype, ``beta^t`` is a running product in that dtype, and
-    the update is ``x - ((m / (1 - beta1_t)) / (sqrt(v / (1 - beta2_t)) + eps)) * eta``, op by op, with
-    Julia's correctly rounded ``sqrt`` (:func:`ieee_sqrt`), not ``torch.sqrt``.
-    """
-
-    def __init__(self, params, lr: float = 1e-3, betas=(BETA1, BETA2), eps: float = EPSILON) -> None:
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None if closure is None else closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                as_t = lambda v: torch.tensor(v, dtype=p.dtype)  # noqa: E731  (T(o.eta) etc.)
-                one, b1, b2 = as_t(1.0), as_t(group["betas"][0]), as_t(group["betas"][1])
-                state = self.state[p]
-                if not state:
-                    state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
-                    state["beta1_t"], state["beta2_t"] = b1.clone(), b2.clone()
-                m, v, g = state["m"], state["v"], p.grad
-                m.copy_(b1 * m + (one - b1) * g)
-                v.copy_(b2 * v + (one - b2) * (g * g))
-                p.sub_(((m / (one - state["beta1_t"])) / (ieee_sqrt(v / (one - state["beta2_t"])) + as_t(group["eps"])))
-                       * as_t(group["lr"]))
-                state["beta1_t"] = state["beta1_t"] * b1
-                state["beta2_t"] = state["beta2_t"] * b2
-        return loss
-
-
 def check_optimizer(kind: str) -> None:
     if kind not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {kind!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
-def make_optimizer(kind: str, params, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(kind: str, params, rule: Rule):
+    """The optimizer for ``rule`` (a :class:`fluxparity.optim.Rule`), with ``zero_grad()`` and ``step()``.
+
+    ``"optimisers"``: :class:`fluxparity.optim.FluxOptimiser`, Optimisers.jl's arithmetic (the reference's
+    operations in the same order: bit for bit on the same gradients, float32 and float64). ``"torch"``: the stock ``torch.optim`` port of the rule
+    (:func:`fluxparity.optim.torch_mapping`, e.g. ``torch.optim.Adam(lr=eta, betas=beta, eps=epsilon)`` for
+    Adam); raises :class:`fluxparity.optim.NoTorchEquivalent` (a ValueError saying why) when there is none.
+    """
     check_optimizer(kind)
     if kind == "torch":
-        return torch.optim.Adam(params, lr=lr, betas=(BETA1, BETA2), eps=EPSILON)
-    return OptimisersAdam(params, lr=lr)
+        return torch_mapping(rule).bind(params)
+    return FluxOptimiser(params, rule)
 
 
 def _as_inputs(sequences, dtype: torch.dtype) -> list[torch.Tensor]:
@@ -128,13 +87,15 @@ PATHS = ("fast", "plain")
 
 
 class TorchBackend:
-    """``optimizer="torch"``: ``torch.optim.Adam`` (what a port would use); ``"optimisers"``: Optimisers.jl arithmetic.
+    """``optimizer="torch"``: the stock ``torch.optim`` port of the run's rule (``torch.optim.Adam`` for the
+    tutorial: what a port would use); ``"optimisers"``: Optimisers.jl's arithmetic (``FluxOptimiser``).
 
     ``path="plain"`` trains :class:`SumRNN` with autograd, one sample at a time: the porting reference.
     ``path="fast"`` (the default for the tutorial's model) computes the same per-sample training as one
     batched computation with hand-spelled gradients (``pytorch_fast``); its results are bit-identical to
     the plain path's in float32 and float64 (``tests/test_torch_fast.py``) and it is ~10x faster. Models
-    beyond the tutorial always take the plain path.
+    beyond the tutorial always take the plain path. The fast path spells out Adam only: a run with another
+    rule and ``path="fast"`` is refused (ValueError); use ``path="plain"``.
     """
 
     name = "torch"
@@ -158,8 +119,10 @@ class TorchBackend:
             from ._torch_models import train_torch_model
 
             return train_torch_model(config, data, initial,
-                                     lambda params, lr: make_optimizer(self.optimizer, params, lr), progress)
+                                     lambda params: make_optimizer(self.optimizer, params, config.rule), progress)
         if self.path == "fast":
+            if not config.is_adam:
+                raise ValueError(f"the torch fast path spells out Adam only; {config.rule} needs path='plain'")
             from .pytorch_fast import train_batch
 
             return train_batch([(config, data, initial)], self.optimizer, progress)[0]
@@ -167,7 +130,7 @@ class TorchBackend:
         model = SumRNN(initial, dtype)
         train_x, test_x, probe_x = (_as_inputs(s, dtype) for s in (data.train_sequences, data.test_sequences, data.probes))
         train_y, test_y = (torch.tensor(y, dtype=dtype) for y in (data.train_labels, data.test_labels))
-        opt = make_optimizer(self.optimizer, model.parameters(), config.lr)
+        opt = make_optimizer(self.optimizer, model.parameters(), config.rule)
         n, epochs = len(train_x), config.epochs
         step_losses, epoch_test = np.zeros(n * epochs), np.zeros(epochs)
         start = time.perf_counter()

@@ -9,8 +9,9 @@ but without autograd and without ``nn.Module``/``torch.optim`` bookkeeping:
   the front with ``x = 0`` and a zero mask, so unequal lengths, per step and per model, need no branching;
 * forward and backpropagation through time are written out in torch ops under ``no_grad``;
 * Adam is ``torch.optim.Adam``'s arithmetic (``_single_tensor_adam``, what ``torch.optim.Adam`` runs on CPU
-  with default settings) or Optimisers.jl's (the plain backend's ``OptimisersAdam``, with its correctly
-  rounded ``ieee_sqrt``), op for op.
+  with default settings) or Optimisers.jl's (``fluxparity.optim.FluxOptimiser`` with Adam, with its correctly
+  rounded ``ieee_sqrt``), op for op. Only Adam (any eta, beta, epsilon): runs with another rule take the
+  plain path.
 
 The per-sample steps are inherently sequential, so the cost is the number of torch ops per step, whatever
 K is: about 27 (identity) and 35 (tanh) in float64, 43 and 58 in float32 (see below). K models cost about
@@ -44,12 +45,12 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..adam import BETA1, BETA2, EPSILON
 from ..config import RunConfig
 from ..data import MAX_LENGTH, Dataset, pack
 from ..models import Chain, tutorial_weights, with_tutorial_weights
 from .base import Progress, RunResult, check_initial, epoch_sums
-from .pytorch import TORCH_DTYPES, check_optimizer, ieee_sqrt
+from ..optim import ieee_sqrt
+from .pytorch import TORCH_DTYPES, check_optimizer
 
 WINDOW = MAX_LENGTH  # time steps per padded sequence
 # Columns of a padded row: two scratch cells, then [h, x, mask] (multiplied by P's rows [Wh, Wi, b]).
@@ -133,9 +134,11 @@ def _check_batch(runs) -> tuple[RunConfig, int]:
     if not runs:
         raise ValueError("train_batch needs at least one (config, data, initial) run")
     config = runs[0][0]
+    if not config.is_adam:
+        raise ValueError(f"the torch fast path spells out Adam only; {config.rule} needs the plain path")
     n = len(runs[0][1].train_sequences)
     for c, data, initial in runs:
-        if (c.dtype, c.activation, c.epochs, c.lr) != (config.dtype, config.activation, config.epochs, config.lr):
+        if (c.dtype, c.activation, c.epochs, c.rule) != (config.dtype, config.activation, config.epochs, config.rule):
             raise ValueError(f"one batch trains one configuration; got {c} and {config} "
                              "(train_many groups runs for you)")
         if len(data.train_sequences) != n or len(data.test_sequences) != len(runs[0][1].test_sequences) \
@@ -148,7 +151,7 @@ def _check_batch(runs) -> tuple[RunConfig, int]:
 
 def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str = "torch",
                 progress: Optional[BatchProgress] = None) -> list[RunResult]:
-    """Train K runs with one configuration (activation, dtype, epochs, lr) as one batched computation.
+    """Train K runs with one configuration (activation, dtype, epochs, Adam rule) as one batched computation.
 
     Each run has its own data and initial parameters; all data sets must have the same sizes. Returns K
     :class:`RunResult`, equal to what ``TorchBackend(optimizer).train(config, data, initial)`` returns for
@@ -159,6 +162,8 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str
     dtype = TORCH_DTYPES[config.dtype]
     tanh = config.activation == "tanh"
     k_models, epochs = len(runs), config.epochs
+    adam = config.rule  # Adam(eta, beta, epsilon), checked by _check_batch
+    eta, (beta1, beta2), epsilon = adam["eta"], adam["beta"], adam["epsilon"]
     torch.set_num_threads(1)  # as the plain path: tiny tensors, threads only add overhead
 
     with torch.no_grad():
@@ -227,17 +232,17 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str
         if optimizer == "torch":
             # torch.optim.Adam, _single_tensor_adam (foreach/fused are off for CPU tensors by default):
             # step is a float32 tensor, .item()'d (so it stops at 2**24); bias corrections in Python floats.
-            lr, b1, b2, eps = float(config.lr), BETA1, BETA2, EPSILON
+            lr, b1, b2, eps = float(eta), beta1, beta2, epsilon
         else:
             as_t = lambda x: torch.tensor(x, dtype=dtype)  # noqa: E731
-            one, tb1, tb2, teps, teta = as_t(1.0), as_t(BETA1), as_t(BETA2), as_t(EPSILON), as_t(config.lr)
+            one, tb1, tb2, teps, teta = as_t(1.0), as_t(beta1), as_t(beta2), as_t(epsilon), as_t(eta)
             omb1, omb2 = one - tb1, one - tb2
             # 1 - beta^t with beta^t a running product in T, for every step
             bt = np.empty((epochs * n, 2), dtype=np.dtype(config.dtype))
-            b1t, b2t = np.dtype(config.dtype).type(BETA1), np.dtype(config.dtype).type(BETA2)
+            b1t, b2t = np.dtype(config.dtype).type(beta1), np.dtype(config.dtype).type(beta2)
             for s in range(epochs * n):
                 bt[s] = (b1t, b2t)
-                b1t, b2t = b1t * np.dtype(config.dtype).type(BETA1), b2t * np.dtype(config.dtype).type(BETA2)
+                b1t, b2t = b1t * np.dtype(config.dtype).type(beta1), b2t * np.dtype(config.dtype).type(beta2)
             corrections = one - torch.from_numpy(bt)  # (steps, 2) in T
 
         start = time.perf_counter()
@@ -329,7 +334,7 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str
 
 def _batch_key(run) -> tuple:
     config, data, _ = run
-    return (config.dtype, config.activation, config.epochs, config.lr, len(data.train_sequences),
+    return (config.dtype, config.activation, config.epochs, config.rule, len(data.train_sequences),
             len(data.test_sequences), len(data.probes))
 
 

@@ -4,7 +4,8 @@ Forward pass, backpropagation through time and Optimisers.jl's Adam arithmetic a
 scalars, so the backend needs no autograd engine and is an independent witness for the other two.
 
 Every number lives in the run's dtype T: constants arrive as a T-typed array and each operation rounds
-to T, in the order Flux/Optimisers.jl write them (see ``fluxparity.adam`` for the Adam formula).
+to T, in the order Flux/Optimisers.jl write them (see ``fluxparity.adam`` for the Adam formula). The
+kernel serves Adam only; other rules go through ``_reference_models`` and ``fluxparity.optim``.
 The one kernel below is plain Python over NumPy scalars. When numba is installed the *same source* is
 also compiled (``jit=True``, the default); a test checks that the compiled and interpreted kernels give
 bit-identical trajectories, so the speed-up cannot change a result.
@@ -18,7 +19,6 @@ from typing import Optional
 
 import numpy as np
 
-from .. import adam
 from ..config import RunConfig
 from ..data import Dataset, pack
 from ..models import Chain, tutorial_weights, with_tutorial_weights
@@ -200,7 +200,9 @@ class ReferenceBackend:
     def train(self, config: RunConfig, data: Dataset, initial: Chain,
               progress: Optional[Progress] = None) -> RunResult:
         check_initial(config, initial)
-        if not initial.is_tutorial_shape:  # the kernel below serves only the tutorial's shape
+        # The kernel below serves only the tutorial's shape and Adam; any other model or rule takes the
+        # general path, whose optimiser is fluxparity.optim's NumPy arithmetic of the rule.
+        if not (initial.is_tutorial_shape and config.is_adam):
             from ._reference_models import train_reference_model
 
             return train_reference_model(config, data, initial, fast=self.tanh == "fast", progress=progress)
@@ -212,7 +214,8 @@ class ReferenceBackend:
         (x, lengths), (test_x, test_lengths), (probe_x, probe_lengths) = [
             (values.astype(dtype), lens) for values, lens in sets]
         w = np.array([*tutorial_weights(initial), 0.0], dtype=dtype)
-        c = np.array([0.0, 1.0, adam.BETA1, adam.BETA2, adam.EPSILON, config.lr], dtype=dtype)
+        rule = config.rule  # Adam(eta, beta, epsilon): the kernel's constants
+        c = np.array([0.0, 1.0, *rule["beta"], rule["epsilon"], rule["eta"]], dtype=dtype)
         n, epochs = len(lengths), config.epochs
         step_losses, epoch_train, epoch_test = np.zeros(n * epochs), np.zeros(epochs), np.zeros(epochs)
         before, probe_out = np.zeros(2), np.zeros(len(probe_lengths))
@@ -236,5 +239,6 @@ class ReferenceBackend:
             probe_predictions=probe_out,
             seconds=seconds,
             notes={"tanh": self.tanh if activation == "tanh" else None,
-                   "compiled": kernel is not train_kernel, "optimizer": "Optimisers.jl Adam arithmetic"},
+                   "compiled": kernel is not train_kernel,
+                   "optimizer": f"Optimisers.jl arithmetic of {rule} (inline Adam kernel)"},
         )

@@ -48,6 +48,10 @@ class BoundMapping:
     params: list
     optimizer: torch.optim.Optimizer
 
+    def zero_grad(self) -> None:
+        """``optimizer.zero_grad()``: what a training loop calls before each backward pass."""
+        self.optimizer.zero_grad()
+
     def step(self) -> None:
         """The gradient transforms, then ``optimizer.step()``; gradients are read from ``p.grad``."""
         for transform in self.mapping.transforms:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._tables import Table, findings, run_tables
+from ._tables import Table, findings, run_tables, training_words
 
 
 def _md_table(table: Table) -> str:
@@ -16,8 +16,8 @@ def _md_table(table: Table) -> str:
 def experiment_markdown(experiment) -> str:
     s = experiment.settings
     out = [f"# fluxparity report: {experiment.verdict.upper()}", "",
-           f"{s['samples']} training and {2 * s['samples']} test sequences, {s['epochs']} epochs, learning rate "
-           f"{s['lr']}, seed {s['seed']}. Backends: {', '.join(s['backends'])}.", ""]
+           f"{s['samples']} training and {2 * s['samples']} test sequences, {s['epochs']} epochs, "
+           f"{training_words(s, 'learning rate {}')}, seed {s['seed']}. Backends: {', '.join(s['backends'])}.", ""]
     for name, why in experiment.skipped.items():
         out += [f"*{name} was not run:* {why}", ""]
     out += ["Versions: " + ", ".join(f"{k} {v}" for k, v in experiment.versions.items() if k != "backends"), ""]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..models import flat_params
+from ..optim import from_dict as rule_from_dict
 
 EPOCHS_SHOWN = (1, 2, 3, 5, 10, 20, 30, 40, 50)
 NOT_CONVERGED = 0.01  # test loss after / before above this: the identity model has not learned the sum yet
@@ -83,6 +84,13 @@ def run_tables(run, data) -> list[Table]:
     return tables
 
 
+def training_words(settings: dict, lr_format: str) -> str:
+    """How the runs were optimised: ``lr_format`` with the tutorial Adam's lr, or the rule given instead."""
+    if settings.get("lr") is None and settings.get("optimizer"):
+        return f"optimizer {rule_from_dict(settings['optimizer'])}"
+    return lr_format.format(settings["lr"])
+
+
 def findings(run, data, separation: bool = True) -> list[str]:
     """Plain sentences a reader needs: where float32 trajectories separated, whether each model learned."""
     lines = []
@@ -92,6 +100,10 @@ def findings(run, data, separation: bool = True) -> list[str]:
             step = c.first_divergent_step
             lines.append(f"{c.a} and {c.b}: step losses separate at step {step} (epoch {step // n + 1}, sample "
                          f"{step % n}) beyond {c.rule}; judged on epoch 1 and on the outcome instead.")
+    if run.config.dtype == "float32" and not run.config.is_adam and len(run.results) > 1:
+        lines.append(f"float32 outcome (test loss after, probe predictions) reported, not judged: its tolerance is "
+                     f"Adam's step jitter, and this run trains with {run.config.rule}; float32 is judged on epoch 1 "
+                     "and the losses before training.")
     for c in run.parity.failed():
         lines.append(f"FAIL {c.a} vs {c.b}: {c.quantity}[{c.worst_index}]: max abs {c.max_abs:.3e} breaks {c.rule}.")
         if c.quantity == "step_losses":

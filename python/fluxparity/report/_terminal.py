@@ -17,7 +17,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from .._console import colour_terminal
-from ._tables import Table, _short, findings, run_tables, summary_tables, verdict_lines
+from ._tables import Table, _short, findings, run_tables, summary_tables, training_words, verdict_lines
 
 MAX_CELL = 40  # a longer cell (a rule in --verbose) ends in "…": report.md has it whole
 UNWRAPPED = 10_000  # the width of text that is not for a terminal: no line is ever wrapped
@@ -62,7 +62,7 @@ def _run(run, data, checks: str = "judged") -> list:
 def _experiment(experiment, verbose: bool) -> list:
     s = experiment.settings
     parts = [Text(f"fluxparity compare: {s['samples']} train / {2 * s['samples']} test sequences, {s['epochs']} "
-                  f"epochs, lr {s['lr']:g}, seed {s['seed']}, backends {', '.join(s['backends'])}")]
+                  f"epochs, {training_words(s, 'lr {:g}')}, seed {s['seed']}, backends {', '.join(s['backends'])}")]
     for name, why in experiment.skipped.items():
         parts.append(Text(f"{name} not run: {why}", style="yellow"))
     if verbose:
