@@ -148,3 +148,14 @@ def test_a_golden_file_is_a_weights_file(tmp_path):
     loaded = load_npz(tmp_path / "g.npz")
     for name, array in chain.arrays().items():
         np.testing.assert_array_equal(loaded.arrays()[name], array, err_msg=name)
+
+
+def test_from_state_dict_names_the_missing_key_instead_of_a_bare_key_error():
+    import torch
+
+    from fluxparity import models
+
+    module = torch.nn.Sequential(torch.nn.LSTM(2, 3), torch.nn.Linear(3, 1))
+    with pytest.raises(ValueError, match="missing key 'weight_hh_l0'") as error:
+        models.from_state_dict(module.state_dict(), dtype=np.float64)
+    assert "0.weight_hh_l0" in str(error.value)  # the names it was given are listed

@@ -88,6 +88,12 @@ def _numpy(t: torch.Tensor, dtype) -> np.ndarray:
 def _infer_kind(sd: dict[str, torch.Tensor]) -> str:
     if "weight_hh_tilde_l0" in sd:
         return "gruv3"
+    if "weight_hh_l0" not in sd:
+        raise ValueError(
+            f"state_dict names {sorted(sd)} are not a recurrent layer this package converts: missing key "
+            f"'weight_hh_l0' (expected {sorted(_TWO_BIAS_NAMES)} as nn.RNN/LSTM/GRU name them, or "
+            f"{sorted(_ONE_BIAS_NAMES)}; a module of your own: use fluxparity.testing's mapping=)"
+        )
     rows, cols = sd["weight_hh_l0"].shape
     kinds = {1: "rnn", 3: "gru", 4: "lstm"}
     if rows % cols or rows // cols not in kinds:
