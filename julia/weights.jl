@@ -180,8 +180,14 @@ function layer_entries(layer, prefix::AbstractString)
     d[prefix * "cell.Wi"] = Array(c.Wi)
     d[prefix * "cell.Wh"] = Array(c.Wh)
     if c isa RNNCell
+        σname = activation_name(c.σ)
+        # The format's RNN activations (python/fluxparity/models/_npz.py); sigmoid is Dense-only.
+        σname == "sigmoid" &&
+            throw(ArgumentError(
+                "an RNN's activation must be identity, tanh or relu, got sigmoid",
+            ))
         d[prefix * "kind"] = bytes("rnn")
-        d[prefix * "activation"] = bytes(activation_name(c.σ))
+        d[prefix * "activation"] = bytes(σname)
         d[prefix * "cell.bias"] = Array(c.bias)
     elseif c isa LSTMCell
         d[prefix * "kind"] = bytes("lstm")

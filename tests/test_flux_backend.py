@@ -389,7 +389,10 @@ def test_a_real_julia_exception_names_its_type(flux_backend, small_inputs):
     data, initial = small_inputs
     cell = initial.layers[0]
     bad_cell = type(cell)(Wi=cell.Wi, Wh=cell.Wh, bias=cell.bias, activation=cell.activation)
-    object.__setattr__(bad_cell, "Wh", np.zeros((2, 2)))  # past the Python-side checks, on purpose
+    # A bias of 2 for 1 unit: the first step broadcasts it to a (2,) state without complaint, the second
+    # multiplies the (1, 1) Wh by it, a DimensionMismatch (every training sequence has >= 2 steps). A (2, 2)
+    # Wh or a (1, 2) Wi would not get that far: check_initial refuses a Chain with 2 outputs or 2 inputs.
+    object.__setattr__(bad_cell, "bias", np.zeros(2))  # past the Python-side checks, on purpose
     bad = Chain((cell,))
     object.__setattr__(bad, "layers", (bad_cell,))
     with pytest.raises(BackendError, match="Julia raised DimensionMismatch"):
