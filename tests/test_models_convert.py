@@ -324,3 +324,11 @@ def test_a_state_dict_name_outside_layers_i_name_is_refused(name):
     state_dict[name] = torch.zeros(1)
     with pytest.raises(ValueError, match="unexpected state_dict name"):
         models.from_state_dict(state_dict, dtype=np.float64, like=_stacked_chain(np.float64))
+
+
+def test_a_folded_hidden_bias_keeps_the_requested_dtype():
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(3, 4, dtype=torch.float32)  # PyTorch's default init: bias_hh_l0 != 0, so it is added
+    params = models.from_module(rnn, dtype=np.float32)
+    assert params.bias.dtype == np.float32
+    np.testing.assert_array_equal(params.bias, (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().numpy())
