@@ -195,6 +195,7 @@ def test_float32_outcome_of_another_rule_is_reported_with_zero_allowance_and_nev
     assert parity_failures(parity) == []
     for quantity in ("test_loss_after", "probe_predictions"):
         check = next(c for c in parity.checks if c.quantity == quantity)
-        assert not check.judged and not check.passed and check.rtol == 0.0 and check.atol == 0.0
+        assert check.judged is False and not check.passed and check.rtol == 0.0 and check.atol == 0.0
+        assert check.max_abs == pytest.approx(1e-6) and check.first_divergent_step == 0
         assert check.rule == ("outcome: not judged: the float32 outcome tolerance is 5 steps of Adam's jitter, "
                               "and this run trains with Momentum, for which no outcome tolerance is derived")

@@ -332,3 +332,9 @@ def test_a_folded_hidden_bias_keeps_the_requested_dtype():
     params = models.from_module(rnn, dtype=np.float32)
     assert params.bias.dtype == np.float32
     np.testing.assert_array_equal(params.bias, (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().numpy())
+
+
+def test_freeze_hidden_biases_names_what_it_froze():
+    module = models.build_module(_stacked_chain(np.float64), dtype=torch.float64)  # bias_hh = 0 when built
+    assert models.freeze_hidden_biases(module) == ["layers.0.bias_hh_l0", "layers.1.bias_hh_l0"]
+    assert not module.layers[0].bias_hh_l0.requires_grad
