@@ -199,3 +199,10 @@ def test_float32_outcome_of_another_rule_is_reported_with_zero_allowance_and_nev
         assert check.max_abs == pytest.approx(1e-6) and check.first_divergent_step == 0
         assert check.rule == ("outcome: not judged: the float32 outcome tolerance is 5 steps of Adam's jitter, "
                               "and this run trains with Momentum, for which no outcome tolerance is derived")
+
+
+def test_one_backend_compares_nothing_and_has_no_checks():
+    data, initial = make_inputs(20, seed=0)
+    b = ReferenceBackend().train(RunConfig("identity", "float64", epochs=1), data, initial)
+    parity = compare_results("float64", 1e-3, {"b": b}, data)
+    assert parity.verdict == "nothing compared" and parity.checks == []

@@ -338,3 +338,9 @@ def test_freeze_hidden_biases_names_what_it_froze():
     module = models.build_module(_stacked_chain(np.float64), dtype=torch.float64)  # bias_hh = 0 when built
     assert models.freeze_hidden_biases(module) == ["layers.0.bias_hh_l0", "layers.1.bias_hh_l0"]
     assert not module.layers[0].bias_hh_l0.requires_grad
+
+
+def test_a_lone_cell_state_dict_comes_back_in_the_requested_dtype():
+    cell = _params("gru", "tanh", False, np.float32).layers[0]
+    back = models.from_state_dict(models.to_state_dict(cell, dtype=torch.float32), dtype=np.float32)
+    _assert_bitwise_equal(models.flat_params(back), models.flat_params(cell))
