@@ -292,3 +292,10 @@ def test_lion_signs_a_small_opposite_gradient_by_the_source_mix_and_a_zero_one_a
     assert (0.999 - 0.9) * g2[0] + 0.9 * s2[0] > 0 > (0.999 + 0.9) * g2[0] + 0.9 * s2[0]
     opt.step({"x": g1})
     assert_array_equal(opt.step({"x": g2})["x"], [-0.001 - 0.001, 0.0])
+
+
+def test_rprop_keeps_the_step_of_a_zero_gradient():
+    opt = ReferenceOptimiser(parse_spec("rprop"), {"x": X0})
+    opt.step({"x": G1})
+    opt.step({"x": np.array([0.0, G2[1], G2[2]])})  # g * 0 = 0: neither agreement nor a sign change
+    assert_array_equal(opt.state["x"][1], [1e-3, 1e-3 * 1.2, 1e-3 * 1.2])
