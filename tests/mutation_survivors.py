@@ -55,6 +55,11 @@ def main() -> int:
     print(f"mutants: {len(statuses)}; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"score: killed / (killed + survived + timeout) = {counts['killed']}/{judged} = "
           f"{counts['killed'] / max(judged, 1):.1%}")
+    by_module = collections.defaultdict(collections.Counter)
+    for name, status in statuses.items():
+        by_module[re.sub(r"\.x.*", "", name)][status] += 1
+    for module, c in sorted(by_module.items()):
+        print(f"  {module}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     by_class = collections.defaultdict(list)
     for name, status in sorted(statuses.items()):
         if status != "survived":

@@ -185,3 +185,24 @@ def test_scale_is_per_element():
     # labels 1 and 100: a difference of 5e-8 is inside 1e-9 * 100 and outside 1e-9 * 1
     check = compare_arrays("loss", "a", [5e-8, 5e-8], "b", [0.0, 0.0], rtol=1e-9, scale=[100.0, 1.0])
     assert not check.passed and check.first_divergent_step == 1 and check.atol == pytest.approx(1e-7)
+
+
+def test_float32_outcome_of_another_rule_is_reported_with_zero_allowance_and_never_judged():
+    data, initial = make_inputs(20, seed=0)
+    b = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2), data, initial)
+    a = _moved(_moved(b, "test_loss_after", 1e-6), "probe_predictions", 1e-6)
+    parity = compare_results("float32", 1e-3, {"a": a, "b": b}, data, optimizer="Momentum")
+    assert parity_failures(parity) == []
+    for quantity in ("test_loss_after", "probe_predictions"):
+        check = next(c for c in parity.checks if c.quantity == quantity)
+        assert check.judged is False and not check.passed and check.rtol == 0.0 and check.atol == 0.0
+        assert check.max_abs == pytest.approx(1e-6) and check.first_divergent_step == 0
+        assert check.rule == ("outcome: not judged: the float32 outcome tolerance is 5 steps of Adam's jitter, "
+                              "and this run trains with Momentum, for which no outcome tolerance is derived")
+
+
+def test_one_backend_compares_nothing_and_has_no_checks():
+    data, initial = make_inputs(20, seed=0)
+    b = ReferenceBackend().train(RunConfig("identity", "float64", epochs=1), data, initial)
+    parity = compare_results("float64", 1e-3, {"b": b}, data)
+    assert parity.verdict == "nothing compared" and parity.checks == []

@@ -278,3 +278,69 @@ def test_npz_stores_a_stacked_chain_with_activations_and_readout(tmp_path):
     assert [type(layer).__name__ for layer in loaded.layers] == ["GRUParams", "RNNParams", "DenseParams", "DenseParams"]
     assert [getattr(layer, "activation", None) for layer in loaded.layers] == [None, "relu", "sigmoid", "identity"]
     _assert_bitwise_equal(models.flat_params(loaded), models.flat_params(chain))
+
+
+def _stacked_chain(dtype):
+    return models.init_chain(3, [("gru", 4), ("rnn", 2, "relu")], [(5, "sigmoid"), (2,)], seed=1,
+                             dtype=dtype, readout="all")
+
+
+def _layer_summary(chain):
+    return [(type(layer).__name__, getattr(layer, "activation", None)) for layer in chain.layers], chain.readout
+
+
+@pytest.mark.parametrize("np_dtype, torch_dtype", DTYPES, ids=DTYPE_IDS)
+def test_a_stacked_chain_keeps_dtype_activations_and_readout_through_torch(np_dtype, torch_dtype):
+    chain = _stacked_chain(np_dtype)
+    module = models.build_module(chain, dtype=torch_dtype)
+    via_module = models.from_module(module, dtype=np_dtype)
+    via_state_dict = models.from_state_dict(module.state_dict(), dtype=np_dtype, like=chain)
+    grads = {name: p.detach().clone() for name, p in module.named_parameters()}  # any tensors of the right names
+    via_grads = models.gradients_to_flux(grads, chain, dtype=np_dtype)
+    for back in (via_module, via_state_dict, via_grads):
+        assert _layer_summary(back) == _layer_summary(chain)
+        _assert_bitwise_equal(models.flat_params(back), models.flat_params(chain))
+
+
+def test_gradients_of_a_lone_cell_come_back_in_its_flux_layout():
+    cell = _params("lstm", "tanh", False, np.float32).layers[0]
+    grads = {name: t.clone() for name, t in models.to_state_dict(cell, dtype=torch.float64).items()}
+    grads["bias_hh_l0"] = None  # frozen: not read
+    back = models.gradients_to_flux(grads, cell, dtype=np.float32)
+    _assert_bitwise_equal(models.flat_params(back), models.flat_params(cell))
+
+
+def test_a_missing_dense_gradient_is_refused():
+    chain = _stacked_chain(np.float64)
+    grads = dict(models.build_module(chain, dtype=torch.float64).named_parameters())
+    grads["layers.3.bias"] = None
+    with pytest.raises(ValueError, match=r"no gradient for layers\.3\.weight/bias"):
+        models.gradients_to_flux(grads, chain, dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", ["layers.x.weight", "rnn.0.weight", "layers.0"])
+def test_a_state_dict_name_outside_layers_i_name_is_refused(name):
+    state_dict = dict(models.to_state_dict(_stacked_chain(np.float64), dtype=torch.float64))
+    state_dict[name] = torch.zeros(1)
+    with pytest.raises(ValueError, match="unexpected state_dict name"):
+        models.from_state_dict(state_dict, dtype=np.float64, like=_stacked_chain(np.float64))
+
+
+def test_a_folded_hidden_bias_keeps_the_requested_dtype():
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(3, 4, dtype=torch.float32)  # PyTorch's default init: bias_hh_l0 != 0, so it is added
+    params = models.from_module(rnn, dtype=np.float32)
+    assert params.bias.dtype == np.float32
+    np.testing.assert_array_equal(params.bias, (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().numpy())
+
+
+def test_freeze_hidden_biases_names_what_it_froze():
+    module = models.build_module(_stacked_chain(np.float64), dtype=torch.float64)  # bias_hh = 0 when built
+    assert models.freeze_hidden_biases(module) == ["layers.0.bias_hh_l0", "layers.1.bias_hh_l0"]
+    assert not module.layers[0].bias_hh_l0.requires_grad
+
+
+def test_a_lone_cell_state_dict_comes_back_in_the_requested_dtype():
+    cell = _params("gru", "tanh", False, np.float32).layers[0]
+    back = models.from_state_dict(models.to_state_dict(cell, dtype=torch.float32), dtype=np.float32)
+    _assert_bitwise_equal(models.flat_params(back), models.flat_params(cell))

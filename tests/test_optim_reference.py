@@ -207,3 +207,95 @@ def test_float16_and_mismatched_gradients_are_refused():
         setup(r, {"x": np.zeros(2, np.float16)})
     with pytest.raises(ValueError, match="gradient 'x' is float32"):
         update(r, setup(r, {"x": X0}), {"x": X0}, {"x": G1.astype(np.float32)})
+
+
+def test_radam_rectified_steps_follow_the_source():
+    # rules.jl RAdam from step 5 on: r = sqrt((ρ-4)(ρ-2)ρ∞ / ((ρ∞-4)(ρ∞-2)ρ)), step m̂ / (sqrt(v̂) + ϵ) η r
+    opt = ReferenceOptimiser(parse_spec("radam"), {"x": X0})
+    m, v, bt1, bt2, x, rho_inf = np.zeros(3), np.zeros(3), 0.9, 0.999, X0, 2 / (1 - 0.999) - 1
+    for t, g in enumerate([G1, G2, G1, G2, G1, G2, G1], start=1):
+        m = 0.9 * m + (1 - 0.9) * g
+        v = 0.999 * v + (1 - 0.999) * (g * g)
+        rho = rho_inf - ((2 * t) * bt2) / (1 - bt2)
+        if t < 5:
+            x = x - (m / (1 - bt1)) * 0.001
+        else:
+            rr = np.sqrt((((rho - 4) * (rho - 2)) * rho_inf) / (((rho_inf - 4) * (rho_inf - 2)) * rho))
+            x = x - (((m / (1 - bt1)) / (np.sqrt(v / (1 - bt2)) + 1e-8)) * 0.001) * rr
+        bt1, bt2 = bt1 * 0.9, bt2 * 0.999
+        assert_array_equal(opt.step({"x": g})["x"], x, err_msg=f"step {t}")
+
+
+def test_lion_state_is_the_beta2_weighted_new_gradient():
+    opt = ReferenceOptimiser(parse_spec("lion"), {"x": X0})
+    opt.step({"x": G1})
+    opt.step({"x": G2})
+    assert_array_equal(opt.state["x"], 0.999 * G2 + (1 - 0.999) * (0.999 * G1))
+
+
+def test_rmsprop_centred_second_step_uses_the_running_mean():
+    q1, l1 = (1 - 0.9) * (G1 * G1), (1 - 0.9) * G1
+    q2, l2 = 0.9 * q1 + (1 - 0.9) * (G2 * G2), 0.9 * l1 + (1 - 0.9) * G2
+    d1 = (G1 * 0.001) / (np.sqrt(q1 - l1 * l1) + 1e-8)
+    d2 = (G2 * 0.001) / (np.sqrt(q2 - l2 * l2) + 1e-8)
+    assert_array_equal(two_steps("rmsprop:centred=true")[1], X0 - d1 - d2)
+
+
+def test_rprop_shrinks_the_step_of_a_sign_change_in_its_state():
+    opt = ReferenceOptimiser(parse_spec("rprop"), {"x": X0})
+    opt.step({"x": G1})
+    opt.step({"x": G2})  # element 0 changes sign: its step shrinks by 0.5, its stored gradient is zeroed
+    g, eta = opt.state["x"]
+    assert_array_equal(eta, [1e-3 * 0.5, 1e-3 * 1.2, 1e-3 * 1.2])
+    assert_array_equal(g, [0.0, G2[1], G2[2]])
+
+
+def test_sign_decay_leaves_a_zero_parameter_alone():
+    opt = ReferenceOptimiser(parse_spec("chain:signdecay=0.5,descent=1"), {"x": np.array([0.0, -2.0])})
+    assert_array_equal(opt.step({"x": np.array([0.25, 0.25])})["x"], [-0.25, -2.0 - (0.25 - 0.5)])
+
+
+def test_clipgrad_clips_from_below_too():
+    opt = ReferenceOptimiser(parse_spec("chain:clipgrad=1,descent=0.1"), {"x": np.zeros(2)})
+    assert_array_equal(opt.step({"x": np.array([-7.0, -0.5])})["x"], [0.1, 0.05])
+
+
+def test_accumgrad_starts_a_new_mean_after_each_update():
+    opt = ReferenceOptimiser(parse_spec("accumgrad:n=2"), {"x": X0})
+    for g in (G1, G2, G2, G1):
+        opt.step({"x": g})
+    assert_array_equal(opt.params["x"], X0 - (G1 / 2 + G2 / 2) - (G2 / 2 + G1 / 2))
+
+
+def test_a_chain_keeps_its_members_state_while_accumgrad_waits():
+    opt = ReferenceOptimiser(parse_spec("chain:accumgrad=2,momentum"), {"x": X0})
+    for g in (G1, G2, G2, G1):
+        opt.step({"x": g})
+    v1 = 0.01 * (G1 / 2 + G2 / 2)  # the momentum after the first mean, kept through the next waiting step
+    assert_array_equal(opt.params["x"], X0 - v1 - (0.9 * v1 + 0.01 * (G2 / 2 + G1 / 2)))
+
+
+def test_norm_inf_of_values_below_one_and_clipnorm_of_a_zero_gradient():
+    assert norm(np.array([0.5, -0.25]), np.inf) == 0.5
+    r = parse_spec("clipnorm=1")
+    _, new = update(r, setup(r, {"a": X0}), {"a": X0}, {"a": np.zeros(3)})
+    assert_array_equal(new["a"], X0)
+
+
+def test_lion_signs_a_small_opposite_gradient_by_the_source_mix_and_a_zero_one_as_zero():
+    # element 0: a gradient 2500x smaller and opposite to the state: the mix (b2-b1) dx + b1 s keeps the
+    # state's sign; element 1: a zero gradient on a zero state moves nothing (sign(0) = 0)
+    opt = ReferenceOptimiser(parse_spec("lion"), {"x": np.zeros(2)})
+    g1, g2 = np.array([1.0, 0.0]), np.array([-4e-4, 0.0])
+    s1 = 0.999 * g1
+    s2 = 0.999 * g2 + (1 - 0.999) * s1
+    assert (0.999 - 0.9) * g2[0] + 0.9 * s2[0] > 0 > (0.999 + 0.9) * g2[0] + 0.9 * s2[0]
+    opt.step({"x": g1})
+    assert_array_equal(opt.step({"x": g2})["x"], [-0.001 - 0.001, 0.0])
+
+
+def test_rprop_keeps_the_step_of_a_zero_gradient():
+    opt = ReferenceOptimiser(parse_spec("rprop"), {"x": X0})
+    opt.step({"x": G1})
+    opt.step({"x": np.array([0.0, G2[1], G2[2]])})  # g * 0 = 0: neither agreement nor a sign change
+    assert_array_equal(opt.state["x"][1], [1e-3, 1e-3 * 1.2, 1e-3 * 1.2])
