@@ -16,5 +16,8 @@ Implemented in ``backends/reference.py`` (NumPy) and ``fluxparity.optim`` (``Flu
 
 from __future__ import annotations
 
-BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-8
+from .optim import defaults
+
+# One source for Optimisers.jl's defaults: fluxparity.optim's rule table.
+(BETA1, BETA2), EPSILON = defaults("Adam")["beta"], defaults("Adam")["epsilon"]
 
