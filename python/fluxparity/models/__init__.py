@@ -18,6 +18,7 @@ from ._losses import (
     loss_value_and_grad as loss_value_and_grad,
     readout as readout,
 )
+from ._expr import ModelSpec as ModelSpec, flux_expression as flux_expression, parse_flux as parse_flux
 from ._npz import FORMAT as FORMAT, load_npz as load_npz, read_entries as read_entries, save_npz as save_npz
 from ._params import (
     KINDS as KINDS,
