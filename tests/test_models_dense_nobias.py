@@ -237,3 +237,15 @@ def test_record_refuses_a_bad_dense_item(tmp_path, capsys, spec):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"--dense {spec!r}" in err and "8:relu:nobias" in err
     assert not (tmp_path / "g.npz").exists()
+
+
+# ------------------------------------------------------------------------------------------------ Julia sources
+def test_julia_weights_reader_and_writer_name_the_same_versions_and_use_bias():
+    """Checked as text (no Julia here; tests/test_golden_julia.py runs golden.jl where Julia exists)."""
+    from fluxparity import juliaprobe
+
+    source = (juliaprobe.repository_root() / "julia" / "weights.jl").read_text(encoding="utf-8")
+    assert f'const FORMAT = "{models.FORMAT}"' in source
+    assert 'const FORMAT_V2 = "fluxparity-weights/2"' in source and "found in (FORMAT, FORMAT_V2)" in source
+    assert 'd[prefix * "use_bias"]' in source and 'prefix * "use_bias"' in source
+    assert 'has_bias ? arr("bias") : false' in source  # Flux's own Bool false in Dense.bias
