@@ -3,7 +3,9 @@
 ``data/adam_trajectories_before_issue12.npz`` was written by the code before the wiring (commit 140ff08:
 ``git archive 140ff08 python | tar -x -C /tmp/base``, then ``PYTHONPATH=/tmp/base/python python
 tests/data/make_adam_pin.py tests/data/adam_trajectories_before_issue12.npz``): the tutorial's Adam numbers
-of every leg must stay bit-identical now that the optimiser comes from ``fluxparity.optim``.
+of every leg must stay bit-identical now that the optimiser comes from ``fluxparity.optim`` -- bit for bit where
+every operation is IEEE-exact, within a measured budget where one is dispatched by CPU (docs/parity.md, "Pins
+and the CPU")
 """
 
 from pathlib import Path
