@@ -2,7 +2,10 @@
 
 Every process a test starts carries ``FLUXPARITY_TEST_MARKER=<unique>`` in its environment, inherited by
 all it starts (pool workers, the resource tracker, a Julia worker): a process is "left" while one with the
-marker exists. Waits are polls with deadlines, never sleeps-as-sync.
+marker exists. Waits are polls with deadlines, never sleeps-as-sync, and the deadlines hold on a loaded
+machine: a poll returns as soon as its condition holds, so its ceiling costs nothing when all is well and is
+generous (:data:`CEILING`), or derived from what the test measured on this machine just before
+(:func:`ceiling_after`: a multiple of how long the run took to start).
 """
 
 from __future__ import annotations
@@ -17,6 +20,35 @@ from pathlib import Path
 
 PYTHON_DIR = str(Path(__file__).resolve().parents[1] / "python")
 MARKER_VARIABLE = "FLUXPARITY_TEST_MARKER"
+
+
+# The longest any poll waits for a condition it cannot measure first (processes starting, a killed process's
+# children noticing). Generous: the condition is polled, so this is only reached when something is wrong.
+CEILING = 600.0
+
+
+def ceiling_after(measured_seconds: float, factor: float = 20.0) -> float:
+    """A deadline for a step the test can size by one it measured: ``factor`` times the measured time (e.g.
+    how long the run took to start its workers, which includes the slowness of the machine right now),
+    never below 120 s and never above :data:`CEILING`."""
+    return min(max(120.0, factor * measured_seconds), CEILING)
+
+
+def python_start_seconds() -> float:
+    """How long starting ``python -c pass`` takes here, now (the best of 3): a yardstick of the machine's
+    current speed for a test that asserts that something is quick."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def quick_enough(seconds: float, idle_bound: float) -> bool:
+    """``seconds`` is within ``idle_bound`` (what the test allows on an idle machine, where starting Python takes
+    ~0.03 s), scaled up by how much slower than that the machine is right now."""
+    return seconds < idle_bound * max(1.0, python_start_seconds() / 0.03)
 
 
 def new_marker() -> str:
@@ -75,7 +107,7 @@ def kill_marked(marker: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-    wait_until(lambda: not marked_pids(marker), 10)
+    wait_until(lambda: not marked_pids(marker), CEILING)
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float):

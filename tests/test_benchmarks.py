@@ -47,3 +47,28 @@ def test_the_compiled_training_program_compiles_runs_and_matches_the_eager_fast_
     assert result["compiled_equals_eager_with_ieee_sqrt"] is True
     step = result["compiled_first_difference_step"]
     assert step is None or (isinstance(step, int) and 0 <= step < 100 * 5)
+
+
+def test_the_compiled_rows_bit_identity_check_runs_on_todays_chain():
+    # The check behind "compiled_equals_eager_*" without a compile (the row failed with "'Chain' object has no
+    # attribute 'items'" when Chain changed): a run equals itself, and one changed weight is told apart.
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import _torch_compiled as compiled
+    finally:
+        sys.path.remove(str(RUN.parent))
+    from fluxparity.backends.pytorch_fast import train_batch
+    from fluxparity.config import RunConfig
+    from fluxparity.data import generate_dataset
+    from fluxparity.experiment import seeds_for
+    from fluxparity.models import tutorial_chain, tutorial_weights, with_tutorial_weights
+
+    data_seed, param_seed = seeds_for(0)
+    config, data = RunConfig("identity", "float64", epochs=1), generate_dataset(8, data_seed)
+    eager = train_batch([(config, data, tutorial_chain(param_seed, "identity"))])[0]
+    run = compiled.CompiledRun(step_losses=eager.step_losses, final_params=eager.final_params, compile_seconds=0.0,
+                               run_seconds=0.0, loop_seconds=0.0, unroll=1)
+    assert compiled._same(run, eager)
+    wi, wh, b = tutorial_weights(eager.final_params)
+    run.final_params = with_tutorial_weights(eager.final_params, wi, wh, b + 1e-12)
+    assert not compiled._same(run, eager)

@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 import fluxparity.cli as cli
-from faults_support import marked_env, new_marker, snapshot
+from faults_support import CEILING, marked_env, new_marker, snapshot
 from fluxparity.cli import main
 
 TINY = ["--samples", "12", "--epochs", "2", "--quiet", "--activation", "identity", "--dtype", "float64"]
@@ -23,7 +23,7 @@ PAIR = ["--backends", "torch,reference"]
 
 def run_cli(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "fluxparity", *args], capture_output=True, text=True,
-                          env=marked_env(new_marker()), timeout=300, **kwargs)
+                          env=marked_env(new_marker()), timeout=CEILING, **kwargs)
 
 
 def one_line(text: str) -> str:
@@ -93,7 +93,7 @@ def test_numba_falls_back_when_no_cache_place_is_writable(tmp_path, temp_writabl
         "from fluxparity._numba_cache import njit_cached",
         "import fluxparity._numba_cache as m; m.private_cache_dir = lambda: None; njit_cached = m.njit_cached")
     done = subprocess.run([sys.executable, "-c", script, str(source)], env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=CEILING)
     assert done.stdout.split() == ["numba-cannot-cache", "42.0"], done.stderr
     cached = list(temp.rglob("*.nbi"))
     assert bool(cached) == temp_writable
@@ -165,7 +165,7 @@ def test_closed_stderr_still_writes_the_report(tmp_path):
     out = tmp_path / "r"
     command = [sys.executable, "-m", "fluxparity", "compare", *PAIR, *TINY, "--out", str(out)]
     done = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", *command], capture_output=False,
-                          stdout=subprocess.PIPE, env=marked_env(new_marker()), timeout=300)
+                          stdout=subprocess.PIPE, env=marked_env(new_marker()), timeout=CEILING)
     assert done.returncode == 0 and (out / "report.json").is_file()
 
 
@@ -174,7 +174,7 @@ def test_stdout_on_a_full_device_is_one_line_and_exit_3(tmp_path):
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "fluxparity", "compare", *PAIR, *TINY, "--out",
                                str(tmp_path / "r")], stdout=full, stderr=subprocess.PIPE, text=True,
-                              env=marked_env(new_marker()), timeout=300)
+                              env=marked_env(new_marker()), timeout=CEILING)
     assert done.returncode == 3 and "No space left on device" in one_line(done.stderr)
 
 
@@ -191,7 +191,7 @@ def test_a_non_utf8_julia_project_is_a_reason_not_a_crash(tmp_path, monkeypatch)
     environment = juliaprobe.probe_flux_environment(env, julia_without_juliacall=True)
     assert environment.julia.found and "UTF-8" in environment.project.reason
     done = subprocess.run([sys.executable, "-m", "fluxparity", "doctor"], capture_output=True, text=True,
-                          env=marked_env(new_marker(), **{k: v for k, v in env.items() if k != "PATH"}), timeout=120)
+                          env=marked_env(new_marker(), **{k: v for k, v in env.items() if k != "PATH"}), timeout=CEILING)
     assert done.returncode == 0 and "UTF-8" in done.stdout
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faults_support import quick_enough
 from fluxparity.compare import compare_results
 
 from fluxparity import juliaprobe
@@ -287,7 +288,7 @@ def test_a_hung_worker_is_killed_after_the_timeout(fake_julia, tmp_path, small_i
     started = time.perf_counter()
     with pytest.raises(BackendError, match="did not finish within 3 s and was killed"):
         backend.train(RunConfig("identity", "float64", epochs=1), data, initial)
-    assert time.perf_counter() - started < 30
+    assert quick_enough(time.perf_counter() - started, 30)  # scaled by the machine's load
     assert _gone(int(pid_file.read_text()))
 
 

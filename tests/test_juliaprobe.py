@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from faults_support import quick_enough
 from fluxparity import julia_setup, juliaprobe
 from fluxparity.juliaprobe import FluxEnvironment, JuliaProbe, ProjectProbe
 
@@ -58,7 +59,7 @@ def fake_julia(folder: Path, version_line: str, name: str = "julia") -> Path:
 def test_no_julia_anywhere_is_reported_quickly_and_precisely(machine):
     started = time.perf_counter()
     probe = juliaprobe.find_julia()
-    assert time.perf_counter() - started < 1.0
+    assert quick_enough(time.perf_counter() - started, 1.0)  # scaled by the machine's load
     assert not probe.found
     assert "PYTHON_JULIACALL_EXE and PYTHON_JULIAPKG_EXE are not set" in probe.reason
     assert str(machine / "juliapkg-env" / "pyjuliapkg" / "meta.json") in probe.reason
@@ -106,7 +107,7 @@ def test_a_julia_that_does_not_answer_is_given_up_on(machine):
     script.chmod(0o755)
     started = time.perf_counter()
     probe = juliaprobe.find_julia(timeout=0.5)
-    assert time.perf_counter() - started < 5.0
+    assert quick_enough(time.perf_counter() - started, 5.0)  # scaled by the machine's load
     assert not probe.found
     assert "did not answer `--version` within 0.5 s" in probe.reason
 
@@ -212,7 +213,7 @@ def test_probe_opens_no_socket_and_never_imports_juliacall(machine, monkeypatch,
 def test_doctor_is_fast_offline_and_ends_with_the_next_step(machine, no_network):
     started = time.perf_counter()
     lines = julia_setup.doctor_lines()
-    assert time.perf_counter() - started < 2.0
+    assert quick_enough(time.perf_counter() - started, 2.0)  # scaled by the machine's load
     assert lines[0].startswith("Python ")
     assert any(line.startswith("Julia: ") and "`julia` is not on PATH" in line for line in lines)
     assert lines[-1].startswith("Next step: ")

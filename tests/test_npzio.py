@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
+from faults_support import quick_enough
 from fluxparity._npzio import Expect, NpzError, npz_headers, read_npz
 
 WEIGHTS = {"cell.Wi": Expect((4, 1), ("float32", "float64"), finite=True),
@@ -123,7 +124,7 @@ def test_a_huge_header_in_a_tiny_file_fails_fast_with_little_memory(tmp_path, el
     started = time.perf_counter()
     with pytest.raises(NpzError) as error:
         read_npz(path, {"cell.Wh": Expect((None,), ("float64",))}, max_bytes=1 << 40)
-    assert time.perf_counter() - started < 1.0
+    assert quick_enough(time.perf_counter() - started, 1.0)  # scaled by the machine's load
     # ru_maxrss is in KiB on Linux: the peak grew by less than 100 MB (the data would be 4 GB or more)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100_000
     assert error.value.entry == "cell.Wh" and "truncated or inconsistent" in str(error.value)

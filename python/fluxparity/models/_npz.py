@@ -49,6 +49,7 @@ from typing import Union
 
 import numpy as np
 
+from .._atomic import write_atomically
 from .._npzio import Expect, NpzError, npz_headers, read_npz
 from ._params import CELL_TYPES, Chain, DenseParams, RNNParams, as_chain
 
@@ -171,9 +172,15 @@ def file_entries(params) -> dict[str, np.ndarray]:
 
 
 def save_npz(path: PathLike, params: Chain) -> None:
-    """Write ``params`` (a :class:`Chain`) to ``path`` (exactly that name; no ``.npz`` is appended)."""
-    with open(path, "wb") as f:  # an open file keeps np.savez from appending ".npz"
-        np.savez(f, **file_entries(params))
+    """Write ``params`` (a :class:`Chain`) to ``path`` (exactly that name; no ``.npz`` is appended).
+
+    Atomic (:func:`fluxparity._atomic.write_atomically`): ``params`` is checked and turned into entries before
+    ``path`` is touched, the archive goes to a temporary file beside it (fsync-ed, then renamed over it), so a
+    bad argument, an error or a kill mid-write leaves an existing ``path`` as it was.
+    """
+    entries = file_entries(params)  # raises TypeError/ValueError before anything is written
+    # an open file keeps np.savez from appending ".npz"
+    write_atomically(os.fspath(path), lambda f: np.savez(f, **entries), binary=True)
 
 
 def _layer(kind: str, activation, arrays: dict, path, where: str):

@@ -1,20 +1,22 @@
-"""The output folder: checked before training, locked while a run owns it, replaced as a whole.
+"""The output folder: checked before training, locked while a run owns it, its report files replaced one by one.
 
-A run renders every file into a scratch folder *beside* ``out_dir`` (same file system), then swaps that
-folder in for ``out_dir`` in one step (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere two renames,
-undone on failure). So a reader sees the old report or the new one, never a mix; a run that fails or is
-killed before the swap leaves the old report byte-identical; a run that fails at the swap puts the old
-folder back. A lock file beside ``out_dir`` (``.NAME.fluxparity-lock``, ``flock``) keeps two runs from
-writing one folder at the same time: the second is refused at once.
+A run renders every file into a scratch folder INSIDE ``out_dir`` (``.fluxparity-new-XXXXXXXX``: same file
+system, also when ``out_dir`` is a mount point such as a container volume), fsyncs them, then renames each
+over its name in ``out_dir`` (``report.json`` last) and removes the scratch. The folder itself is never
+renamed or removed, and nothing in it but the report's own names is ever replaced: a user's file put there
+(even during the run) stays. A run that fails or is killed before the renames leaves the old report
+byte-identical; each file is replaced in one step, so a reader sees a whole old or a whole new file. A lock
+file beside ``out_dir`` (``.NAME.fluxparity-lock``, ``flock``, never a symlink) keeps two runs from writing
+one folder at the same time: the second is refused at once. The run holding the lock first removes what
+killed runs left: scratch inside ``out_dir`` (``.fluxparity-*``) and, from versions that swapped whole
+folders, ``.NAME.fluxparity-new-*``/``-old-*`` beside it.
 
-Because the whole folder is replaced, it may hold only the report's own files: a folder with anything
-else in it is refused before any training (:class:`OutFolderError`), so nothing of the user's is lost.
+A folder holding anything but the report's own files (or a report name that is a folder with something in
+it) is refused before any training (:class:`OutFolderError`), so a report never lands among a user's files.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import json
 import os
@@ -23,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from .._atomic import fsync_folder
 from ._csv import write_losses_csv
 from ._json import experiment_to_dict
 from ._markdown import experiment_markdown
@@ -64,14 +67,44 @@ def _check_existing(out_dir: Path, names, text: str) -> None:
                          and not p.name.startswith(_SCRATCH_PREFIX))
         if foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-            raise OutFolderError(f"--out {text!r} holds files that are not a fluxparity report ({shown}); the report "
-                                 "folder is replaced as a whole, so give a new folder or an earlier report's")
+            raise OutFolderError(f"--out {text!r} holds files that are not a fluxparity report ({shown}); give a new "
+                                 "folder or an earlier report's")
+        _check_report_names(out_dir, names, text)
     parent = resolved.parent
     probe = parent
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
         raise OutFolderError(f"--out {text!r} cannot be created: {str(probe)!r} is not a directory")
+
+
+def _check_report_names(out_dir: Path, names, text: str) -> None:
+    """A report name that is a folder with something in it is the user's: refused, never replaced."""
+    for name in names:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink() and any(path.iterdir()):
+            raise OutFolderError(f"--out {text!r}: {name!r} is a folder with files in it, not a report file; "
+                                 "move it or give another folder")
+
+
+def remove_stale_scratch(out_dir) -> None:
+    """Remove what killed runs left (call only while holding :class:`OutLock`): ``.fluxparity-*`` inside
+    ``out_dir`` and ``.NAME.fluxparity-new-*``/``-old-*`` beside it. Symlinks are unlinked, never followed."""
+    out_dir = Path(out_dir).absolute()
+    found = []
+    if out_dir.is_dir() and not out_dir.is_symlink():
+        found += [p for p in out_dir.iterdir() if p.name.startswith(_SCRATCH_PREFIX)]
+    beside = tuple(f".{out_dir.name}{_SCRATCH_PREFIX}{kind}-" for kind in ("new", "old"))
+    if out_dir.parent.is_dir():
+        found += [p for p in out_dir.parent.iterdir() if p.name.startswith(beside)]
+    for path in found:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            pass  # not ours to fight over: the report is still written
 
 
 class OutLock:
@@ -95,7 +128,14 @@ class OutLock:
         self._created = missing  # deepest first
         self.path = parent / f".{self.out_dir.name}.fluxparity-lock"
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # O_NOFOLLOW: a symlink placed at the lock's name is never followed
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP or self.path.is_symlink():
+                    self._remove_created()
+                    raise OutFolderError(f"--out {str(out_dir)!r}: the lock {str(self.path)!r} is a symbolic link, "
+                                         "not fluxparity's lock file; remove it") from None
+                raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -106,11 +146,12 @@ class OutLock:
                                          f"(lock {self.path})") from None
                 raise
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino  # not a lock file unlinked meanwhile
+                same = os.fstat(fd).st_ino == os.lstat(self.path).st_ino  # not a lock file unlinked meanwhile
             except FileNotFoundError:
                 same = False
             if same:
                 self._fd: Optional[int] = fd
+                remove_stale_scratch(self.out_dir)  # ours alone now: what killed runs left goes
                 return
             os.close(fd)
 
@@ -140,36 +181,19 @@ class OutLock:
         self.release()
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is not available."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # old kernel or a file system without it
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
 def publish_folder(out_dir, names: Iterable[str], render: Callable[[Path], None]) -> list[Path]:
-    """``render(scratch)`` writes ``names`` into a scratch folder beside ``out_dir``; then it replaces ``out_dir``.
+    """``render(scratch)`` writes ``names`` into a scratch folder inside ``out_dir``; then each replaces its name.
 
-    Returns the paths of ``names`` in ``out_dir``. On any failure (or interrupt) before the swap,
-    ``out_dir`` is untouched and the scratch folder is gone.
+    Returns the paths of ``names`` in ``out_dir``. On any failure (or interrupt) before the renames,
+    ``out_dir`` is untouched (a folder this call created is removed again) and the scratch folder is gone.
+    Nothing but ``names`` is replaced, and ``out_dir`` itself is never renamed (it may be a mount point).
     """
     out_dir = Path(out_dir).absolute()
     names = tuple(names)
     check_out_folder(out_dir, names)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{_SCRATCH_PREFIX}new-", dir=out_dir.parent))
-    old: Optional[Path] = None
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}new-", dir=out_dir))
     try:
         render(scratch)
         missing = [n for n in names if not (scratch / n).is_file()]
@@ -178,30 +202,26 @@ def publish_folder(out_dir, names: Iterable[str], render: Callable[[Path], None]
         for name in names:
             with open(scratch / name, "rb") as f:
                 os.fsync(f.fileno())
-        os.chmod(scratch, 0o777 & ~_umask())  # mkdtemp makes it 0700; a report folder is an ordinary one
-        if not out_dir.exists():
-            os.rename(scratch, out_dir)
-        elif _exchange(scratch, out_dir):
-            old = scratch  # now holds the previous report
-        else:
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{_SCRATCH_PREFIX}old-", dir=out_dir.parent))
-            os.rename(out_dir, old / "report")
-            try:
-                os.rename(scratch, out_dir)
-            except BaseException:
-                os.rename(old / "report", out_dir)  # put the earlier report back
-                raise
-    finally:
+        for name in sorted(names, key=lambda n: n == "report.json"):  # report.json last: the run's record
+            target = out_dir / name
+            if target.is_dir() and not target.is_symlink():
+                try:
+                    target.rmdir()  # an empty folder where a report file belongs; never one with files in it
+                except OSError:
+                    raise OutFolderError(f"--out {str(out_dir)!r}: {name!r} is a folder with files in it, not a "
+                                         "report file; move it or give another folder") from None
+            os.replace(scratch / name, target)
+        fsync_folder(out_dir)
+    except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if created:
+            try:
+                out_dir.rmdir()  # only if still empty
+            except OSError:
+                pass
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
     return [out_dir / name for name in names]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _render_reports(experiment, folder: Path) -> None:
@@ -213,5 +233,5 @@ def _render_reports(experiment, folder: Path) -> None:
 
 
 def write_reports(experiment, out_dir) -> list[Path]:
-    """Render the four files beside ``out_dir`` and swap them in as one folder. Returns the paths."""
+    """Render the four files into a scratch folder inside ``out_dir``, then replace each. Returns the paths."""
     return publish_folder(out_dir, FILES, lambda folder: _render_reports(experiment, folder))

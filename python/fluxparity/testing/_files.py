@@ -1,23 +1,3 @@
-"""One file written atomically: into a temporary file in the same folder, then renamed over the target, so
-that a reader never sees half a file and an interrupted write leaves nothing behind."""
+"""One file written atomically (the shared helper :func:`fluxparity._atomic.write_atomically`)."""
 
-from __future__ import annotations
-
-import os
-import tempfile
-from pathlib import Path
-from typing import Callable
-
-
-def write_atomically(path: Path, write: Callable, *, binary: bool) -> Path:
-    """``write(f)`` into a temporary file next to ``path`` (opened ``"wb"`` or ``"w"`` UTF-8), then rename it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from .._atomic import write_atomically as write_atomically

@@ -118,9 +118,12 @@ def golden_entries(g: Golden) -> dict[str, np.ndarray]:
 
 
 def save_golden(path: PathLike, g: Golden) -> Path:
-    """Write ``g`` to ``path`` (exactly that name) atomically: a temporary file in the same folder, renamed."""
+    """Write ``g`` to ``path`` (exactly that name) atomically: a temporary file in the same folder, read back
+    with :func:`load_golden` (a file the reader would refuse raises its ``NpzError`` and is never renamed),
+    fsync-ed, then renamed over ``path``. An existing ``path`` is left as it was on any error. The file's mode
+    is ``0o666`` less the umask, as for any file a program writes."""
     entries = golden_entries(g)
-    return write_atomically(Path(path), lambda f: np.savez(f, **entries), binary=True)
+    return write_atomically(Path(path), lambda f: np.savez(f, **entries), binary=True, check=load_golden)
 
 
 # ------------------------------------------------------------------------------------------------ writer
@@ -136,6 +139,18 @@ def _value_and_grad(chain: models.Chain, x: np.ndarray, y: np.ndarray, loss: str
     trace = models.forward(chain, x)  # fast=True: NNlib's tanh_fast/sigmoid_fast, as Flux runs them
     value, d_out = models.chain_loss(loss, y, chain.readout)(trace.result())
     return value, trace.result(), models.flat_params(models.backward(trace, d_out))
+
+
+def _first_bad(a: np.ndarray) -> str:
+    if not np.issubdtype(a.dtype, np.number):
+        return f"dtype {a.dtype}"
+    bad = np.flatnonzero(~np.isfinite(a))
+    return f"{a.flat[bad[0]]} at flat index {bad[0]}"
+
+
+def _require_finite(what: str, arrays, suffix: bool = False) -> None:
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError(f"{what} is not finite" if suffix else f"{what} are not finite (nothing written)")
 
 
 def reference_golden(chain: models.Chain, x, y, *, loss: str = "mse", rule="adam:eta=0.01", steps: int = 3,
@@ -156,15 +171,22 @@ def reference_golden(chain: models.Chain, x, y, *, loss: str = "mse", rule="adam
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 3:
         raise ValueError(f"x must be (in, len, batch), got shape {x.shape}")
-    value, output, grads = _value_and_grad(chain, x, y, loss)
-    opt = ReferenceOptimiser(rule, models.flat_params(chain))
-    losses, each = [], {n: [] for n in grads}
-    for _ in range(steps):
-        v, _, g = _value_and_grad(models.with_flat_params(chain, opt.params), x, y, loss)
-        losses.append(v)
-        opt.step(g)
-        for n in each:
-            each[n].append(np.array(opt.params[n]))
+    for name, a in (("x", x), ("y", y)):
+        if not np.issubdtype(a.dtype, np.number) or not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} must hold finite numbers only, got {_first_bad(a)}")
+    with np.errstate(all="ignore"):  # a diverging rule is reported below, by step
+        value, output, grads = _value_and_grad(chain, x, y, loss)
+        _require_finite("the loss and gradients at the start", [value, output, *grads.values()])
+        opt = ReferenceOptimiser(rule, models.flat_params(chain))
+        losses, each = [], {n: [] for n in grads}
+        for step in range(1, steps + 1):
+            v, _, g = _value_and_grad(models.with_flat_params(chain, opt.params), x, y, loss)
+            losses.append(v)
+            opt.step(g)
+            _require_finite(f"rule {rule} diverges: step {step} of {steps} gives a loss or parameter that",
+                            [v, *g.values(), *opt.params.values()], suffix=True)
+            for n in each:
+                each[n].append(np.array(opt.params[n]))
     import fluxparity
 
     producer = {"name": REFERENCE_PRODUCER, "fluxparity": fluxparity.__version__, "numpy": np.__version__}
