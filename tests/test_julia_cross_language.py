@@ -369,3 +369,12 @@ def test_rule_json_does_not_use_escape_string():
     tree = js.parse(JULIA / "optimisers.jl")
     (method,) = [n for n in js.walk(tree) if n.head == "function" and n.args[0].args[0] == "rule_json"]
     assert "escape_string" not in {a for n in js.walk(method) for a in n.args if isinstance(a, str)}
+
+
+def test_the_julia_examples_in_the_docs_call_functions_as_defined(tmp_path):
+    definitions = all_definitions()
+    checked = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for i, block in enumerate(re.findall(r"```julia\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)):
+            checked += _check_calls_in_julia(js.parse_text(block, tmp_path), definitions, f"{doc.name} block {i + 1}")
+    assert "record_golden" in checked  # docs/testing.md's example
