@@ -46,8 +46,22 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/fake_julia: the Julia parser beside it
-import julia_syntax  # noqa: E402
+
+def _load_julia_syntax():
+    """tests/fake_julia/julia_syntax.py, loaded by path: this fake must not put its folder (which holds a
+    `juliacall`) on sys.path of a test process that loads it."""
+    import importlib.util
+
+    name = "fluxparity_tests_julia_syntax"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "julia_syntax.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve their module by name
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+julia_syntax = _load_julia_syntax()
 
 BEHAVIOUR = os.environ.get("FAKE_JULIA_BEHAVIOUR", "compute")
 __version__ = "0.0-fake"
