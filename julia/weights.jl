@@ -78,7 +78,7 @@ const LAYER_ARRAYS = Dict(
 function layer_arrays(d::AbstractDict, kind::AbstractString, prefix::AbstractString)
     names = get(LAYER_ARRAYS, kind, nothing)
     names === nothing && throw(ArgumentError("unknown layer kind $(repr(kind))"))
-    return [entry(d, prefix * name) for name in names]
+    return Any[entry(d, prefix * name) for name in names] # Any: never converted on append!
 end
 
 function check_eltypes(arrays...)
