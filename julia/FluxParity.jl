@@ -34,6 +34,8 @@ import Zygote
 # optimisers_rule(dict): the Optimisers.jl rule of python/fluxparity/optim's dict form (the worker builds
 # `rule` for train_chain with it); defined inside this module (`include` resolves the path from this file).
 include("optimisers.jl")
+# RNN_ACTIVATIONS, DENSE_ACTIVATIONS, activation_function(name, allowed): the names a layer's σ may have.
+include("activations.jl")
 
 export train_chain
 
@@ -224,22 +226,6 @@ versions() = (
 version_string(m::Module) = string(something(pkgversion(m), "unknown"))
 
 """
-    layer_activation(name) -> Function
-
-A layer's `σ` by name: "identity", "tanh", "relu" or "sigmoid". Flux swaps `tanh` for `tanh_fast` and
-`sigmoid` for `sigmoid_fast` (`NNlib.fast_act`) inside `RNNCell` and `Dense`.
-"""
-function layer_activation(name::AbstractString)
-    name == "identity" && return identity
-    name == "tanh" && return tanh
-    name == "relu" && return relu
-    name == "sigmoid" && return sigmoid
-    throw(ArgumentError(
-        "activation must be \"identity\", \"tanh\", \"relu\" or \"sigmoid\", got $(repr(name))",
-    ))
-end
-
-"""
     layer_fields(kind) -> Tuple of (flat-name suffix, Flux field) pairs
 
 The arrays of one layer of kind "rnn", "lstm", "gru", "gruv3" or "dense", in the struct's field order,
@@ -267,8 +253,8 @@ end
     build_layer(T, kind, activation, i, params) -> RNN | LSTM | GRU | GRUv3 | Dense
 
 Layer `i` (1-based) with copies, in `Array{T}`, of the arrays `params["layers[i].<suffix>"]`.
-`activation` is the RNN's or the Dense's σ (see [`layer_activation`](@ref)); for LSTM, GRU and GRUv3
-it must be "" (their nonlinearities are fixed).
+`activation` is the RNN's σ (a name of `RNN_ACTIVATIONS`) or the Dense's (`DENSE_ACTIVATIONS`), both in
+julia/activations.jl; for LSTM, GRU and GRUv3 it must be "" (their nonlinearities are fixed).
 """
 function build_layer(
     T::Type{<:AbstractFloat},
@@ -287,11 +273,16 @@ function build_layer(
         ))
     end
     kind == "rnn" &&
-        return RNN(RNNCell(layer_activation(activation), a[:Wi], a[:Wh], a[:bias]))
+        return RNN(RNNCell(
+            activation_function(activation, RNN_ACTIVATIONS),
+            a[:Wi],
+            a[:Wh],
+            a[:bias],
+        ))
     kind == "lstm" && return LSTM(LSTMCell(a[:Wi], a[:Wh], a[:bias]))
     kind == "gru" && return GRU(GRUCell(a[:Wi], a[:Wh], a[:b]))
     kind == "gruv3" && return GRUv3(GRUv3Cell(a[:Wi], a[:Wh], a[:b], a[:Wh_h̃]))
-    return Dense(a[:weight], a[:bias], layer_activation(activation))
+    return Dense(a[:weight], a[:bias], activation_function(activation, DENSE_ACTIVATIONS))
 end
 
 """

@@ -38,6 +38,8 @@ import Optimisers
 import Zygote
 
 include(joinpath(@__DIR__, "optimisers.jl")) # describe_rule, rule_json
+# RNN_ACTIVATIONS, DENSE_ACTIVATIONS, activation_name(σ, allowed)
+include(joinpath(@__DIR__, "activations.jl"))
 
 export record_golden
 
@@ -54,21 +56,6 @@ const LOSSES = Dict{String, Function}(
 )
 
 bytes(s::AbstractString) = Vector{UInt8}(codeunits(s))
-
-function activation_name(σ, allowed)
-    for (name, f) in allowed
-        σ === f && return name
-    end
-    throw(ArgumentError("activation $σ is not one of $(join(first.(allowed), ", "))"))
-end
-
-const RNN_ACTIVATIONS = ("identity" => identity, "tanh" => tanh, "relu" => relu)
-const DENSE_ACTIVATIONS = (
-    "identity" => identity,
-    "relu" => relu,
-    "tanh" => tanh,
-    "sigmoid" => sigmoid,
-)
 
 """
     layer_description(layer, i) -> (kind, activation or nothing, owner, [(name in file, field)])

@@ -170,7 +170,9 @@ _describe_value(x::Tuple) = Any[_describe_value(v) for v in x]
     rule_json(d) -> String
 
 JSON text of a [`describe_rule`](@ref) dict, for Python's `json.loads` and `fluxparity.optim.from_dict`
-(non-finite numbers as `Infinity`/`NaN`, which Python's json reads).
+(non-finite numbers as `Infinity`/`NaN`, which Python's json reads). ASCII only: a string escapes `"` and
+`\\` with a backslash and every other character outside printable ASCII (U+0020–U+007E) as `\\uXXXX`, as
+JSON does (not `escape_string`, whose `\\e`, `\\xNN` and raw non-ASCII are not JSON).
 """
 rule_json(x::AbstractDict) = "{" *
     join(
@@ -179,7 +181,25 @@ rule_json(x::AbstractDict) = "{" *
     ) *
     "}"
 rule_json(x::AbstractVector) = "[" * join(map(rule_json, x), ",") * "]"
-rule_json(x::AbstractString) = "\"" * escape_string(x) * "\""
+function rule_json(x::AbstractString)
+    io = IOBuffer()
+    write(io, '"')
+    for c in x
+        isvalid(c) || throw(ArgumentError("$(repr(x)) is not valid UTF-8"))
+        if c == '"' || c == '\\'
+            write(io, '\\', c)
+        elseif ' ' <= c <= '~'
+            write(io, c)
+        else
+            # JSON's \uXXXX, a UTF-16 surrogate pair above U+FFFF: the text stays ASCII
+            for unit in transcode(UInt16, string(c))
+                write(io, "\\u", string(unit; base = 16, pad = 4))
+            end
+        end
+    end
+    write(io, '"')
+    return String(take!(io))
+end
 rule_json(x::Bool) = x ? "true" : "false"
 rule_json(x::Integer) = string(x)
 rule_json(x::AbstractFloat) = isnan(x) ?

@@ -56,30 +56,8 @@ const FORMAT = "fluxparity-weights/3"
 const FORMAT_V2 = "fluxparity-weights/2"
 const FORMAT_V1 = "fluxparity-weights/1"
 
-# Name in the file => the function Flux stores in RNNCell.σ / Dense.σ (Flux swaps tanh for tanh_fast
-# and sigmoid for sigmoid_fast only when it runs the layer, through NNlib.fast_act).
-const ACTIVATIONS = (
-    "identity" => identity,
-    "tanh" => tanh,
-    "relu" => relu,
-    "sigmoid" => sigmoid,
-)
-
-function activation_function(name::AbstractString)
-    for (n, f) in ACTIVATIONS
-        n == name && return f
-    end
-    throw(ArgumentError("activation $(repr(name)) is not identity, tanh, relu or sigmoid"))
-end
-
-function activation_name(σ)
-    for (n, f) in ACTIVATIONS
-        σ === f && return n
-    end
-    throw(ArgumentError(
-        "activation $σ cannot be written to $FORMAT (only identity, tanh, relu, sigmoid)",
-    ))
-end
+# RNN_ACTIVATIONS, DENSE_ACTIVATIONS, activation_function(name, allowed), activation_name(σ, allowed)
+include(joinpath(@__DIR__, "activations.jl"))
 
 text(codes::AbstractVector{UInt8}) = String(copy(codes))
 bytes(s::AbstractString) = Vector{UInt8}(codeunits(s))
@@ -89,8 +67,28 @@ function entry(d::AbstractDict, name::AbstractString)
     return d[name]
 end
 
-# The float arrays of a file's entries (everything but the ASCII text entries).
-weight_arrays(d::AbstractDict) = [v for (k, v) in d if !(eltype(v) <: UInt8)]
+# The arrays of one layer by their names after the layer's prefix (`layers[i].`; none in version 1), as
+# python/fluxparity/models names them. A file may hold more than the model (a golden file's `golden.*`
+# entries, Float64 whatever the model's type): the model's arrays are picked by these names.
+const LAYER_ARRAYS = Dict(
+    "rnn" => ("cell.Wi", "cell.Wh", "cell.bias"),
+    "lstm" => ("cell.Wi", "cell.Wh", "cell.bias"),
+    "gru" => ("cell.Wi", "cell.Wh", "cell.b"),
+    "gruv3" => ("cell.Wi", "cell.Wh", "cell.b", "cell.Wh_htilde"),
+    "dense" => ("weight", "bias"),
+)
+
+function layer_arrays(
+    d::AbstractDict,
+    kind::AbstractString,
+    prefix::AbstractString,
+    has_bias::Bool = true,
+)
+    names = get(LAYER_ARRAYS, kind, nothing)
+    names === nothing && throw(ArgumentError("unknown layer kind $(repr(kind))"))
+    has_bias || (names = filter(!=("bias"), names))       # a Dense(...; bias = false)
+    return Any[entry(d, prefix * name) for name in names] # Any: never converted on append!
+end
 
 function check_eltypes(arrays...)
     isempty(arrays) && throw(ArgumentError("no weight arrays found"))
@@ -127,7 +125,7 @@ function layer_from(
     arr(name) = entry(d, prefix * name)
     kind == "rnn" &&
         return RNN(RNNCell(
-            activation_function(σname),
+            activation_function(σname, RNN_ACTIVATIONS),
             arr("cell.Wi"),
             arr("cell.Wh"),
             arr("cell.bias"),
@@ -146,7 +144,7 @@ function layer_from(
         return Dense(
             arr("weight"),
             has_bias ? arr("bias") : false,
-            activation_function(σname),
+            activation_function(σname, DENSE_ACTIVATIONS),
         )
     throw(ArgumentError("unknown layer kind $(repr(kind))"))
 end
@@ -160,13 +158,16 @@ are the file's: convert explicitly (e.g. `Flux.f32`) if needed.
 function load_weights(path::AbstractString)
     d = NPZ.npzread(path)
     found = text(entry(d, "format"))
-    # Checked before any constructor runs: Dense would silently convert a bias of another type.
-    check_eltypes(weight_arrays(d)...)
     if found == FORMAT_V1
         kind = text(entry(d, "kind"))
+        arrays = layer_arrays(d, kind, "")
+        has_head = haskey(d, "head.weight")
+        has_head && append!(arrays, [entry(d, "head.weight"), entry(d, "head.bias")])
+        # Checked before any constructor runs: Dense would silently convert a bias of another type.
+        check_eltypes(arrays...)
         σname = haskey(d, "activation") ? text(d["activation"]) : ""
         layer = layer_from(d, kind, σname, "")
-        layers = haskey(d, "head.weight") ?
+        layers = has_head ?
             (layer, Dense(entry(d, "head.weight"), entry(d, "head.bias"))) :
             (layer,)
         return (; model = Chain(layers...), readout = "all")
@@ -175,13 +176,21 @@ function load_weights(path::AbstractString)
         throw(ArgumentError(
             "$path: format $(repr(found)) is not $(repr(FORMAT)) (or version 2 or 1)",
         ))
-    n = count(k -> endswith(k, "].kind"), keys(d))
+    n = count(k -> startswith(k, "layers[") && endswith(k, "].kind"), keys(d))
+    kinds = [text(entry(d, "layers[$i].kind")) for i in 1:n]
+    biases = [
+        kind == "dense" ? dense_has_bias(d, "layers[$i].", found) : true
+        for (i, kind) in enumerate(kinds)
+    ]
+    check_eltypes((
+        a
+        for (i, kind) in enumerate(kinds)
+        for a in layer_arrays(d, kind, "layers[$i].", biases[i])
+    )...)
     layers = map(1:n) do i
         prefix = "layers[$i]."
         σname = haskey(d, prefix * "activation") ? text(d[prefix * "activation"]) : ""
-        kind = text(entry(d, prefix * "kind"))
-        has_bias = kind == "dense" ? dense_has_bias(d, prefix, found) : true
-        layer_from(d, kind, σname, prefix, has_bias)
+        layer_from(d, kinds[i], σname, prefix, biases[i])
     end
     return (; model = Chain(layers...), readout = text(entry(d, "readout")))
 end
@@ -203,7 +212,7 @@ function layer_entries(layer, prefix::AbstractString)
                 "a Dense bias must be a vector or false, got $(typeof(layer.bias))",
             ))
         d[prefix * "kind"] = bytes("dense")
-        d[prefix * "activation"] = bytes(activation_name(layer.σ))
+        d[prefix * "activation"] = bytes(activation_name(layer.σ, DENSE_ACTIVATIONS))
         d[prefix * "use_bias"] = bytes(layer.bias === false ? "false" : "true")
         d[prefix * "weight"] = Array(layer.weight)
         layer.bias === false || (d[prefix * "bias"] = Array(layer.bias))
@@ -213,14 +222,8 @@ function layer_entries(layer, prefix::AbstractString)
     d[prefix * "cell.Wi"] = Array(c.Wi)
     d[prefix * "cell.Wh"] = Array(c.Wh)
     if c isa RNNCell
-        σname = activation_name(c.σ)
-        # The format's RNN activations (python/fluxparity/models/_npz.py); sigmoid is Dense-only.
-        σname == "sigmoid" &&
-            throw(ArgumentError(
-                "an RNN's activation must be identity, tanh or relu, got sigmoid",
-            ))
         d[prefix * "kind"] = bytes("rnn")
-        d[prefix * "activation"] = bytes(σname)
+        d[prefix * "activation"] = bytes(activation_name(c.σ, RNN_ACTIVATIONS))
         d[prefix * "cell.bias"] = Array(c.bias)
     elseif c isa LSTMCell
         d[prefix * "kind"] = bytes("lstm")
@@ -251,7 +254,16 @@ function save_weights(path::AbstractString, model::Chain; readout::AbstractStrin
     for (i, layer) in enumerate(model.layers)
         merge!(d, layer_entries(layer, "layers[$i]."))
     end
-    check_eltypes(weight_arrays(d)...)
+    check_eltypes((
+        a
+        for (i, layer) in enumerate(model.layers)
+        for a in layer_arrays(
+            d,
+            text(d["layers[$i].kind"]),
+            "layers[$i].",
+            !(layer isa Dense && layer.bias === false),
+        )
+    )...)
     NPZ.npzwrite(path, d)
     return path
 end

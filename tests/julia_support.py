@@ -18,14 +18,32 @@ from fluxparity.backends.flux import FluxBackend
 REQUIRE_JULIA_VARIABLE = "FLUXPARITY_REQUIRE_JULIA"
 
 
-def julia_required() -> bool:
-    return os.environ.get(REQUIRE_JULIA_VARIABLE) == "1"
+TRUE_SPELLINGS = ("1", "true", "yes", "on")
+FALSE_SPELLINGS = ("", "0", "false", "no", "off")
+
+
+def julia_required(environ=None) -> bool:
+    """FLUXPARITY_REQUIRE_JULIA: 1/true/yes/on (any case) require Julia; unset, empty, 0/false/no/off do not;
+    anything else is refused with a ValueError naming the value, never read as "not required"."""
+    value = (os.environ if environ is None else environ).get(REQUIRE_JULIA_VARIABLE, "")
+    spelled = value.strip().lower()
+    if spelled in TRUE_SPELLINGS:
+        return True
+    if spelled in FALSE_SPELLINGS:
+        return False
+    raise ValueError(f"{REQUIRE_JULIA_VARIABLE}={value!r} is neither true ({', '.join(TRUE_SPELLINGS)}) nor false "
+                     f"({', '.join(repr(s) for s in FALSE_SPELLINGS)}), in any case")
 
 
 def skip_without_julia(reason: str) -> None:
-    """Skip with ``reason``, or fail with it when FLUXPARITY_REQUIRE_JULIA=1."""
-    if julia_required():
-        pytest.fail(f"{REQUIRE_JULIA_VARIABLE}=1, but the Flux backend cannot run: {reason}", pytrace=False)
+    """Skip with ``reason``, or fail with it when FLUXPARITY_REQUIRE_JULIA is true (see julia_required)."""
+    try:
+        required = julia_required()
+    except ValueError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if required:
+        value = os.environ[REQUIRE_JULIA_VARIABLE]
+        pytest.fail(f"{REQUIRE_JULIA_VARIABLE}={value}, but the Flux backend cannot run: {reason}", pytrace=False)
     pytest.skip(reason)
 
 

@@ -1,10 +1,11 @@
 """Plant known bugs one at a time in a scratch copy and check that the tests named for each catch it.
 
     python tests/plant_mutants.py            # from the checkout; prints one line per bug, exits 1 if any survives
+    python tests/plant_mutants.py WORD...    # only the bugs whose description contains one of the words
 
 mutmut (docs/mutation.md) mutates only code inside functions; these bugs live in module-level constants
-(the tolerances, the worker's argument order) or are the realistic slips issue 13 listed, so they are
-planted here by text replacement. Not a test module (pytest does not collect it): each bug runs a pytest.
+(the tolerances, the worker's argument order), in Julia or the workflow, or are the realistic slips issues 13
+and 21 listed, so they are planted here by text replacement. Not a test module (pytest does not collect it): each bug runs a pytest.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ WORKER = "python/fluxparity/backends/_flux_worker.py"
 COMPARE = "python/fluxparity/compare.py"
 FLUX_TESTS = ["tests/test_flux_backend.py"]
 TOLERANCE_TESTS = ["tests/test_tolerances.py", "tests/test_compare.py"]
+ASSERT = "python/fluxparity/testing/_assert.py"
+FLUXPARITY_JL = "julia/FluxParity.jl"
+CLAIMS = ["tests/test_claims.py"]
+CROSS = ["tests/test_julia_cross_language.py"]
 
 # (what, file, original text, planted text, tests that must catch it)
 BUGS = [
@@ -45,14 +50,59 @@ BUGS = [
      ["tests/test_adam.py"]),
     ("torch.sqrt in the fast path's Optimisers Adam", "python/fluxparity/backends/pytorch_fast.py",
      "(ieee_sqrt(v / c2[i]) + teps)", "(torch.sqrt(v / c2[i]) + teps)", ["tests/test_ieee_sqrt.py"]),
+    # issue 21: realistic bugs that once left the suite green
+    ("training parity compares only the last step of after_each", ASSERT, "for k in range(golden.steps)]",
+     "for k in range(golden.steps - 1, golden.steps)]", CLAIMS),
+    ("training parity compares only the last loss", ASSERT, "golden.losses, losses, tol=tol",
+     "golden.losses[-1:], losses[-1:], tol=tol", CLAIMS),
+    ("batch_first dropped from the output conversion", ASSERT,
+     "return a.transpose(2, 1, 0) if self.batch_first else a.transpose(2, 0, 1)", "return a.transpose(2, 0, 1)", CLAIMS),
+    ("batch_first dropped from the last-step readout", ASSERT, "y = y[:, -1] if self.batch_first else y[-1]",
+     "y = y[-1]", CLAIMS),
+    ("the identity permutation reported as a gate-order finding", "python/fluxparity/testing/_diagnose.py",
+     "        if perm == tuple(range(g)):\n            continue\n", "", CLAIMS),
+    ("the weights reader accepts any fluxparity-weights/ version", "python/fluxparity/models/_npz.py",
+     "    if found != FORMAT:", '    if not found.startswith("fluxparity-weights/"):', CLAIMS),
+    ("the golden reader accepts any fluxparity-weights/ version", "python/fluxparity/testing/_golden.py",
+     'if texts["format"] != models.FORMAT:', 'if not texts["format"].startswith("fluxparity-weights/"):', CLAIMS),
+    ("the float32 first-epoch window loses its last step", COMPARE,
+     "a.step_losses[:n_train], b.step_losses[:n_train], r, step_scale[:n_train]",
+     "a.step_losses[:n_train - 1], b.step_losses[:n_train - 1], r, step_scale[:n_train - 1]", CLAIMS),
+    ("the first divergent step off by one (compare)", COMPARE, "first_divergent_step=int(np.argmax(bad)) if",
+     "first_divergent_step=int(np.argmax(bad)) + 1 if", CLAIMS),
+    ("the first divergent step off by one (findings)", "python/fluxparity/report/_tables.py",
+     "separate at step {step} (epoch", "separate at step {step + 1} (epoch", CLAIMS),
+    ("train_chain renamed in julia/FluxParity.jl (static check)", FLUXPARITY_JL, "function train_chain(",
+     "function train_chain2(", CROSS),
+    ("train_chain renamed in julia/FluxParity.jl (the fake Julia)", FLUXPARITY_JL, "function train_chain(",
+     "function train_chain2(", ["tests/test_flux_backend.py", "-k", "hands_julia_exactly"]),
+    ("train_chain's epochs and lr swapped", FLUXPARITY_JL, "    epochs::Integer,\n    lr::Real,\n",
+     "    lr::Real,\n    epochs::Integer,\n", CROSS),
+    ("optimisers_rule renamed in julia/optimisers.jl", "julia/optimisers.jl", "function optimisers_rule(d::",
+     "function optimisers_rule2(d::", CROSS),
+    ("GRUv3's Wh_h̃ written as Wh in julia/weights.jl", "julia/weights.jl", "Array(c.Wh_h̃)", "Array(c.Wh)", CROSS),
+    ("GRUv3's Wh_h̃ written as Wh in julia/golden.jl", "julia/golden.jl", '("Wh_htilde", WH_HTILDE)',
+     '("Wh_htilde", :Wh)', CROSS),
+    ("GRUv3Cell built with b and Wh_h̃ swapped in julia/weights.jl", "julia/weights.jl",
+     '            arr("cell.b"),\n            arr("cell.Wh_htilde"),\n',
+     '            arr("cell.Wh_htilde"),\n            arr("cell.b"),\n', CROSS),
+    ("sigmoid added to the Julia RNN activations", "julia/activations.jl", '"relu" => relu)',
+     '"relu" => relu, "sigmoid" => sigmoid)', CROSS),
+    ("FLUXPARITY_REQUIRE_JULIA deleted from the workflow", ".github/workflows/ci.yml",
+     '      FLUXPARITY_REQUIRE_JULIA: "1"\n', "", ["tests/test_ci_workflow.py"]),
+    ("the compile tests left out of the workflow", ".github/workflows/ci.yml", "python -m pytest --run-compile",
+     "python -m pytest", ["tests/test_ci_workflow.py"]),
 ]
 
 
-def main() -> int:
+def main(words: list[str]) -> int:
+    """Plant every bug, or those whose description contains one of ``words``."""
     survived = 0
     for what, path, original, planted, tests in BUGS:
+        if words and not any(w in what for w in words):
+            continue
         with tempfile.TemporaryDirectory() as scratch:
-            for part in ("python", "julia", "tests", "pyproject.toml"):
+            for part in ("python", "julia", "tests", "pyproject.toml", ".github"):
                 (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, Path(scratch) / part)
             target = Path(scratch) / path
             text = target.read_text(encoding="utf-8")
@@ -71,4 +121,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -11,18 +11,38 @@ arithmetic (identity activation, NumPy reference without numba), fixed seconds a
 bytes on every machine.
 """
 
+import dataclasses
+
+import numpy as np
+
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.experiment import run_experiment
 
 GOLDEN = "tests/data/report_files"
+# The same experiment against a backend whose trajectory separates (issue 21): written by this module's
+# pinned_experiment(separating=True) on the day it was added; report.md then has a float32 pair that separates
+# (reported, not judged) and a float64 pair that FAILs, which the reference against itself never shows.
+SEPARATING = "tests/data/report_files_separating"
 PINNED = ("report.json", "report.md", "losses.csv")
+SEPARATE_AT = 14  # epoch 2, sample 2 (12 training sequences): epoch 1 stays equal
 
 
-def pinned_experiment():
+class Separating(ReferenceBackend):
+    """The reference with its step losses moved by 0.5 from step SEPARATE_AT on: a trajectory that separates
+    late. Float64 additions of 0.5, exact in IEEE arithmetic, so the same bytes on every machine."""
+
+    def train(self, config, data, initial, progress=None):
+        result = super().train(config, data, initial, progress)
+        losses = np.array(result.step_losses, dtype=np.float64)
+        losses[SEPARATE_AT:] += 0.5
+        return dataclasses.replace(result, step_losses=losses)
+
+
+def pinned_experiment(separating: bool = False):
+    second = Separating(jit=False) if separating else ReferenceBackend(jit=False)
     experiment = run_experiment(samples=12, seed=3, epochs=2, lr=1e-3, activations=("identity",),
                                 dtypes=("float32", "float64"), workers=1,
-                                backends={"reference": ReferenceBackend(jit=False),
-                                          "again": ReferenceBackend(jit=False)})
+                                backends={"reference": ReferenceBackend(jit=False), "again": second})
     for i, run in enumerate(experiment.runs):
         for j, result in enumerate(run.results.values()):
             result.seconds = 0.25 * (1 + i + j)
@@ -36,4 +56,6 @@ if __name__ == "__main__":  # writes the pinned files: only ever from the commit
 
     from fluxparity.report import write_reports
 
-    write_reports(pinned_experiment(), sys.argv[1] if len(sys.argv) > 1 else GOLDEN)
+    separating = "--separating" in sys.argv
+    folders = [a for a in sys.argv[1:] if not a.startswith("--")]
+    write_reports(pinned_experiment(separating), folders[0] if folders else SEPARATING if separating else GOLDEN)

@@ -1,38 +1,55 @@
 """The pytest plugin, run in an inner pytest session (pytester): the report files and the golden fixture."""
 
 import json
+import re
 
 import pytest
 
 pytest_plugins = ["pytester"]
 
 INNER_TEST = '''
-import numpy as np, time
-from fluxparity.testing import ParityError, check_close
-from fluxparity.testing import _record
+import numpy as np, torch
+from fluxparity import models
+from fluxparity.testing import assert_forward_parity, record_golden
 
-def _assert(expected, actual):
-    started = time.perf_counter()
-    m = check_close("output", "output", "output", expected, actual, rtol=1e-9, atol=0, role="output")
-    _record.record("assert_forward_parity", "g.npz", ["output"], [m] if m else [], started)
-    if m:
-        raise ParityError([m])
 
-def test_good():
-    x = np.ones((1, 3, 2))
-    _assert(x, x.copy())
+class Bumped(torch.nn.Module):
+    """The right module, its output off by 5 at time step 3, batch 1, unit 0 ((len, batch, out) layout)."""
 
-def test_bad():
-    x = np.ones((1, 3, 2))
-    y = x.copy(); y[0, 2, 1] = 5.0
-    _assert(x, y)
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        y = self.inner(x).clone()
+        y[2, 1, 0] = y[2, 1, 0] + 5.0
+        return y
+
+
+def _golden(tmp_path):
+    chain = models.init_chain(2, [("rnn", 3, "tanh")], seed=0, dtype=np.float64, readout="all")
+    rng = np.random.default_rng(0)
+    return chain, record_golden(tmp_path / "g.npz", chain, rng.standard_normal((2, 4, 3)),
+                                rng.standard_normal((3, 4, 3)))
+
+
+def test_good(tmp_path):
+    chain, golden = _golden(tmp_path)
+    assert_forward_parity(golden, models.build_module(chain, dtype=torch.float64))
+
+
+def test_bad(tmp_path):
+    chain, golden = _golden(tmp_path)
+    assert_forward_parity(golden, Bumped(models.build_module(chain, dtype=torch.float64)))
 '''
 
 
 def test_report_lists_every_assertion_and_the_failure(pytester):
     pytester.makepyfile(test_inner=INNER_TEST)
     out = pytester.path / "artifacts"
-    result = pytester.runpytest("-p", "fluxparity.testing._plugin", "--fluxparity-report", str(out))
+    # through assert_forward_parity itself, in a subprocess (an in-process inner session would re-import
+    # fluxparity.models beside the loaded one)
+    result = pytester.runpytest_subprocess("-p", "fluxparity.testing._plugin", "--fluxparity-report", str(out))
     result.assert_outcomes(passed=1, failed=1)
     report = json.loads((out / "parity.json").read_text())
     assert report["summary"] == {"passed": 1, "failed": 1}
@@ -40,13 +57,14 @@ def test_report_lists_every_assertion_and_the_failure(pytester):
     assert [a["test"] for a in bad] == ["test_inner.py::test_bad"]
     assert bad[0]["mismatches"][0]["worst_index"] == [0, 2, 1]
     md = (out / "parity.md").read_text()
-    assert "| `test_inner.py::test_good` | assert_forward_parity | `g.npz` | output | PASS |" in md
+    assert re.search(r"^\| `test_inner\.py::test_good` \| assert_forward_parity \| `[^`]*/g\.npz` \| output, loss \| PASS \|$",
+                     md, re.MULTILINE), md
     assert "unit 0, time step 3 (1-based), batch 1" in md
 
 
 def test_no_report_option_writes_nothing(pytester):
     pytester.makepyfile(test_inner=INNER_TEST)
-    result = pytester.runpytest("-p", "fluxparity.testing._plugin")
+    result = pytester.runpytest_subprocess("-p", "fluxparity.testing._plugin")
     result.assert_outcomes(passed=1, failed=1)
     assert not list(pytester.path.glob("**/parity.json"))
 

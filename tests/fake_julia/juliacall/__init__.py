@@ -24,18 +24,44 @@ Behaviours for the process-level tests, from ``FAKE_JULIA_BEHAVIOUR``: ``compute
 DimensionMismatch), ``drop-weight`` (train_chain returns one array too few), ``old-signature`` (the
 loaded FluxParity.jl wants one more positional argument than the worker sends: a MethodError).
 
-Each entry point is one thin adapter: ``_check_signature`` against the Julia signature, the body's
-conversions, then ``_train``. Never imports torch (the worker's process must not).
+The entry points are looked up by name in the Julia file the worker ``include``s, parsed by a real Julia
+parser (tests/fake_julia/julia_syntax.py, fatou): ``Main.<Module>.<function>`` exists only when the file
+defines that function in that module, its methods' positional parameters (count and declared abstract
+types) and keywords are the file's, and the Python body (registered with :func:`implements` under the Julia
+name) receives the arguments under the Julia parameters' names. A renamed function or parameter, or a
+reordered signature, in julia/*.jl therefore breaks the fake too. Each body then does the Julia body's
+conversions and checks, then ``_train``. Never imports torch (the worker's process must not).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
+import tempfile
 import types
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
+
+
+def _load_julia_syntax():
+    """tests/fake_julia/julia_syntax.py, loaded by path: this fake must not put its folder (which holds a
+    `juliacall`) on sys.path of a test process that loads it."""
+    import importlib.util
+
+    name = "fluxparity_tests_julia_syntax"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "julia_syntax.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve their module by name
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+julia_syntax = _load_julia_syntax()
 
 BEHAVIOUR = os.environ.get("FAKE_JULIA_BEHAVIOUR", "compute")
 __version__ = "0.0-fake"
@@ -108,15 +134,8 @@ def _is(value, julia_abstract: str) -> bool:
     }[julia_abstract]
 
 
-def _check_signature(name: str, signature, args, kwargs, keywords=("progress", "progress_every")):
-    """Dispatch as Julia would on ``name(<signature>...; <keywords>...)``; a mismatch is a MethodError,
-    raised in the exception kind PythonCall uses for that call form (see the module docstring)."""
-    matches = len(args) == len(signature) and all(_is(a, t) for a, t in zip(args, signature))
-    matches = matches and set(kwargs) <= set(keywords)
-    if "progress_every" in kwargs:
-        matches = matches and _is(kwargs["progress_every"], "Integer")
-    if matches:
-        return
+def _method_error(name: str, args, kwargs):
+    """A MethodError, raised in the exception kind PythonCall uses for that call form (module docstring)."""
     shown = ", ".join(f"::{_julia_type(a)}" for a in args)
     if kwargs:
         shown += "; " + ", ".join(f"{k}::{_julia_type(v)}" for k, v in kwargs.items())
@@ -124,12 +143,63 @@ def _check_signature(name: str, signature, args, kwargs, keywords=("progress", "
     raise TypeError(f"Julia: MethodError: no method matching {name}({shown})")  # f === self: TypeError
 
 
+def _matches(parameter, value) -> bool:
+    """``value isa <the parameter's declared type>`` for the abstract types the signatures use; a type this
+    fake does not model (``Type{<:AbstractFloat}``, ``Union{...}``) or none at all accepts anything."""
+    try:
+        return parameter.type is None or _is(value, parameter.type)
+    except KeyError:
+        return True
+
+
+def _bind(methods, args, kwargs):
+    """The Julia parameter names bound to ``args`` by the first of ``methods`` (julia_syntax.Signature) that
+    accepts them, as Julia dispatches; None when none does."""
+    for method in methods:
+        if not method.accepts(len(args), kwargs):
+            continue
+        keywords = {p.name: p for p in method.keywords}
+        if all(_matches(p, a) for p, a in zip(method.positional, args)) and all(
+                _matches(keywords[k], v) for k, v in kwargs.items()):
+            return {**{p.name: a for p, a in zip(method.positional, args)}, **kwargs}
+    return None
+
+
+# Julia function name -> the Python body standing in for it, called with the arguments bound to the names of
+# the Julia method's parameters (so a Julia rename or reordering of a parameter reaches the body).
+IMPLEMENTATIONS: dict = {}
+
+
+def implements(julia_name: str):
+    """Register a body for the Julia function ``julia_name`` (looked up in the ``include``d file)."""
+
+    def register(body):
+        IMPLEMENTATIONS[julia_name] = body
+        return body
+
+    return register
+
+
+class JuliaFunction:
+    """A function of an included Julia module: its methods as the file defines them (julia_syntax), its body
+    from IMPLEMENTATIONS."""
+
+    def __init__(self, name: str, methods, body):
+        self.name, self.methods, self.body = name, list(methods), body
+        if BEHAVIOUR == "old-signature":  # the loaded file wants one more positional argument
+            self.methods = [dataclasses.replace(m, positional=m.positional + (
+                julia_syntax.Parameter("extra", "AbstractVector", False),)) for m in self.methods]
+
+    def __call__(self, *args, **kwargs):
+        bound = _bind(self.methods, args, kwargs)
+        if bound is None:
+            _method_error(self.name, args, kwargs)
+        return self.body(**bound)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The bodies' conversions and checks (julia/FluxParity.jl), then the reference
 # ---------------------------------------------------------------------------------------------------
-
-DATA_SIGNATURE = ("AbstractVector",) * 8  # train_values, train_lengths, train_labels, test_..., probe_...
-
 
 def _element_type(dtype: str):
     if dtype not in ("float32", "float64"):
@@ -204,15 +274,34 @@ def _outcome(result, **weights):
     )
 
 
-CHAIN_SIGNATURE = ("AbstractVector", "AbstractVector", "AbstractString", "Integer", "Real",
-                   "AbstractDict") + DATA_SIGNATURE
-# layer_fields(kind) in julia/FluxParity.jl: the flat-name suffixes of one layer, in the struct's field order
-LAYER_FIELDS = {
-    "rnn": ("cell.Wi", "cell.Wh", "cell.bias"), "lstm": ("cell.Wi", "cell.Wh", "cell.bias"),
-    "gru": ("cell.Wi", "cell.Wh", "cell.b"), "gruv3": ("cell.Wi", "cell.Wh", "cell.b", "cell.Wh_htilde"),
-    "dense": ("weight", "bias"),
-}
-LAYER_ACTIVATIONS = ("identity", "tanh", "relu", "sigmoid")  # layer_activation(name) in julia/FluxParity.jl
+
+
+def _layer_fields(path) -> dict:
+    """``layer_fields(kind)`` of julia/FluxParity.jl, read from its syntax tree: each branch
+    ``kind == "a" [|| kind == "b"] && return (("suffix", :field), ...)`` gives the flat-name suffixes of its
+    kinds, in the struct's field order."""
+    (method,) = [node for node in julia_syntax.walk(julia_syntax.parse(path))
+                 if node.head == "function" and isinstance(node.args[0], julia_syntax.Node)
+                 and node.args[0].head == "call" and node.args[0].args[0] == "layer_fields"]
+    fields = {}
+    for branch in julia_syntax.walk(method):
+        if branch.head == "&&" and isinstance(branch.args[1], julia_syntax.Node) and branch.args[1].head == "return":
+            kinds = [julia_syntax.literal(n) for n in julia_syntax.walk(branch.args[0]) if julia_syntax.literal(n)]
+            suffixes = tuple(julia_syntax.literal(pair.args[0]) for pair in branch.args[1].args[0].args)
+            fields.update(dict.fromkeys(kinds, suffixes))
+    return fields
+
+
+def _activations(path) -> tuple:
+    """``(RNN_ACTIVATIONS, DENSE_ACTIVATIONS)`` names of julia/activations.jl (included by FluxParity.jl)."""
+    constants = julia_syntax.constants(path)
+    return tuple(tuple(name for name, _ in julia_syntax.string_pairs(constants[c]))
+                 for c in ("RNN_ACTIVATIONS", "DENSE_ACTIVATIONS"))
+
+
+FLUXPARITY_JL = julia_syntax.JULIA_DIR / "FluxParity.jl"
+LAYER_FIELDS = _layer_fields(FLUXPARITY_JL)
+RNN_ACTIVATIONS, DENSE_ACTIVATIONS = _activations(FLUXPARITY_JL)
 
 # What the last train_chain call received, for the tests to inspect (Julia would not care about NumPy's
 # memory order, so the worker's C-order promise is checked here rather than by a Julia error).
@@ -227,10 +316,9 @@ def _layer(T, kind, activation, i, params):
          for suffix in LAYER_FIELDS[kind]}
     if kind in ("lstm", "gru", "gruv3") and activation:
         _throw("ArgumentError", f"layers[{i}] ({kind}) has no activation option, got {activation!r}")
-    if kind in ("rnn", "dense") and activation not in LAYER_ACTIVATIONS:
-        _throw("ArgumentError", 'activation must be "identity", "tanh", "relu" or "sigmoid", got ' f"{activation!r}")
-    if kind == "rnn" and activation not in models.RNN_ACTIVATIONS:
-        raise NotImplementedError(f"the fake Julia cannot train RNN(σ = {activation}): the reference has no such cell")
+    allowed = {"rnn": RNN_ACTIVATIONS, "dense": DENSE_ACTIVATIONS}.get(kind)
+    if allowed is not None and activation not in allowed:  # activation_function(name, allowed)
+        _throw("ArgumentError", f"activation {json.dumps(activation)} is not one of {', '.join(allowed)}")
     if kind == "rnn":
         return models.RNNParams(a["Wi"], a["Wh"], a["bias"], activation)
     if kind == "lstm":
@@ -266,18 +354,21 @@ def _build_chain(T, kinds, activations, params):
         _throw("DimensionMismatch", str(exc))
 
 
-def train_chain(*args, **kwargs):
+@implements("train_chain")
+def train_chain(kinds, activations, dtype, epochs, lr, params, train_values, train_lengths, train_labels,
+                test_values, test_lengths, test_labels, probe_values, probe_lengths, progress=None,
+                progress_every=1000, rule=None):
     """FluxParity.train_chain(kinds, activations, dtype, epochs, lr, params::AbstractDict, <8 data arrays>;
-    progress, progress_every) — julia/FluxParity.jl."""
+    rule, progress, progress_every) — julia/FluxParity.jl; the arguments arrive under its parameter names."""
     if BEHAVIOUR == "julia-error":
         _throw("DimensionMismatch", "layers[1].cell.Wh must be (16, 4)")
-    signature = CHAIN_SIGNATURE + (("AbstractVector",) if BEHAVIOUR == "old-signature" else ())
-    _check_signature("train_chain", signature, args, kwargs)
-    kinds, activations, dtype, epochs, lr, params, *data = args
+    if rule is not None:
+        raise NotImplementedError("the fake Julia trains with the tutorial's Adam(lr) only")
+    data = (train_values, train_lengths, train_labels, test_values, test_lengths, test_labels, probe_values,
+            probe_lengths)
     received.clear()
     received.update(kinds=list(kinds), activations=list(activations), dtype=dtype, params_type=type(params),
                     weights={n: (a.shape, a.dtype.name, a.flags.c_contiguous) for n, a in params.items()})
-    progress, progress_every = kwargs.get("progress"), kwargs.get("progress_every", 1000)
     T = _element_type(dtype)
     _check_settings(epochs, lr, progress_every)
     # [string(k) for k in kinds]: a PythonCall list's elements are Py objects, whose `string` is Python's str
@@ -298,18 +389,46 @@ def train_chain(*args, **kwargs):
     return _outcome(result, params=trained)
 
 
+class JuliaValue:
+    """A Julia value the fake cannot compute (e.g. an Optimisers rule): only its source is kept."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+
 class _Main:
-    FluxParity = types.SimpleNamespace(train_chain=train_chain)
+    """``juliacall.Main``: after ``include(path)``, each module the file defines is an attribute holding the
+    functions of IMPLEMENTATIONS that the file defines in it, under the file's names and with its signatures
+    (julia_syntax reads them with fatou's parser). A function renamed in julia/*.jl is missing here too."""
 
     def include(self, path):
         if not os.path.isfile(path):
             _throw("SystemError", f"opening file {path!r}: No such file or directory")
+        self._included.append(path)
+        for module, functions in julia_syntax.definitions(path).items():
+            namespace = getattr(self, module, None) or types.SimpleNamespace()
+            for name, methods in functions.items():
+                if name in IMPLEMENTATIONS:
+                    setattr(namespace, name, JuliaFunction(name, methods, IMPLEMENTATIONS[name]))
+            setattr(self, module, namespace)
 
     def seval(self, code):
         if code == "Dict{String, Any}":  # the Julia Dict the worker fills with train_chain's weights
             return dict
+        with tempfile.TemporaryDirectory() as folder:
+            tree = julia_syntax.parse_text(code, folder)
+        (expression,) = tree.args
+        if expression.head == "call" and isinstance(expression.args[0], julia_syntax.Node) and \
+                expression.args[0].head == ".":  # Module.function(...): the function must be defined there
+            module, name = expression.args[0].args
+            if not any(name in julia_syntax.definitions(path).get(module, {}) for path in self._included):
+                _throw("UndefVarError", f"`{name}` not defined in `{module}`")
+            return JuliaValue(code)
         # the worker's describer: (type name, showerror text), and showerror starts with the type name
         return lambda exception: (exception.type_name, f"{exception.type_name}: {exception.message}")
+
+    def __init__(self):
+        self._included = []
 
 
 Main = _Main()
