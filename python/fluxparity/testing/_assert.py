@@ -64,10 +64,13 @@ def _header(golden: Golden) -> str:
     return f"parity against golden {golden.path or '(in memory)'}, produced by {golden.producer_name}:"
 
 
+MAPPING_QUANTITY = "mapping the module's parameters"
+
+
 def _mapping_mismatch(err: MappingError) -> Mismatch:
     nan = float("nan")
     where = err.reason + (f"\n{err.template}" if err.template else "")
-    return Mismatch("mapping the module's parameters", err.flux_name, err.torch_name, (), (), where,
+    return Mismatch(MAPPING_QUANTITY, err.flux_name, err.torch_name, (), (), where,
                     nan, nan, nan, nan, 0.0, 0.0, 1, 1, None)
 
 
