@@ -204,3 +204,27 @@ def test_the_compared_column_names_every_step(tmp_path):
         _record.stop()
     compared = recorder.records[-1].compared
     assert compared[1] == "the update of every step 1-3 (p_k - p_(k-1))"
+
+
+def test_from_module_converts_a_users_own_module_with_the_same_matcher(tmp_path):
+    from fluxparity import models
+
+    golden = make_golden(tmp_path / "g.npz", [("lstm", 4)], ((2,),))
+    port = HeadFirst(torch.float64)  # head declared first: matched by call order
+    chain = models.from_module(port, dtype=np.float64, like="Chain(LSTM(3 => 4), Dense(4 => 2))")
+    assert chain.arrays()["layers[1].cell.Wi"].tolist() == port.lstm.weight_ih_l0.detach().numpy().tolist()
+    summed = (port.lstm.bias_ih_l0 + port.lstm.bias_hh_l0).detach().numpy()
+    assert chain.arrays()["layers[1].cell.bias"].tolist() == summed.tolist()
+    assert chain.arrays()["layers[2].weight"].tolist() == port.head.weight.detach().numpy().tolist()
+    hand = HandWrittenRNN(torch.float64)
+    with torch.no_grad():
+        hand.W_h.fill_(0.5)
+    mapping = {"layers[1].cell.Wi": "W_x", "layers[1].cell.Wh": "W_h", "layers[1].cell.bias": "b",
+               "layers[2].weight": "out.weight", "layers[2].bias": "out.bias"}
+    like = make_golden(tmp_path / "h.npz", [("rnn", 5, "tanh")], ((2,),)).chain
+    chain = models.from_module(hand, dtype=np.float32, like=like, mapping=mapping)
+    assert chain.dtype == np.float32 and chain.layers[0].activation == "tanh"
+    assert np.all(chain.arrays()["layers[1].cell.Wh"] == np.float32(0.5))
+    with pytest.raises(ValueError, match="no automatic match"):
+        models.from_module(hand, dtype=np.float64, like=like)
+    assert golden.chain.readout == "last"
