@@ -326,7 +326,7 @@ def _steps(golden: Golden, steps: Optional[int]) -> int:
 def _training_compared(golden: Golden, steps: int) -> list[str]:
     if golden.after_each is not None:
         return [f"loss before each of {steps} steps", f"the update of every step 1-{steps} (p_k - p_(k-1))",
-                f"parameters after step {steps}"]
+                f"parameters after every step 1-{steps}"]
     return [f"loss before each of {steps} steps", f"the update over all {steps} steps (p_{steps} - p_0)",
             f"parameters after step {steps}"]
 
@@ -336,8 +336,9 @@ def assert_training_parity(golden: GoldenLike, module: nn.Module, optimizer=None
                            rtol: Optional[float] = None, atol: Optional[float] = None, loss_fn=None,
                            steps: Optional[int] = None) -> None:
     """K training steps on the golden's ``(x, y)``: the loss before each step, each step's UPDATE ``p_k -
-    p_{k-1}`` (when the golden has every step; else the whole move ``p_K - p_0``) with a tolerance relative to
-    the update (``UPDATE_RTOL``), and the parameters after the last step match the golden's.
+    p_{k-1}`` with a tolerance relative to the update (``UPDATE_RTOL``, scaled by ``rtol`` / the default rtol
+    when ``rtol`` is given) and the parameters after each step — when the golden has every step; else the
+    whole move ``p_K - p_0`` and the parameters after the last step — match the golden's.
 
     Args:
         optimizer: any object with ``zero_grad()`` and ``step()`` over the module's parameters (a
@@ -411,6 +412,11 @@ def _train(golden: Golden, r: _Run, module: nn.Module, optimizer, tol: dict, ste
                 found.append(_update_check(f"update of step {k + 1} (p_{k + 1} - p_{k})", slot,
                                            before_e[slot.flux_name], wanted[k][slot.flux_name],
                                            before_a[slot.flux_name], after[k][slot.flux_name], golden, rtol_u))
+            if k < steps - 1:  # every step's parameters too (the last one's below)
+                found += [check_close(f"parameters after step {k + 1}", slot.flux_name, slot.torch_name,
+                                      wanted[k][slot.flux_name], after[k][slot.flux_name], role=slot.role,
+                                      kind=slot.kind, hidden=slot.hidden, expected_dtype=golden.dtype,
+                                      initial=initial[slot.flux_name], **tol) for slot in r.slots]
         last = wanted[-1]
     else:
         last = golden.after_last
