@@ -228,3 +228,20 @@ def test_from_module_converts_a_users_own_module_with_the_same_matcher(tmp_path)
     with pytest.raises(ValueError, match="no automatic match"):
         models.from_module(hand, dtype=np.float64, like=like)
     assert golden.chain.readout == "last"
+
+
+class CallsForwardDirectly(nn.Module):
+    """Calls ``self.gru.forward(x)``, which forward hooks do not see: registration order still matches."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 4, dtype=torch.float64)
+        self.fc = nn.Linear(4, 2, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.fc(self.gru.forward(x)[0][-1])
+
+
+def test_a_layer_the_hooks_miss_falls_back_to_registration_order(tmp_path):
+    golden = make_golden(tmp_path / "g.npz", [("gru", 4)], ((2,),))
+    assert_parity(golden, CallsForwardDirectly())

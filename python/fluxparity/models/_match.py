@@ -6,7 +6,8 @@ One matcher for everything that reads or fills a user's module (``fluxparity.tes
 - Automatic: the module's layers are taken in the order ``forward`` CALLS them (forward hooks on a dry run
   of a deep copy, on a small input ``(2, 2, in)`` — the same shape in the time-first and batch-first
   layouts; the module itself, its random generator and any state it carries are untouched), falling back to
-  registration order (``named_modules()``) when the dry run fails. Types count with their subclasses:
+  registration order (``named_modules()``) when the dry run fails or when only registration order fits the
+  chain (a layer called through ``.forward()`` escapes the hooks). Types count with their subclasses:
   ``nn.LSTM``, ``nn.GRU``, ``nn.RNN`` (``num_layers`` k counts as k stacked layers, unidirectional only),
   ``nn.Linear``, and this package's ``OneBiasRNN`` and ``GRUv3``.
 - Explicit: ``mapping={flux name: torch parameter name}`` for every flat Flux name.
@@ -132,18 +133,7 @@ def _example(chain: Chain, module: nn.Module) -> torch.Tensor:
     return torch.zeros(2, 2, chain.input_size, dtype=dtype)
 
 
-def _candidates(chain: Chain, module: nn.Module, example: Optional[torch.Tensor]):
-    """(module name, module, kind, layer index within it) for every layer the module holds, in call order,
-    and a note on how the order was found."""
-    registered = [(name, m, module_kind(m)) for name, m in module.named_modules() if module_kind(m) is not None]
-    order = call_order(module, _example(chain, module) if example is None else example)
-    if order is None:
-        layers, how = registered, "registration order (the dry run of forward failed)"
-    else:
-        by_name = {name: (name, m, kind) for name, m, kind in registered}
-        layers = [by_name[n] for n in order]
-        uncalled = [name or "(module)" for name, _, _ in registered if name not in order]
-        how = "call order" + (f"; never called: {', '.join(uncalled)}" if uncalled else "")
+def _expand(chain: Chain, module: nn.Module, layers) -> list:
     found = []
     for name, m, kind in layers:
         if isinstance(m, nn.RNNBase):
@@ -154,7 +144,26 @@ def _candidates(chain: Chain, module: nn.Module, example: Optional[torch.Tensor]
             found += [(name, m, kind, k) for k in range(m.num_layers)]
         else:
             found.append((name, m, kind, 0))
-    return found, how
+    return found
+
+
+def _candidates(chain: Chain, module: nn.Module, example: Optional[torch.Tensor]):
+    """(module name, module, kind, layer index within it) for every layer the module holds, in call order,
+    and a note on how the order was found. Registration order when the dry run fails, or when only it fits
+    the chain (a layer called through ``.forward()`` directly escapes the hooks)."""
+    registered = [(name, m, module_kind(m)) for name, m in module.named_modules() if module_kind(m) is not None]
+    order = call_order(module, _example(chain, module) if example is None else example)
+    if order is None:
+        return _expand(chain, module, registered), "registration order (the dry run of forward failed)"
+    by_name = {name: (name, m, kind) for name, m, kind in registered}
+    called = _expand(chain, module, [by_name[n] for n in order])
+    kinds = [_kind(layer) for layer in chain.layers]
+    if [k for _, _, k, _ in called] != kinds:
+        in_registration = _expand(chain, module, registered)
+        if [k for _, _, k, _ in in_registration] == kinds:
+            return in_registration, "registration order"
+    uncalled = [name or "(module)" for name, _, _ in registered if name not in order]
+    return called, "call order" + (f"; never called: {', '.join(uncalled)}" if uncalled else "")
 
 
 def _join(prefix: str, name: str) -> str:

@@ -168,14 +168,19 @@ def _finish(name: str, golden: Golden, compared: list, mismatches: list, started
         raise ParityError(mismatches, _header(golden))
 
 
-def _with_hint(found: list, hint: Optional[str]) -> list:
-    """``hint`` as the likely mistake of the first mismatch that has none yet."""
+def _with_hint(found: list, recognise) -> list:
+    """``recognise()``'s sentence as the likely mistake of the first mismatch, when it has none yet. The
+    recognisers run only here, after a failure; one that breaks (a module that cannot be called again, ...)
+    gives no hint rather than hiding the failure."""
+    first = next((i for i, m in enumerate(found) if m is not None), None)
+    if first is None or found[first].likely_mistake is not None:
+        return found
+    try:
+        hint = recognise()
+    except Exception:  # noqa: BLE001 - a hint is a bonus; the ParityError must still be raised
+        hint = None
     if hint:
-        for i, m in enumerate(found):
-            if m is not None:
-                if m.likely_mistake is None:
-                    found[i] = dataclasses.replace(m, likely_mistake=hint)
-                break
+        found[first] = dataclasses.replace(found[first], likely_mistake=hint)
     return found
 
 
@@ -262,9 +267,9 @@ def assert_forward_parity(golden: GoldenLike, module: nn.Module, *, mapping: Opt
                 found.append(_scalar("forward pass", "loss", golden.loss_value, value, tol=tol, golden=golden,
                                      actual_dtype=y.detach().numpy().dtype))
                 if found[0] is None and found[-1] is not None:
-                    _with_hint(found, _recognise.explain_loss(golden, r.to_flux(y), value))
+                    _with_hint(found, lambda: _recognise.explain_loss(golden, r.to_flux(y), value))
             if found[0] is not None:
-                _with_hint(found, _explain_output(r, r.to_flux(y)))
+                _with_hint(found, lambda: _explain_output(r, r.to_flux(y)))
     _finish("assert_forward_parity", golden, ["output", "loss"], found, started)
 
 
@@ -283,8 +288,8 @@ def assert_gradient_parity(golden: GoldenLike, module: nn.Module, *, mapping: Op
             r.loss(y).backward()
             found += _gradient_mismatches(r, tol)
             if any(m is not None for m in found) and _compare_output(r, y, tol) is not None:
-                _with_hint(found, "the forward output of this call differs from the golden's (the gradients follow "
-                                  "from it)" + _also(_explain_output(r, r.to_flux(y))))
+                _with_hint(found, lambda: "the forward output of this call differs from the golden's (the gradients "
+                                          "follow from it)" + _also(_explain_output(r, r.to_flux(y))))
         except _OutputShape as exc:
             found.append(exc.mismatch("gradient"))
     _finish("assert_gradient_parity", golden, ["gradient"], found, started)
@@ -430,7 +435,7 @@ def _train(golden: Golden, r: _Run, module: nn.Module, optimizer, tol: dict, ste
                                  kind=slot.kind, hidden=slot.hidden, expected_dtype=golden.dtype,
                                  initial=initial[slot.flux_name], **tol))
     if any(m is not None for m in found):
-        _with_hint(found, _training_hint(golden, r, losses, first_grads, after, tol, steps))
+        _with_hint(found, lambda: _training_hint(golden, r, losses, first_grads, after, tol, steps))
     return found
 
 
