@@ -4,9 +4,13 @@ a missing or extra parameter is a ParityError naming both sides; the user's own 
 
 import numpy as np
 import pytest
-import tomllib
 import torch
 from torch import nn
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package (pyproject)
+    import tomli as tomllib
 
 from fluxparity.testing import ParityError, assert_parity
 from fluxparity.testing._mapping import slots_for

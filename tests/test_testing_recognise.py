@@ -234,3 +234,18 @@ def test_12_nn_rnn_tanh_on_an_identity_rnn_golden(tmp_path):
     golden = make_golden(tmp_path / "g.npz", [("rnn", 4, "identity")], ((2,),))
     text = hint(golden, TanhRNN())
     assert "an RNN with tanh where the golden's RNN has identity" in text and "nn.RNN takes only tanh or relu" in text
+
+
+def test_every_test_named_in_the_mistakes_table_exists():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    doc = (root.parent / "docs" / "testing.md").read_text(encoding="utf-8")
+    table = doc.split("## Mistakes we recognise", 1)[1].split("\n## ", 1)[0]
+    names = re.findall(r"`(test_testing_\w+\.py)?::(test_\w+)`", table)
+    assert len(names) >= 15
+    current = None
+    for file, test in names:
+        current = file or current
+        assert f"def {test}(" in (root / current).read_text(encoding="utf-8"), (current, test)
