@@ -249,3 +249,17 @@ def test_every_test_named_in_the_mistakes_table_exists():
     for file, test in names:
         current = file or current
         assert f"def {test}(" in (root / current).read_text(encoding="utf-8"), (current, test)
+
+
+def test_13_a_float32_three_step_golden_sees_adamw_weight_decay_in_the_updates(tmp_path):
+    from fluxparity.optim import FluxOptimiser, rule
+
+    golden = make_golden(tmp_path / "g.npz", [("lstm", 5)], ((2,),), dtype=np.float32, every_step=True)
+    module = LSTMHead(torch.float32, hidden=5)
+    planted = FluxOptimiser([p for p in module.parameters() if p.requires_grad],
+                            rule("AdamW", **{"eta": 0.01, "lambda": 0.01}))
+    with pytest.raises(ParityError) as info:
+        assert_parity(golden, module, planted)
+    quantities = {m.quantity.split(" (")[0] for m in info.value.mismatches}
+    assert {"update of step 1", "update of step 2", "update of step 3"} <= quantities  # every step's update
+    # how small a planted difference each default detects: benchmarks/measure_update_sensitivity.py, parity.md
