@@ -187,9 +187,11 @@ def _distance(initial: dict, port: list[dict], other: list[dict]) -> float:
     """max over steps and arrays of ‖moved_port − moved_other‖ / ‖moved_other‖ (moves from the start)."""
     worst = 0.0
     for a, b in zip(port, other):
-        for n, x0 in initial.items():
-            ma, mb = np.asarray(a[n], np.float64) - x0, np.asarray(b[n], np.float64) - x0
-            worst = max(worst, float(np.linalg.norm(ma - mb) / max(np.linalg.norm(mb), 1e-300)))
+        moves = {n: (np.asarray(a[n], np.float64) - x0, np.asarray(b[n], np.float64) - x0) for n, x0 in initial.items()}
+        # an array that (nearly) does not move, e.g. GRUv3's unused block, is judged against the whole move
+        floor = max(1e-3 * float(np.sqrt(sum(np.sum(mb ** 2) for _, mb in moves.values()))), 1e-300)
+        for ma, mb in moves.values():
+            worst = max(worst, float(np.linalg.norm(ma - mb) / max(float(np.linalg.norm(mb)), floor)))
     return worst
 
 
