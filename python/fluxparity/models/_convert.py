@@ -203,9 +203,23 @@ def _check_single_layer(rnn: nn.Module) -> None:
         raise TypeError(f"{type(rnn).__name__} is not a recurrent module this package converts")
 
 
-def from_module(module: nn.Module, *, dtype):
-    """A :class:`ChainModule` -> a :class:`Chain`; a bare ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (single-layer,
-    unidirectional) or :class:`OneBiasRNN`/:class:`GRUv3` -> a cell. Arrays as NumPy ``dtype``."""
+def from_module(module: nn.Module, *, dtype, like=None, mapping: Optional[dict] = None):
+    """A module's weights in Flux's layout, arrays as NumPy ``dtype``.
+
+    - ``like`` given (a :class:`Chain`, e.g. a golden's, or a Flux expression such as
+      ``"Chain(LSTM(3 => 4), Dense(4 => 2))"`` read at the last step): ANY module the parity assertions can
+      match — a user's own, layers found in the order ``forward`` calls them, subclasses included, or named by
+      ``mapping={flux name: torch parameter name}`` (:mod:`._match`, the one matcher) -> a :class:`Chain`
+      with ``like``'s architecture, activations and readout (not in a module) and the module's values. A
+      two-bias layer's bias is ``bias_ih + bias_hh`` (a nonzero GRU ``b_hn`` is refused).
+    - Without ``like``: a :class:`ChainModule` -> a :class:`Chain`; a bare ``nn.RNN``/``nn.LSTM``/``nn.GRU``
+      (single-layer, unidirectional) or :class:`OneBiasRNN`/:class:`GRUv3` -> a cell.
+
+    Raises ``fluxparity.models._match.MappingError`` (a ValueError) when the module cannot hold ``like``."""
+    if like is not None:
+        return _from_matched_module(module, dtype, like, mapping)
+    if mapping is not None:
+        raise ValueError("mapping= needs like= (the Flux architecture the mapping's names belong to)")
     if not isinstance(module, ChainModule):
         _check_single_layer(module)
         return from_state_dict(module.state_dict(), dtype=dtype, activation=module_activation(module))
@@ -218,6 +232,38 @@ def from_module(module: nn.Module, *, dtype):
             _check_single_layer(layer)
             layers.append(_cell_from_state_dict(sd, dtype, module_activation(layer)))
     return Chain(tuple(layers), module.readout)
+
+
+def _as_like(like, dtype) -> Chain:
+    if isinstance(like, Chain):
+        return like.astype(dtype)
+    if isinstance(like, str):
+        from ._expr import parse_flux
+
+        return parse_flux(like).init(seed=0, dtype=dtype)
+    raise TypeError(f"like must be a fluxparity.models.Chain or a Flux expression string, got {type(like).__name__}")
+
+
+def _from_matched_module(module: nn.Module, dtype, like, mapping: Optional[dict]) -> Chain:
+    from ._match import slots_for
+
+    chain = _as_like(like, dtype)
+    params = dict(module.named_parameters())
+    shapes = {n: a.shape for n, a in chain.arrays().items()}
+    flat = {}
+    for slot in slots_for(chain, module, mapping):
+        value = params[slot.torch_name].detach()
+        hidden = params.get(slot.hidden_bias) if slot.hidden_bias else None
+        if hidden is not None and torch.any(hidden != 0):
+            if slot.kind == "gru" and torch.any(hidden.detach().chunk(3)[2] != 0):
+                raise ValueError(f"{slot.hidden_bias}: nn.GRU's b_hn (third block) is nonzero; Flux's GRU has no such "
+                                 f"bias ({slot.flux_name})")
+            value = value + hidden.detach()
+        if tuple(value.shape) != shapes[slot.flux_name]:
+            raise ValueError(f"{slot.flux_name} is {shapes[slot.flux_name]} in the Flux model, {slot.torch_name} is "
+                             f"{tuple(value.shape)} in the module")
+        flat[slot.flux_name] = _numpy(value, dtype)
+    return chain.replace_arrays(flat)
 
 
 def freeze_hidden_biases(module: nn.Module) -> list[str]:

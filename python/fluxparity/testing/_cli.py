@@ -1,10 +1,12 @@
 """``fluxparity check`` and ``fluxparity record``: the parity assertions and the reference golden writer on the
 command line (``cli.py`` adds these subcommands and calls :func:`run`).
 
-``fluxparity check GOLDEN --module pkg.mod:factory [--batch-first] [--check-weights] [--out DIR]``: loads the
-golden, calls ``factory()`` (or takes the ``nn.Module`` the name refers to), runs the forward, gradient and
-training checks, writes ``DIR/parity.json`` and ``DIR/parity.md`` (atomically) and exits 0 (every check
-passed), 1 (a check failed) or 2 (bad usage: a bad golden, an unimportable factory, a non-module).
+``fluxparity check GOLDEN --module pkg.mod:factory [--batch-first] [--check-weights] [--mapping FILE]
+[--optimizer SPEC] [--rtol R] [--atol A] [--steps N] [--out DIR]``: loads the golden, calls ``factory()`` (or
+takes the ``nn.Module`` the name refers to), runs the forward, gradient and training checks, writes
+``DIR/parity.json`` and ``DIR/parity.md`` (atomically) and exits 0 (every check passed), 1 (a check failed;
+a module that cannot hold the golden's parameters is one failed check, printed once) or 2 (bad usage: a bad
+golden, an unimportable factory, a non-module, a bad mapping file or option).
 
 ``fluxparity record OUT --layers lstm:8[,gru:4] [--dense 2[:relu][:nobias],...] ...``: writes a golden computed by the
 fluxparity NumPy reference (and says so): the same Chain, input and targets Flux would be given; to record
@@ -36,6 +38,15 @@ def add_parsers(sub) -> None:
     c.add_argument("--batch-first", action="store_true", help="the module takes (batch, len, in)")
     c.add_argument("--check-weights", action="store_true",
                    help="first compare the module's own weights with the golden's (catches conversion mistakes)")
+    c.add_argument("--mapping", type=Path, metavar="FILE",
+                   help="golden (Flux) name -> module parameter name, a JSON object or TOML table (a failed automatic "
+                        "match prints one to edit)")
+    c.add_argument("--optimizer", metavar="SPEC",
+                   help="train with the stock torch.optim port of this Optimisers.jl rule (e.g. adamw:lambda=0.01) "
+                        "instead of the golden's rule in Flux's arithmetic")
+    c.add_argument("--rtol", type=float, help="relative tolerance (default per golden dtype, docs/parity.md)")
+    c.add_argument("--atol", type=float, help="absolute tolerance (default per golden dtype, docs/parity.md)")
+    c.add_argument("--steps", type=int, help="compare the first N training steps (default: all the golden has)")
     c.add_argument("--out", type=Path, default=Path("fluxparity-check"),
                    help="folder for parity.json and parity.md (default fluxparity-check)")
     c.set_defaults(handler=run_check)
@@ -77,12 +88,68 @@ def _factory(spec: str):
     return getattr(mod, attr)
 
 
+def _mapping_file(path: Path) -> dict:
+    """``{golden name: module parameter name}`` from a JSON object or a TOML table (by the file's suffix)."""
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python < 3.11
+                import tomli as tomllib
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        else:
+            import json
+
+            data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _Usage(f"--mapping {path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise _Usage(f"--mapping {path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} "
+                     f"({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise _Usage(f"--mapping {path}: expected golden name = module parameter name pairs (all text)")
+    empty = [k for k, v in data.items() if not v]
+    if empty:
+        raise _Usage(f"--mapping {path}: no module parameter given for {', '.join(empty)}")
+    return data
+
+
+def _options(args, golden) -> dict:
+    """The assertions' keyword arguments from the command line, checked (bad values are usage errors)."""
+    for name in ("rtol", "atol"):
+        value = getattr(args, name)
+        if value is not None and not (value >= 0 and np.isfinite(value)):
+            raise _Usage(f"--{name} {value}: must be a finite number >= 0")
+    if args.steps is not None and not 1 <= args.steps <= golden.steps:
+        raise _Usage(f"--steps {args.steps}: the golden has {golden.steps} training steps; give 1 to {golden.steps}")
+    if args.steps is not None and args.steps < golden.steps and golden.after_each is None:
+        raise _Usage(f"--steps {args.steps}: this golden has the parameters after step {golden.steps} only "
+                     f"(record it with every step to compare fewer)")
+    return dict(batch_first=args.batch_first, rtol=args.rtol, atol=args.atol,
+                mapping=_mapping_file(args.mapping) if args.mapping is not None else None)
+
+
+def _optimizer(spec, module):
+    """The stock torch.optim port of the rule ``spec`` over the module's parameters (None: the golden's rule)."""
+    if spec is None:
+        return None
+    from ..optim import NoTorchEquivalent, parse_spec, torch_mapping
+
+    try:
+        return torch_mapping(parse_spec(spec)).bind(module.parameters())
+    except NoTorchEquivalent as exc:
+        raise _Usage(f"--optimizer {spec!r}: no stock torch.optim port ({' '.join(str(exc).split())})") from None
+    except ValueError as exc:
+        raise _Usage(f"--optimizer {spec!r}: {exc}") from None
+
+
 def run_check(args) -> int:
     from torch import nn
 
     from .._npzio import NpzError
     from . import _record
-    from ._assert import assert_forward_parity, assert_gradient_parity, assert_training_parity
+    from ._assert import MAPPING_QUANTITY, assert_forward_parity, assert_gradient_parity, assert_training_parity
     from ._golden import load_golden
     from ._mismatch import ParityError
 
@@ -98,19 +165,23 @@ def run_check(args) -> int:
                 raise _Usage(f"--module {args.module!r}: calling it raised {type(exc).__name__}: {exc}") from None
         if not isinstance(module, nn.Module):
             raise _Usage(f"--module {args.module!r} gave a {type(module).__name__}, not a torch.nn.Module")
+        options = _options(args, golden)
+        optimizer = _optimizer(args.optimizer, module)
     except (NpzError, _Usage) as exc:
         _say(f"fluxparity check: error: {exc}")
         return EXIT_USAGE
     recorder = _record.start()
     recorder.current_test = f"fluxparity check {args.golden} --module {args.module}"
-    options = dict(batch_first=args.batch_first)
     failed = []
     try:
         for i, check in enumerate((assert_forward_parity, assert_gradient_parity, assert_training_parity)):
+            extra = dict(optimizer=optimizer, steps=args.steps) if check is assert_training_parity else {}
             try:
-                check(golden, module, check_weights=args.check_weights and i == 0, **options)
+                check(golden, module, check_weights=args.check_weights and i == 0, **options, **extra)
             except ParityError as exc:
                 failed.append(exc)
+                if exc.mismatches and exc.mismatches[0].quantity == MAPPING_QUANTITY:
+                    break  # the other checks would fail on the same mapping: say it once
         paths = recorder.write(args.out)
     finally:
         _record.stop()
