@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _limits
+from ._streams import forgiving_standard_streams
 from .backends import BACKEND_NAMES, BackendError, get_backend
 from .compare import NOTHING_COMPARED
 from .config import ACTIVATIONS, DEFAULT_LR, DTYPES, MODELS
@@ -144,6 +145,38 @@ def _check_lr(lr: float, dtypes) -> None:
             info = np.finfo(np.float32)
             raise UsageError(f"--lr {lr!r} is not representable in float32 (float32 runs need "
                              f"{info.smallest_subnormal:g} <= lr <= {info.max:g}; or use --dtype float64)")
+
+
+def _rule_members(rule) -> tuple:
+    return tuple(rule["opts"]) if rule.name == "OptimiserChain" else (rule,)
+
+
+def _check_optimizer(rule, dtypes, steps: int) -> None:
+    """--optimizer's numbers as the runs will hold them (as :func:`_check_lr` for --lr), before any training:
+    a number the dtype cannot hold (it would become inf), an eta too small to change a weight, an AccumGrad
+    that never reaches its first update in ``steps`` gradient steps. (Domains: ``optim.rule`` refused those.)"""
+    if rule is None:
+        return
+    for member in _rule_members(rule):
+        for field, value in member.fields:
+            for dtype in dtypes:
+                _check_in_dtype(member.name, field, value, np.dtype(dtype))
+        if member.name == "AccumGrad" and member["n"] > steps:
+            raise UsageError(f"--optimizer AccumGrad.n={member['n']} is more than the run's {steps} gradient steps "
+                             "(--samples x --epochs): no update would ever happen")
+
+
+def _check_in_dtype(rule: str, field: str, value, dtype: np.dtype) -> None:
+    largest, tiny = float(np.finfo(dtype).max), float(np.finfo(dtype).tiny)  # Python floats: no NumPy cast
+    for number in value if isinstance(value, tuple) else (value,):
+        if isinstance(number, bool) or not isinstance(number, float) or not np.isfinite(number):
+            continue
+        if abs(number) > largest:
+            raise UsageError(f"--optimizer {rule}.{field}={number!r} overflows {dtype.name} (largest {largest:g}); "
+                             f"use a smaller value{' or --dtype float64' if dtype.name == 'float32' else ''}")
+    if field == "eta" and isinstance(value, float) and value < tiny:
+        raise UsageError(f"--optimizer {rule}.eta={value!r} is below {dtype.name}'s smallest normal number "
+                         f"{tiny:g}: updates that small change no weight (nothing would train)")
 
 
 def _emit(text: str) -> None:
@@ -330,6 +363,7 @@ def _compare(args) -> int:
     _note_given(args)
     _settle_options(args)
     _check_lr(args.lr, args.dtype)
+    _check_optimizer(args.optimizer, args.dtype, args.samples * args.epochs)
     runs = len(args.dtype) * (len(args.activation) if args.model == "rnn" else 1)
     backends_max = len(BACKEND_NAMES) if args.backends == ("auto",) else len(args.backends)
     _check_resources(args.out, _limits.compare_memory(args.samples, args.epochs, args.hidden, args.model, runs,
@@ -369,6 +403,7 @@ def _sweep(args) -> int:
     _note_given(args)
     _settle_options(args)
     _check_lr(args.lr, args.dtype)
+    _check_optimizer(args.optimizer, args.dtype, args.samples * args.epochs)
     _check_torch_equivalent(args)  # a sweep always runs torch
     runs = len(args.activation) * len(args.dtype)
     what = f"--seeds {args.seeds} --samples {args.samples} --epochs {args.epochs}"
@@ -431,7 +466,14 @@ def _say(line: str) -> None:
 
 
 def main(argv=None) -> int:
+    """The ``fluxparity`` command; stdout and stderr that refuse text (``/dev/full``, a closed pipe) change
+    neither the files written nor the exit code (:mod:`fluxparity._streams`)."""
     _usable_standard_streams()
+    with forgiving_standard_streams():
+        return _main(argv)
+
+
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     command = getattr(args, "handler", None) or {"compare": _compare, "sweep": _sweep, "doctor": _doctor,
                                                  "setup-julia": _setup_julia}[args.command]

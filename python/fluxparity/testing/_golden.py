@@ -25,7 +25,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import models
-from .._npzio import Expect, NpzError, npz_headers, read_npz
+from .._npzio import Expect, NpzError, check_path, npz_headers, read_npz
 from ..models._npz import file_entries
 from ..models._params import CELL_TYPES
 from ..optim import Rule, ReferenceOptimiser, from_dict, parse_spec, to_dict
@@ -117,6 +117,9 @@ def golden_entries(g: Golden) -> dict[str, np.ndarray]:
 
 def save_golden(path: PathLike, g: Golden) -> Path:
     """Write ``g`` to ``path`` (exactly that name) atomically: a temporary file in the same folder, renamed."""
+    path = check_path("path", path)
+    if not isinstance(g, Golden):
+        raise TypeError(f"g must be a fluxparity.testing.Golden, got {type(g).__name__}")
     entries = golden_entries(g)
     return write_atomically(Path(path), lambda f: np.savez(f, **entries), binary=True)
 
@@ -176,6 +179,7 @@ def record_golden(path: PathLike, chain: models.Chain, x, y, *, loss: str = "mse
     """Compute a golden with the NumPy reference (:func:`reference_golden`) and write it to ``path``.
 
     Returns the golden as read back from the file (so that what a test uses is what the file holds)."""
+    check_path("path", path)
     save_golden(path, reference_golden(chain, x, y, loss=loss, rule=rule, steps=steps, every_step=every_step))
     return load_golden(path)
 
@@ -216,7 +220,7 @@ def _layer_arrays(kind: str) -> tuple:
 
 def load_golden(path: PathLike) -> Golden:
     """Read and check a golden file; every problem is one NpzError naming the file and the entry."""
-    path = str(path)
+    path = check_path("path", path)
     headers = npz_headers(path)
     if "golden.format" not in headers:
         raise NpzError(path, "golden.format", f"ASCII {FORMAT!r} (is this a golden file?)", "no such entry")
