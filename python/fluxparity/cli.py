@@ -38,10 +38,26 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_terminated(signum, frame) -> None:
-    for handled in _HANDLED_SIGNALS:  # once: a second signal must not interrupt the clean-up
+def _ignore_further_signals() -> None:
+    """After the first SIGINT, SIGTERM or SIGHUP: a second one (a double Ctrl-C) must not interrupt the
+    clean-up (stopping workers, removing a half-written report) and print a traceback."""
+    global _signalled
+    _signalled = True
+    for handled in (signal.SIGINT, *_HANDLED_SIGNALS):
         signal.signal(handled, signal.SIG_IGN)
+
+
+_signalled = False  # a handled signal arrived: the handlers stay "ignore" until the process has exited
+
+
+def _raise_terminated(signum, frame) -> None:
+    _ignore_further_signals()
     raise Terminated(signum)
+
+
+def _raise_interrupted(signum, frame) -> None:
+    _ignore_further_signals()
+    raise KeyboardInterrupt
 
 
 class UsageError(Exception):
@@ -474,13 +490,16 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
+    global _signalled
+    _signalled = False
     args = build_parser().parse_args(argv)
     command = getattr(args, "handler", None) or {"compare": _compare, "sweep": _sweep, "doctor": _doctor,
                                                  "setup-julia": _setup_julia}[args.command]
     import threading
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can handlers be set
-    previous = {s: signal.signal(s, _raise_terminated) for s in _HANDLED_SIGNALS} if in_main_thread else {}
+    handlers = {signal.SIGINT: _raise_interrupted, **{s: _raise_terminated for s in _HANDLED_SIGNALS}}
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()} if in_main_thread else {}
     try:
         return command(args)
     except UsageError as exc:
@@ -509,7 +528,7 @@ def _main(argv) -> int:
              f" (set FLUXPARITY_TRACEBACK=1 for the traceback){where}")
         return EXIT_BACKEND_FAILED
     finally:
-        for s, handler in previous.items():
+        for s, handler in previous.items() if not _signalled else ():
             signal.signal(s, handler)
         _flush_or_silence()
 
