@@ -44,8 +44,22 @@ class NpzError(ValueError):
                  missing: Sequence[str] = (), unexpected: Sequence[str] = ()) -> None:
         self.path, self.entry, self.expected, self.found = str(path), entry, expected, found
         self.missing, self.unexpected = tuple(missing), tuple(unexpected)
-        where = f"{self.path}" + (f", entry {entry!r}" if entry is not None else "")
-        super().__init__(f"{where}: expected {expected}, found {found}")
+        where = f"{self.path}" + (f", entry {_cut(entry, 120)!r}" if entry is not None else "")
+        super().__init__(f"{where}: expected {_cut(expected)}, found {_cut(found)}")
+
+
+def _cut(text: str, limit: int = 400) -> str:
+    """``text`` of at most about ``limit`` characters: its start and end, the middle left out."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[: limit // 2]} … {text[-(limit // 2):]}"
+
+
+def name_list(names: Sequence[str], limit: int = 8) -> str:
+    """``'a', 'b', 'c'``; past ``limit`` names, ``… and N more``: an error stays one short line even for a
+    file with 100,000 stray entries (the full lists are the error's ``missing``/``unexpected``)."""
+    names = list(names)
+    shown = ", ".join(repr(n[:80]) for n in names[:limit])
+    return shown + (f" … and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class Header(NamedTuple):
@@ -238,11 +252,10 @@ def read_npz(path: Union[str, Path], expected: Mapping[str, Expect], *, allow_un
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append("missing key(s): " + ", ".join(repr(n) for n in missing))
+            parts.append("missing key(s): " + name_list(missing))
         if unexpected:
-            parts.append("unexpected key(s): " + ", ".join(repr(n) for n in unexpected))
-        raise NpzError(path, None, "the entries " + ", ".join(repr(n) for n in expected), "; ".join(parts),
-                       missing, unexpected)
+            parts.append("unexpected key(s): " + name_list(unexpected))
+        raise NpzError(path, None, "the entries " + name_list(expected), "; ".join(parts), missing, unexpected)
     total = 0
     for name, expect in expected.items():
         _check_header(path, name, headers[name], expect, max_bytes)

@@ -64,9 +64,16 @@ class UsageError(Exception):
     """Bad input: reported as one line, exit 2, before anything is written."""
 
 
+def one_line(text: str, limit: int = 600) -> str:
+    """``text`` as one line of at most about ``limit`` characters: its start and its end (where a message
+    says what is wrong), the middle of a huge quoted value left out."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[: limit // 2]} … {text[-(limit // 2):]}"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of usage + message; the hint points at --help
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def _number(convert, acceptable, expected: str):
@@ -195,6 +202,22 @@ def _check_in_dtype(rule: str, field: str, value, dtype: np.dtype) -> None:
                          f"{tiny:g}: updates that small change no weight (nothing would train)")
 
 
+def _quiet_libraries(quiet: bool) -> None:
+    """--quiet: the libraries' own notices (matplotlib's "building the font cache") stay off stderr too."""
+    if quiet:
+        import logging
+
+        logging.getLogger("matplotlib").setLevel(logging.ERROR)
+
+
+def _say_training_warnings(experiment) -> None:
+    """Each training's warnings (kept in report.json's notes.warnings), one line each, after the run."""
+    for run in experiment.runs:
+        for name, result in run.results.items():
+            for text in result.notes.get("warnings", ()):
+                _say(f"warning: {name} {run.config.label}: {text}")
+
+
 def _emit(text: str) -> None:
     """Print a report; a reader that went away (``| head``) is not an error, and the exit code still counts."""
     try:
@@ -222,7 +245,9 @@ def _add_training_arguments(p: argparse.ArgumentParser, out: str, files: str) ->
                    help="the reference's tanh: exact (as PyTorch) or NNlib's tanh_fast (as Flux's RNN cell)")
     p.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS,
                    help=f"processes for independent runs (default {DEFAULT_WORKERS}; 1 trains in this process)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="nothing on stderr but errors: no progress lines, no warnings (a training's warnings are in "
+                        "report.json, notes.warnings)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,6 +405,7 @@ def _compare(args) -> int:
     _settle_options(args)
     _check_lr(args.lr, args.dtype)
     _check_optimizer(args.optimizer, args.dtype, args.samples * args.epochs)
+    _quiet_libraries(args.quiet)
     runs = len(args.dtype) * (len(args.activation) if args.model == "rnn" else 1)
     backends_max = len(BACKEND_NAMES) if args.backends == ("auto",) else len(args.backends)
     _check_resources(args.out, _limits.compare_memory(args.samples, args.epochs, args.hidden, args.model, runs,
@@ -407,6 +433,8 @@ def _compare(args) -> int:
                 progress.phase("report", f"written to {args.out}", finished=True)
     finally:
         lock.release()
+    if not args.quiet:
+        _say_training_warnings(experiment)
     _emit(format_experiment(experiment, verbose=args.verbose, terminal=sys.stdout))
     _emit("\nWrote " + ", ".join(str(p) for p in paths))
     return _verdict_exit(experiment.verdict)
@@ -421,6 +449,7 @@ def _sweep(args) -> int:
     _check_lr(args.lr, args.dtype)
     _check_optimizer(args.optimizer, args.dtype, args.samples * args.epochs)
     _check_torch_equivalent(args)  # a sweep always runs torch
+    _quiet_libraries(args.quiet)
     runs = len(args.activation) * len(args.dtype)
     what = f"--seeds {args.seeds} --samples {args.samples} --epochs {args.epochs}"
     _check_resources(args.out, _limits.sweep_memory(args.seeds, args.samples, args.epochs, runs, MAX_BATCH),
@@ -476,7 +505,7 @@ def _usable_standard_streams() -> None:
 def _say(line: str) -> None:
     """One line to stderr; an error writing it (a full or closed device) must not change the exit code."""
     try:
-        print(line, file=sys.stderr, flush=True)
+        print(one_line(line, 1000), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 
@@ -515,7 +544,7 @@ def _main(argv) -> int:
         _say("interrupted")
         return EXIT_INTERRUPTED
     except MemoryError:
-        _say(f"fluxparity {args.command}: error: out of memory (try fewer --samples, --epochs or --hidden)")
+        _say(f"fluxparity {args.command}: error: out of memory (try {_MEMORY_HINTS.get(args.command, 'a smaller run')})")
         return EXIT_BACKEND_FAILED
     except Exception as exc:  # noqa: BLE001 — anything unforeseen: one line and exit 3, never a traceback and 1
         where = ""
@@ -531,6 +560,15 @@ def _main(argv) -> int:
         for s, handler in previous.items() if not _signalled else ():
             signal.signal(s, handler)
         _flush_or_silence()
+
+
+# What makes each command's run smaller, for the out-of-memory message: that command's own options.
+_MEMORY_HINTS = {
+    "compare": "fewer --samples or --epochs, or a smaller --hidden",
+    "sweep": "fewer --seeds, --samples or --epochs, or --workers 1",
+    "record": "a smaller --length, --batch or --steps, or fewer and smaller --layers",
+    "check": "a smaller golden file (fluxparity record --length/--batch/--steps)",
+}
 
 
 def _flush_or_silence() -> None:

@@ -21,6 +21,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Hashable, Iterator, Mapping, Optional, Sequence
 
 from .backends.base import BackendError, RunResult
@@ -166,9 +167,36 @@ def stop_pool(pool) -> None:
         pass
 
 
+MAX_WARNINGS = 10  # distinct warnings kept per training (a diverging run repeats the same few)
+
+
 def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) -> RunResult:
-    """One training, in a worker (or here). Module-level so that spawned workers can import it."""
-    return backend.train(config, data, initial, progress)
+    """One training, in a worker (or here: always the main thread). Module-level so that spawned workers can
+    import it. Python warnings raised while training (NumPy's RuntimeWarnings of a diverging run) are kept in
+    the result's ``notes["warnings"]`` (in report.json), never printed over the progress display."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = backend.train(config, data, initial, progress)
+    found = _distinct_warnings(caught)
+    if found:
+        result.notes["warnings"] = found
+    return result
+
+
+def _distinct_warnings(caught) -> list[str]:
+    """``"RuntimeWarning: overflow encountered in matmul (models/_reference.py:76)"``, each once, at most
+    :data:`MAX_WARNINGS` (then a count of the rest)."""
+    seen: dict[str, int] = {}
+    for w in caught:
+        where = "/".join(Path(w.filename).parts[-2:])
+        text = " ".join(f"{w.category.__name__}: {w.message} ({where}:{w.lineno})".split())[:300]
+        seen[text] = seen.get(text, 0) + 1
+    lines = [text if n == 1 else f"{text} x{n}" for text, n in list(seen.items())[:MAX_WARNINGS]]
+    if len(seen) > MAX_WARNINGS:
+        lines.append(f"... and {len(seen) - MAX_WARNINGS} other warnings")
+    return lines
 
 
 # ------------------------------------------------------------------ progress from pool workers

@@ -202,9 +202,23 @@ def _number(where: str, value: Any) -> float:
 def parse_spec(spec: str) -> Rule:
     """A :class:`Rule` from a command-line spec (grammar in this module's docstring).
 
+    A refused spec raises ValueError, one line of bounded length (a long spec is quoted by its start).
+
     >>> str(parse_spec("chain:clipnorm=1,adamw"))
     'OptimiserChain(ClipNorm(omega=1.0, p=2.0, throw=True), AdamW(eta=0.001, beta=(0.9, 0.999), lambda=0.0, epsilon=1e-08, couple=True))'
     """
+    try:
+        return _parse_spec(spec)
+    except ValueError as exc:
+        text = str(exc)
+        if isinstance(spec, str) and len(repr(spec)) > 80:
+            text = text.replace(repr(spec), _short(spec) + f" ({len(spec)} characters)")
+        if len(text) > 500:
+            text = f"{text[:250]} … {text[-240:]}"
+        raise ValueError(text) from None
+
+
+def _parse_spec(spec: str) -> Rule:
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError("empty optimizer spec; expected e.g. adam, momentum:eta=0.01,rho=0.9 or chain:clipnorm=1,adamw")
     head, sep, rest = spec.strip().partition(":")

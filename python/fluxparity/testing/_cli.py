@@ -82,14 +82,15 @@ def _seconds(text: str) -> float:
 
 def _say(text: str) -> None:
     try:
-        print(text, file=sys.stderr, flush=True)
+        print(_one_line(text, 1000), file=sys.stderr, flush=True)
     except (OSError, ValueError):  # a full or closed stderr must not change the exit code
         pass
 
 
 def _one_line(text: str, limit: int = 300) -> str:
+    """One line of at most about ``limit`` characters: the start and the end (where it says what is wrong)."""
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else f"{text[: limit // 2]} … {text[-(limit // 2):]}"
 
 
 class _UserCodeFailed(Exception):

@@ -25,7 +25,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import models
-from .._npzio import Expect, NpzError, check_path, npz_headers, read_npz
+from .._npzio import Expect, NpzError, check_path, name_list, npz_headers, read_npz
 from ..models._npz import file_entries
 from ..models._params import CELL_TYPES
 from ..optim import Rule, ReferenceOptimiser, from_dict, parse_spec, to_dict
@@ -291,11 +291,11 @@ def load_golden(path: PathLike) -> Golden:
     missing = [n for n in wanted if n not in headers]
     if missing:
         raise NpzError(path, missing[0], "this entry (docs/golden-format.md)", "it missing" + (
-            f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""), missing)
+            f" (also missing: {name_list(missing[1:])})" if missing[1:] else ""), missing)
     unexpected = [n for n in headers if n not in wanted]
     if unexpected:
         raise NpzError(path, unexpected[0], "no such entry in a golden file (docs/golden-format.md)",
-                       "it present" + (f" (also: {', '.join(unexpected[1:])})" if unexpected[1:] else ""),
+                       "it present" + (f" (also: {name_list(unexpected[1:])})" if unexpected[1:] else ""),
                        unexpected=unexpected)
     arrays = read_npz(path, wanted)
     if steps < 1:
