@@ -1,7 +1,7 @@
 """Messages stay short and stderr stays quiet with --quiet (issue 17, item 16): a huge bad value or a golden
-with 100,000 stray entries gives one line of bounded length; the out-of-memory hint names the options of
-the command that ran; --quiet keeps matplotlib's font-cache notice and a diverging run's NumPy warnings off
-stderr (the warnings are in report.json, notes.warnings)."""
+with 30,000 stray entries (the bound does not depend on the count) gives one line of bounded length; the
+out-of-memory hint names the options of the command that ran; --quiet keeps matplotlib's font-cache notice
+and a diverging run's NumPy warnings off stderr (the warnings are in report.json, notes.warnings)."""
 
 import json
 import subprocess

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterator, TextIO
+from typing import Iterator, Optional, TextIO
 
 
 class ForgivingStream:
@@ -19,25 +19,25 @@ class ForgivingStream:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self.refused = False
+        self.refused: Optional[str] = None  # why the device refused text (its strerror), once it did
 
     def write(self, text: str) -> int:
         if not self.refused:
             try:
                 self._stream.write(text)
-            except (OSError, ValueError):
-                self._refuse()
+            except (OSError, ValueError) as exc:
+                self._refuse(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self.refused:
             try:
                 self._stream.flush()
-            except (OSError, ValueError):
-                self._refuse()
+            except (OSError, ValueError) as exc:
+                self._refuse(exc)
 
-    def _refuse(self) -> None:
-        self.refused = True
+    def _refuse(self, exc: BaseException) -> None:
+        self.refused = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self._stream.fileno())
@@ -58,7 +58,12 @@ def forgiving_standard_streams() -> Iterator[None]:
     try:
         yield
     finally:
-        for wrapper in (sys.stdout, sys.stderr):
+        out, err = sys.stdout, sys.stderr
+        for wrapper in (out, err):
             if isinstance(wrapper, ForgivingStream):
                 wrapper.flush()
+        if isinstance(out, ForgivingStream) and out.refused:  # said once, where it can still be read
+            err.write(f"fluxparity: stdout refused the text ({out.refused}); the files and the exit code "
+                      "are unaffected\n")
+            err.flush()
         sys.stdout, sys.stderr = saved
