@@ -64,9 +64,10 @@ def pytest_configure(config) -> None:
             _record.start()
 
 
-def pytest_report_header(config):
-    problem = getattr(config, _PROBLEM, None)
-    return [f"fluxparity: {problem}; no parity report will be written"] if problem else []
+def pytest_sessionstart(session) -> None:
+    problem = getattr(session.config, _PROBLEM, None)
+    if problem:  # said at once, in every verbosity (-q hides the report header)
+        _say(session.config, f"fluxparity: {problem}; no parity report will be written")
 
 
 def pytest_runtest_setup(item) -> None:
