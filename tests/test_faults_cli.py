@@ -170,12 +170,14 @@ def test_closed_stderr_still_writes_the_report(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_stdout_on_a_full_device_is_one_line_and_exit_3(tmp_path):
+def test_stdout_on_a_full_device_is_one_line_and_the_verdicts_exit_code(tmp_path):
+    # issue 17, item 11: the report is written and the exit is the verdict's (it was 3 before)
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "fluxparity", "compare", *PAIR, *TINY, "--out",
                                str(tmp_path / "r")], stdout=full, stderr=subprocess.PIPE, text=True,
                               env=marked_env(new_marker()), timeout=CEILING)
-    assert done.returncode == 3 and "No space left on device" in one_line(done.stderr)
+    assert done.returncode == 0 and (tmp_path / "r" / "report.json").is_file()
+    assert "No space left on device" in one_line(done.stderr)
 
 
 def test_a_non_utf8_julia_project_is_a_reason_not_a_crash(tmp_path, monkeypatch):

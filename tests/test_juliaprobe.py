@@ -280,3 +280,28 @@ def test_setup_julia_refuses_when_juliacall_is_pointed_elsewhere(machine, monkey
     monkeypatch.setenv("PYTHON_JULIACALL_EXE", "/opt/julia/bin/julia")
     with pytest.raises(julia_setup.JuliaSetupError, match="PYTHON_JULIACALL_EXE is set"):
         julia_setup.setup_julia(lambda line: None)
+
+
+OFFLINE_JULIACALL_TRACEBACK = """
+import urllib.error
+print("[juliapkg] Querying Julia versions", flush=True)
+def query_versions():  # as juliapkg's download fails with no network (no network is used here)
+    raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+query_versions()
+"""
+
+
+def test_setup_julia_offline_prints_no_traceback(machine, monkeypatch):
+    """Issue 17, item 16: the child's traceback (juliapkg failing to download) is not passed on to the
+    progress lines (stdout); the error says offline in one line."""
+    stub = machine / "stub"
+    (stub / "juliacall").mkdir(parents=True)
+    (stub / "juliacall" / "__init__.py").write_text(OFFLINE_JULIACALL_TRACEBACK, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(stub))
+    monkeypatch.setenv("PYTHONPATH", str(stub))
+    printed = []
+    with pytest.raises(julia_setup.JuliaSetupError, match="seems to be offline") as error:
+        julia_setup.setup_julia(printed.append, timeout=120)
+    assert "\n" not in str(error.value)
+    assert any("Querying Julia versions" in line for line in printed)
+    assert not any("Traceback" in line or line.lstrip().startswith('File "') for line in printed), printed

@@ -64,17 +64,25 @@ def test_check_without_batch_first_fails(golden, tmp_path):
     assert main(["check", str(golden), "--module", "myport:good", "--out", str(tmp_path / "r")]) == 1
 
 
+def test_check_bad_module_spec_is_usage_and_writes_nothing(golden, tmp_path, capsys):
+    assert main(["check", str(golden), "--module", "myport", "--out", str(tmp_path / "r")]) == 2
+    assert "is not PKG.MOD:FACTORY" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("module, message", [
-    ("myport", "is not PKG.MOD:FACTORY"),
-    ("nosuchmodule_xyz:f", "cannot import 'nosuchmodule_xyz'"),
+    ("nosuchmodule_xyz:f", "importing 'nosuchmodule_xyz' raised ModuleNotFoundError"),
     ("myport:nothing", "has no attribute 'nothing'"),
     ("myport:not_a_module", "gave a int, not a torch.nn.Module"),
     ("myport:broken", "calling it raised RuntimeError: no weights here"),
 ])
-def test_check_bad_module_is_usage(golden, tmp_path, capsys, module, message):
+def test_a_failing_user_module_is_exit_2_with_the_report_saying_why(golden, tmp_path, capsys, module, message):
     assert main(["check", str(golden), "--module", module, "--out", str(tmp_path / "r")]) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    report = json.loads((tmp_path / "r" / "parity.json").read_text())
+    assert message in report["error"] and report["summary"] == {"passed": 0, "failed": 0}
+    assert message in (tmp_path / "r" / "parity.md").read_text()
 
 
 def test_check_bad_golden_is_usage(tmp_path, capsys):

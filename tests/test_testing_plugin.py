@@ -1,6 +1,7 @@
 """The pytest plugin, run in an inner pytest session (pytester): the report files and the golden fixture."""
 
 import json
+import os
 import re
 
 import pytest
@@ -85,10 +86,11 @@ def test_golden_path_is_relative_to_the_test_file(pytester):
 
 @pytest.mark.parametrize("stage", ["json", "md"])
 def test_report_write_failure_leaves_no_temp_file(tmp_path, monkeypatch, stage):
-    from fluxparity.testing import _files, _record
+    from fluxparity import _atomic
+    from fluxparity.testing import _record
 
     rec = _record.Recorder()
-    real = _files.os.replace
+    real = _atomic.os.replace
     calls = []
 
     def failing_replace(src, dst):
@@ -97,7 +99,7 @@ def test_report_write_failure_leaves_no_temp_file(tmp_path, monkeypatch, stage):
             raise OSError(28, "No space left on device")
         return real(src, dst)
 
-    monkeypatch.setattr(_files.os, "replace", failing_replace)
+    monkeypatch.setattr(_atomic.os, "replace", failing_replace)
     with pytest.raises(OSError):
         rec.write(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -148,3 +150,75 @@ def test_every_assert_records_itself_in_the_report(pytester):
     assert [a["assertion"] for a in report["assertions"]] == [
         "assert_forward_parity", "assert_gradient_parity", "assert_training_parity"]
     assert all(a["test"] == "test_inner.py::test_port" and a["passed"] for a in report["assertions"])
+
+
+SHAPE_TEST = '''
+import numpy as np, time
+from fluxparity.testing import ParityError, check_close
+from fluxparity.testing import _record
+
+def test_wrong_shape():
+    started = time.perf_counter()
+    m = check_close("output", "output", "output", np.ones((1, 3, 2)), np.ones((1, 2, 3)), rtol=1e-9, atol=0)
+    _record.record("assert_forward_parity", "g.npz", ["output"], [m], started)
+    raise ParityError([m])
+'''
+
+
+def _refuse_constant(name):
+    raise ValueError(f"parity.json holds {name}, which is not JSON")
+
+
+def test_parity_json_is_strict_json_with_null_and_what_it_stands_for(pytester):
+    """A shape mismatch compares no values (expected/actual NaN, max diffs inf): strict JSON has null there,
+    and "not_finite" says which value each null stands for (issue 17, item 14)."""
+    pytester.makepyfile(test_inner=SHAPE_TEST)
+    out = pytester.path / "artifacts"
+    pytester.runpytest("-p", "fluxparity.testing._plugin", "--fluxparity-report", str(out)).assert_outcomes(failed=1)
+    report = json.loads((out / "parity.json").read_text(), parse_constant=_refuse_constant)
+    assert report["format"] == "fluxparity-parity-report/2" and report["error"] is None
+    mismatch = report["assertions"][0]["mismatches"][0]
+    assert mismatch["expected"] is None and mismatch["max_abs"] is None
+    assert mismatch["not_finite"] == {"expected": "NaN", "actual": "NaN", "max_abs": "Infinity", "max_rel": "Infinity"}
+    assert "shape: expected (1, 3, 2), got (1, 2, 3)" in (out / "parity.md").read_text()
+
+
+def _a_file(pytester):
+    path = pytester.path / "taken"
+    path.write_text("mine\n")
+    return path
+
+
+@pytest.mark.parametrize("where", ["a file", "inside a file", "a read-only folder"])
+def test_a_bad_report_folder_is_one_line_and_the_run_is_untouched(pytester, where):
+    """The tests, pytest's summary and failure details and the exit status are what they would be without
+    the option; one line says the report cannot be written (issue 17, item 10)."""
+    if where == "a file":
+        folder = _a_file(pytester)
+    elif where == "inside a file":
+        folder = _a_file(pytester) / "reports"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only folder: no such folder exists for this user")
+        folder = pytester.path / "locked"
+        folder.mkdir()
+        folder.chmod(0o555)
+    pytester.makepyfile(test_inner=INNER_TEST)
+    result = pytester.runpytest_subprocess("-q", "-p", "fluxparity.testing._plugin", "--fluxparity-report", str(folder))
+    result.assert_outcomes(passed=1, failed=1)  # -q: no report header, the line must still be there
+    assert result.ret == 1
+    text = result.stdout.str()
+    assert "Traceback" not in text and "INTERNALERROR" not in text
+    said = [line for line in result.outlines if "fluxparity:" in line and str(folder) in line]
+    assert len(said) == 1 and "no parity report" in said[0], text
+    assert "short test summary info" in text and "FAILED test_inner.py::test_bad" in text
+    assert "assert" in text and "differs" in text  # the failure details
+    assert (pytester.path / "taken").read_text() == "mine\n" if where != "a read-only folder" else True
+
+
+def test_an_all_passing_run_stays_exit_0_with_a_bad_report_folder(pytester):
+    pytester.makepyfile(test_inner="def test_ok():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "fluxparity.testing._plugin", "--fluxparity-report",
+                                           str(_a_file(pytester)))
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0

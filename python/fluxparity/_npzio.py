@@ -16,7 +16,10 @@ Python ``str``, and so does ASCII text stored as a uint8 array (:meth:`Expect.as
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +44,22 @@ class NpzError(ValueError):
                  missing: Sequence[str] = (), unexpected: Sequence[str] = ()) -> None:
         self.path, self.entry, self.expected, self.found = str(path), entry, expected, found
         self.missing, self.unexpected = tuple(missing), tuple(unexpected)
-        where = f"{self.path}" + (f", entry {entry!r}" if entry is not None else "")
-        super().__init__(f"{where}: expected {expected}, found {found}")
+        where = f"{self.path}" + (f", entry {_cut(entry, 120)!r}" if entry is not None else "")
+        super().__init__(f"{where}: expected {_cut(expected)}, found {_cut(found)}")
+
+
+def _cut(text: str, limit: int = 400) -> str:
+    """``text`` of at most about ``limit`` characters: its start and end, the middle left out."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[: limit // 2]} … {text[-(limit // 2):]}"
+
+
+def name_list(names: Sequence[str], limit: int = 8) -> str:
+    """``'a', 'b', 'c'``; past ``limit`` names, ``… and N more``: an error stays one short line even for a
+    file with 100,000 stray entries (the full lists are the error's ``missing``/``unexpected``)."""
+    names = list(names)
+    shown = ", ".join(repr(n[:80]) for n in names[:limit])
+    return shown + (f" … and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class Header(NamedTuple):
@@ -113,15 +130,64 @@ def _read_header(path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Heade
     return Header(tuple(int(n) for n in shape), np.dtype(dtype), bool(fortran), info.file_size - offset)
 
 
-def npz_headers(path: Union[str, Path]) -> dict[str, Header]:
-    """Every entry of the ``.npz`` at ``path`` with its header, in archive order. Reads no array data."""
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                (stat.S_ISSOCK, "a socket"))
+
+
+def check_path(argument: str, value) -> str:
+    """``value`` as a ``str`` file name; a TypeError naming ``argument`` unless it is a ``str`` or a
+    ``str``-valued ``os.PathLike`` (bytes paths are refused: every name here is text)."""
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, str):
+            return text
+    raise TypeError(f"{argument} must be a file name (str or pathlib.Path), got {type(value).__name__}"
+                    + (f" {value[:60]!r}" if isinstance(value, bytes) else ""))
+
+
+def open_regular_file(path: Union[str, Path]):
+    """``path`` opened for binary reading, refused (:class:`NpzError`) unless it is a regular file.
+
+    Symlinks are followed, then the file opened is checked with ``fstat`` (no gap between check and use):
+    a link to ``/dev/zero`` or ``/dev/urandom`` (endless data), a FIFO (a read blocks until a writer comes;
+    ``O_NONBLOCK`` makes the open itself return at once) or a directory never reaches ``zipfile``.
+    """
+    path = check_path("path", path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        archive = zipfile.ZipFile(path)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise NpzError(path, None, "a .npz file", "no such file") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise NpzError(path, None, "a .npz (zip) archive", f"{type(exc).__name__}: {exc}") from None
-    with archive:
+    except OSError as exc:
+        if os.path.isdir(path):
+            raise NpzError(path, None, "a regular .npz file", "a directory") from None
+        raise NpzError(path, None, "a readable .npz file", f"{type(exc).__name__}: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        found = next((what for test, what in _NOT_REGULAR if test(mode)), "not a regular file")
+        raise NpzError(path, None, "a regular .npz file", found)
+    if flags & getattr(os, "O_NONBLOCK", 0):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+@contextlib.contextmanager
+def _open_archive(path):
+    """The zip archive at ``path`` (a regular file only: :func:`open_regular_file`), closed with its file."""
+    with open_regular_file(path) as f:
+        try:
+            archive = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise NpzError(path, None, "a .npz (zip) archive", f"{type(exc).__name__}: {exc}") from None
+        with archive:
+            yield archive
+
+
+def npz_headers(path: Union[str, Path]) -> dict[str, Header]:
+    """Every entry of the ``.npz`` at ``path`` with its header, in archive order. Reads no array data."""
+    with _open_archive(path) as archive:
         headers: dict[str, Header] = {}
         for info in archive.infolist():
             name = _member_name(info)
@@ -186,11 +252,10 @@ def read_npz(path: Union[str, Path], expected: Mapping[str, Expect], *, allow_un
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append("missing key(s): " + ", ".join(repr(n) for n in missing))
+            parts.append("missing key(s): " + name_list(missing))
         if unexpected:
-            parts.append("unexpected key(s): " + ", ".join(repr(n) for n in unexpected))
-        raise NpzError(path, None, "the entries " + ", ".join(repr(n) for n in expected), "; ".join(parts),
-                       missing, unexpected)
+            parts.append("unexpected key(s): " + name_list(unexpected))
+        raise NpzError(path, None, "the entries " + name_list(expected), "; ".join(parts), missing, unexpected)
     total = 0
     for name, expect in expected.items():
         _check_header(path, name, headers[name], expect, max_bytes)
@@ -198,7 +263,7 @@ def read_npz(path: Union[str, Path], expected: Mapping[str, Expect], *, allow_un
         if total > max_bytes:
             raise NpzError(path, name, f"at most {max_bytes} bytes of data in the file", f"{total} bytes so far")
     out: dict = {}
-    with zipfile.ZipFile(path) as archive:
+    with _open_archive(path) as archive:
         for name, expect in expected.items():
             raw = _read_data(path, archive, name, headers[name])
             if expect.is_text:

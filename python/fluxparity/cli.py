@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _limits
+from ._streams import forgiving_standard_streams
 from .backends import BACKEND_NAMES, BackendError, get_backend
 from .compare import NOTHING_COMPARED
 from .config import ACTIVATIONS, DEFAULT_LR, DTYPES, MODELS
@@ -37,19 +38,42 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_terminated(signum, frame) -> None:
-    for handled in _HANDLED_SIGNALS:  # once: a second signal must not interrupt the clean-up
+def _ignore_further_signals() -> None:
+    """After the first SIGINT, SIGTERM or SIGHUP: a second one (a double Ctrl-C) must not interrupt the
+    clean-up (stopping workers, removing a half-written report) and print a traceback."""
+    global _signalled
+    _signalled = True
+    for handled in (signal.SIGINT, *_HANDLED_SIGNALS):
         signal.signal(handled, signal.SIG_IGN)
+
+
+_signalled = False  # a handled signal arrived: the handlers stay "ignore" until the process has exited
+
+
+def _raise_terminated(signum, frame) -> None:
+    _ignore_further_signals()
     raise Terminated(signum)
+
+
+def _raise_interrupted(signum, frame) -> None:
+    _ignore_further_signals()
+    raise KeyboardInterrupt
 
 
 class UsageError(Exception):
     """Bad input: reported as one line, exit 2, before anything is written."""
 
 
+def one_line(text: str, limit: int = 600) -> str:
+    """``text`` as one line of at most about ``limit`` characters: its start and its end (where a message
+    says what is wrong), the middle of a huge quoted value left out."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[: limit // 2]} … {text[-(limit // 2):]}"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of usage + message; the hint points at --help
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def _number(convert, acceptable, expected: str):
@@ -146,6 +170,54 @@ def _check_lr(lr: float, dtypes) -> None:
                              f"{info.smallest_subnormal:g} <= lr <= {info.max:g}; or use --dtype float64)")
 
 
+def _rule_members(rule) -> tuple:
+    return tuple(rule["opts"]) if rule.name == "OptimiserChain" else (rule,)
+
+
+def _check_optimizer(rule, dtypes, steps: int) -> None:
+    """--optimizer's numbers as the runs will hold them (as :func:`_check_lr` for --lr), before any training:
+    a number the dtype cannot hold (it would become inf), an eta too small to change a weight, an AccumGrad
+    that never reaches its first update in ``steps`` gradient steps. (Domains: ``optim.rule`` refused those.)"""
+    if rule is None:
+        return
+    for member in _rule_members(rule):
+        for field, value in member.fields:
+            for dtype in dtypes:
+                _check_in_dtype(member.name, field, value, np.dtype(dtype))
+        if member.name == "AccumGrad" and member["n"] > steps:
+            raise UsageError(f"--optimizer AccumGrad.n={member['n']} is more than the run's {steps} gradient steps "
+                             "(--samples x --epochs): no update would ever happen")
+
+
+def _check_in_dtype(rule: str, field: str, value, dtype: np.dtype) -> None:
+    largest, tiny = float(np.finfo(dtype).max), float(np.finfo(dtype).tiny)  # Python floats: no NumPy cast
+    for number in value if isinstance(value, tuple) else (value,):
+        if isinstance(number, bool) or not isinstance(number, float) or not np.isfinite(number):
+            continue
+        if abs(number) > largest:
+            raise UsageError(f"--optimizer {rule}.{field}={number!r} overflows {dtype.name} (largest {largest:g}); "
+                             f"use a smaller value{' or --dtype float64' if dtype.name == 'float32' else ''}")
+    if field == "eta" and isinstance(value, float) and value < tiny:
+        raise UsageError(f"--optimizer {rule}.eta={value!r} is below {dtype.name}'s smallest normal number "
+                         f"{tiny:g}: updates that small change no weight (nothing would train)")
+
+
+def _quiet_libraries(quiet: bool) -> None:
+    """--quiet: the libraries' own notices (matplotlib's "building the font cache") stay off stderr too."""
+    if quiet:
+        import logging
+
+        logging.getLogger("matplotlib").setLevel(logging.ERROR)
+
+
+def _say_training_warnings(experiment) -> None:
+    """Each training's warnings (kept in report.json's notes.warnings), one line each, after the run."""
+    for run in experiment.runs:
+        for name, result in run.results.items():
+            for text in result.notes.get("warnings", ()):
+                _say(f"warning: {name} {run.config.label}: {text}")
+
+
 def _emit(text: str) -> None:
     """Print a report; a reader that went away (``| head``) is not an error, and the exit code still counts."""
     try:
@@ -173,7 +245,9 @@ def _add_training_arguments(p: argparse.ArgumentParser, out: str, files: str) ->
                    help="the reference's tanh: exact (as PyTorch) or NNlib's tanh_fast (as Flux's RNN cell)")
     p.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS,
                    help=f"processes for independent runs (default {DEFAULT_WORKERS}; 1 trains in this process)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="nothing on stderr but errors: no progress lines, no warnings (a training's warnings are in "
+                        "report.json, notes.warnings)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,6 +404,8 @@ def _compare(args) -> int:
     _note_given(args)
     _settle_options(args)
     _check_lr(args.lr, args.dtype)
+    _check_optimizer(args.optimizer, args.dtype, args.samples * args.epochs)
+    _quiet_libraries(args.quiet)
     runs = len(args.dtype) * (len(args.activation) if args.model == "rnn" else 1)
     backends_max = len(BACKEND_NAMES) if args.backends == ("auto",) else len(args.backends)
     _check_resources(args.out, _limits.compare_memory(args.samples, args.epochs, args.hidden, args.model, runs,
@@ -357,6 +433,8 @@ def _compare(args) -> int:
                 progress.phase("report", f"written to {args.out}", finished=True)
     finally:
         lock.release()
+    if not args.quiet:
+        _say_training_warnings(experiment)
     _emit(format_experiment(experiment, verbose=args.verbose, terminal=sys.stdout))
     _emit("\nWrote " + ", ".join(str(p) for p in paths))
     return _verdict_exit(experiment.verdict)
@@ -369,7 +447,9 @@ def _sweep(args) -> int:
     _note_given(args)
     _settle_options(args)
     _check_lr(args.lr, args.dtype)
+    _check_optimizer(args.optimizer, args.dtype, args.samples * args.epochs)
     _check_torch_equivalent(args)  # a sweep always runs torch
+    _quiet_libraries(args.quiet)
     runs = len(args.activation) * len(args.dtype)
     what = f"--seeds {args.seeds} --samples {args.samples} --epochs {args.epochs}"
     _check_resources(args.out, _limits.sweep_memory(args.seeds, args.samples, args.epochs, runs, MAX_BATCH),
@@ -425,20 +505,30 @@ def _usable_standard_streams() -> None:
 def _say(line: str) -> None:
     """One line to stderr; an error writing it (a full or closed device) must not change the exit code."""
     try:
-        print(line, file=sys.stderr, flush=True)
+        print(one_line(line, 1000), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 
 
 def main(argv=None) -> int:
+    """The ``fluxparity`` command; stdout and stderr that refuse text (``/dev/full``, a closed pipe) change
+    neither the files written nor the exit code (:mod:`fluxparity._streams`)."""
     _usable_standard_streams()
+    with forgiving_standard_streams():
+        return _main(argv)
+
+
+def _main(argv) -> int:
+    global _signalled
+    _signalled = False
     args = build_parser().parse_args(argv)
     command = getattr(args, "handler", None) or {"compare": _compare, "sweep": _sweep, "doctor": _doctor,
                                                  "setup-julia": _setup_julia}[args.command]
     import threading
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # only there can handlers be set
-    previous = {s: signal.signal(s, _raise_terminated) for s in _HANDLED_SIGNALS} if in_main_thread else {}
+    handlers = {signal.SIGINT: _raise_interrupted, **{s: _raise_terminated for s in _HANDLED_SIGNALS}}
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()} if in_main_thread else {}
     try:
         return command(args)
     except UsageError as exc:
@@ -454,7 +544,7 @@ def main(argv=None) -> int:
         _say("interrupted")
         return EXIT_INTERRUPTED
     except MemoryError:
-        _say(f"fluxparity {args.command}: error: out of memory (try fewer --samples, --epochs or --hidden)")
+        _say(f"fluxparity {args.command}: error: out of memory (try {_MEMORY_HINTS.get(args.command, 'a smaller run')})")
         return EXIT_BACKEND_FAILED
     except Exception as exc:  # noqa: BLE001 — anything unforeseen: one line and exit 3, never a traceback and 1
         where = ""
@@ -467,9 +557,18 @@ def main(argv=None) -> int:
              f" (set FLUXPARITY_TRACEBACK=1 for the traceback){where}")
         return EXIT_BACKEND_FAILED
     finally:
-        for s, handler in previous.items():
+        for s, handler in previous.items() if not _signalled else ():
             signal.signal(s, handler)
         _flush_or_silence()
+
+
+# What makes each command's run smaller, for the out-of-memory message: that command's own options.
+_MEMORY_HINTS = {
+    "compare": "fewer --samples or --epochs, or a smaller --hidden",
+    "sweep": "fewer --seeds, --samples or --epochs, or --workers 1",
+    "record": "a smaller --length, --batch or --steps, or fewer and smaller --layers",
+    "check": "a smaller golden file (fluxparity record --length/--batch/--steps)",
+}
 
 
 def _flush_or_silence() -> None:

@@ -79,12 +79,13 @@ def compare_arrays(quantity: str, a_name: str, a, b_name: str, b, *, rtol: float
     if atol is None:
         atol = rtol * (np.zeros_like(a) if scale is None else np.broadcast_to(np.abs(scale), a.shape))
     atol = np.broadcast_to(np.asarray(atol, dtype=np.float64), a.shape)
-    diff = np.abs(a - b)
-    allowed = atol + rtol * np.abs(b)
-    bad = ~(diff <= allowed)  # NaN counts as bad
-    denom = np.maximum(np.abs(a), np.abs(b))
-    rel = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
-    ratio = np.divide(diff, allowed, out=np.where(diff > 0, np.inf, 0.0), where=allowed > 0)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf of a diverged run is NaN: counted as bad
+        diff = np.abs(a - b)
+        allowed = atol + rtol * np.abs(b)
+        bad = ~(diff <= allowed)  # NaN counts as bad
+        denom = np.maximum(np.abs(a), np.abs(b))
+        rel = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
+        ratio = np.divide(diff, allowed, out=np.where(diff > 0, np.inf, 0.0), where=allowed > 0)
     ratio[np.isnan(ratio)] = np.inf  # a NaN uses all of any tolerance
     return Check(
         quantity=quantity, a=a_name, b=b_name,

@@ -162,10 +162,15 @@ def setup_julia(
         "downloads Julia (if no suitable one is found) and precompiles Flux, which takes several minutes."
     )
     output: deque = deque(maxlen=60)
+    in_traceback = []  # non-empty once the child printed a Python traceback
 
     def on_line(line: str) -> None:
+        """Progress goes on to ``progress_print``; a traceback is kept for the error only (offline: one line)."""
         output.append(line)
-        progress_print(line)
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback.append(line)
+        if not in_traceback:
+            progress_print(line)
 
     exit_code, timed_out = run_streaming([sys.executable, "-c", _SETUP_SCRIPT], _setup_environment(), timeout,
                                          on_line)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Hashable, Iterator, Mapping, Optional, Sequence
 
 from .backends.base import BackendError, RunResult
@@ -65,7 +67,55 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="fluxparity-parent-watch", daemon=True).start()
 
 
+# Signals a terminal sends to the whole process group (Ctrl-C, closing it). The parent handles them and stops
+# the workers itself (stop_pool); a worker or the resource tracker that also reacted would die mid-way and
+# print tracebacks (the tracker's KeyError for every semaphore it lost track of).
+_GROUP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGHUP") if hasattr(signal, n))
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once) with the group signals blocked, as it blocks SIGINT
+    and SIGTERM itself: a blocked mask is inherited, so a SIGHUP to the group never kills it."""
+    from multiprocessing import resource_tracker
+
+    if not hasattr(signal, "pthread_sigmask"):
+        resource_tracker.ensure_running()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _ignore_group_signals() -> None:
+    """In a pool worker: Ctrl-C and a hang-up reach the whole group; the parent stops this worker instead."""
+    for signum in _GROUP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _GROUP_SIGNALS)
+
+
+class _GroupDeafProcess(multiprocessing.get_context("spawn").Process):
+    """A spawned process that starts with the group signals blocked (the mask is inherited), so that a
+    Ctrl-C while it imports cannot interrupt it; :func:`_ignore_group_signals` then ignores and unblocks them."""
+
+    def start(self) -> None:
+        if not hasattr(signal, "pthread_sigmask"):
+            return super().start()
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _SpawnContext(type(multiprocessing.get_context("spawn"))):
+    Process = _GroupDeafProcess
+
+
 def _init_worker(parent_pid: int, initializer: Optional[Callable], initargs: tuple) -> None:
+    _ignore_group_signals()
     _watch_parent(parent_pid)
     if initializer is not None:
         initializer(*initargs)
@@ -78,7 +128,8 @@ def spawn_pool(workers: int, initializer: Optional[Callable] = None, initargs: t
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+    _start_resource_tracker()
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_SpawnContext(),
                                initializer=_init_worker, initargs=(os.getpid(), initializer, initargs))
 
 
@@ -116,9 +167,36 @@ def stop_pool(pool) -> None:
         pass
 
 
+MAX_WARNINGS = 10  # distinct warnings kept per training (a diverging run repeats the same few)
+
+
 def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) -> RunResult:
-    """One training, in a worker (or here). Module-level so that spawned workers can import it."""
-    return backend.train(config, data, initial, progress)
+    """One training, in a worker (or here: always the main thread). Module-level so that spawned workers can
+    import it. Python warnings raised while training (NumPy's RuntimeWarnings of a diverging run) are kept in
+    the result's ``notes["warnings"]`` (in report.json), never printed over the progress display."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = backend.train(config, data, initial, progress)
+    found = _distinct_warnings(caught)
+    if found:
+        result.notes["warnings"] = found
+    return result
+
+
+def _distinct_warnings(caught) -> list[str]:
+    """``"RuntimeWarning: overflow encountered in matmul (models/_reference.py:76)"``, each once, at most
+    :data:`MAX_WARNINGS` (then a count of the rest)."""
+    seen: dict[str, int] = {}
+    for w in caught:
+        where = "/".join(Path(w.filename).parts[-2:])
+        text = " ".join(f"{w.category.__name__}: {w.message} ({where}:{w.lineno})".split())[:300]
+        seen[text] = seen.get(text, 0) + 1
+    lines = [text if n == 1 else f"{text} x{n}" for text, n in list(seen.items())[:MAX_WARNINGS]]
+    if len(seen) > MAX_WARNINGS:
+        lines.append(f"... and {len(seen) - MAX_WARNINGS} other warnings")
+    return lines
 
 
 # ------------------------------------------------------------------ progress from pool workers
@@ -165,6 +243,7 @@ def relayed_progress(on_steps: Optional[Callable], on_phase: Optional[Callable] 
     if on_steps is None:
         yield {}
         return
+    _start_resource_tracker()
     queue = multiprocessing.get_context("spawn").Queue()
 
     def relay() -> None:

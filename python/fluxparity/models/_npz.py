@@ -50,7 +50,7 @@ from typing import Union
 import numpy as np
 
 from .._atomic import write_atomically
-from .._npzio import Expect, NpzError, npz_headers, read_npz
+from .._npzio import Expect, NpzError, name_list, npz_headers, read_npz
 from ._params import CELL_TYPES, Chain, DenseParams, RNNParams, as_chain
 
 FORMAT = "fluxparity-weights/3"
@@ -101,9 +101,9 @@ def read_entries(path: PathLike) -> dict[str, np.ndarray]:
     unexpected = [n for n in headers if n not in expected and not n.startswith("golden.")]
     if unexpected:
         missing = [n for n in expected if n not in headers]
-        raise NpzError(path, None, "the entries " + ", ".join(repr(n) for n in expected),
-                       "unexpected key(s): " + ", ".join(repr(n) for n in unexpected)
-                       + ("; missing key(s): " + ", ".join(repr(n) for n in missing) if missing else ""),
+        raise NpzError(path, None, "the entries " + name_list(expected),
+                       "unexpected key(s): " + name_list(unexpected)
+                       + ("; missing key(s): " + name_list(missing) if missing else ""),
                        missing, unexpected)
     entries = read_npz(path, expected, allow_unexpected=True)
     dtypes = {str(a.dtype) for n, a in entries.items() if n not in text_names}

@@ -56,6 +56,47 @@ _SPECS: dict[str, tuple[tuple[str, str, Any], ...]] = {
     "OptimiserChain": (("opts", "rules", ()),),
     "AccumGrad": (("n", "int", None),),  # no default in Optimisers.jl: AccumGrad(n::Integer)
 }
+# Each hyperparameter's domain: where the rule means what Optimisers.jl's rules.jl computes (v0.4.8; that
+# file checks only eta >= 0 (interface.jl:308-311, rules.jl:125,538) and AccumGrad's n > 0 (rules.jl:844);
+# the rest follows from the update formulas cited). (test, "what is allowed", why) per field name, with
+# rule-specific entries first. A pair's test gets the pair.
+_BIAS_CORRECTED = ("Adam", "RAdam", "AdaMax", "AMSGrad", "NAdam", "AdamW", "AdaBelief")
+_DOMAINS: dict[tuple[str, str], tuple[Any, str, str]] = {
+    **{(n, "beta"): (lambda b: all(0 <= v < 1 for v in b), "two numbers in [0, 1)",
+                     "moment decays: (1 - beta) of each gradient enters the moments (rules.jl:220-221) and "
+                     "the bias correction divides by 1 - beta^t (rules.jl:222)") for n in _BIAS_CORRECTED},
+    ("Lion", "beta"): (lambda b: all(0 <= v <= 1 for v in b), "two numbers in [0, 1]",
+                       "interpolation weights between the gradient and the momentum (rules.jl:248,252)"),
+    ("Rprop", "ell"): (lambda p: 0 < p[0] <= 1 <= p[1], "(decrease, increase) with 0 < decrease <= 1 <= increase",
+                       "the factors that shrink and grow each step size (rules.jl:184)"),
+    ("Rprop", "gamma"): (lambda p: 0 <= p[0] <= p[1], "(min, max) with 0 <= min <= max",
+                         "the bounds of each step size (rules.jl:184)"),
+    ("AccumGrad", "n"): (lambda n: 1 <= n <= 2**63 - 1, "a whole number from 1 to 2^63 - 1",
+                         "how many gradients to accumulate, a Julia Int (rules.jl:843-844)"),
+    ("*", "rho"): (lambda v: 0 <= v <= 1, "a number in [0, 1]",
+                   "a decay factor: each step keeps rho of the running value (rules.jl:62,136,422)"),
+    ("*", "epsilon"): (lambda v: v >= 0, "a number >= 0",
+                       "added to a non-negative denominator (rules.jl:140,222); below 0 it can be 0 or negative"),
+    ("*", "lambda"): (lambda v: v >= 0, "a number >= 0", "a decay strength (rules.jl:628,668); below 0 the "
+                      "weights grow instead"),
+    ("*", "delta"): (lambda v: v >= 0, "a number >= 0", "the clamp's bound: clamp(dx, -delta, delta) (rules.jl:692)"),
+    ("*", "omega"): (lambda v: v >= 0, "a number >= 0 (or Inf)",
+                     "the largest norm a gradient keeps (rules.jl:724); below 0 it flips the gradient's sign"),
+}
+
+
+def _check_domain(name: str, field: str, value: Any) -> Any:
+    found = _DOMAINS.get((name, field)) or _DOMAINS.get(("*", field))
+    if found is not None and not found[0](value):
+        raise ValueError(f"{name}.{field} must be {found[1]} ({found[2]}), got {_short(value)}")
+    return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 RULE_NAMES: tuple[str, ...] = tuple(_SPECS)
 MODIFIERS: tuple[str, ...] = ("WeightDecay", "SignDecay", "ClipGrad", "ClipNorm", "OptimiserChain", "AccumGrad")
 CLIPNORM_P = (1.0, 2.0, math.inf)  # the norms the reference implements (Optimisers.jl allows any p)
@@ -116,7 +157,7 @@ def rule(name: str, **fields: Any) -> Rule:
         value = fields.get(field, default)
         if value is None:
             raise ValueError(f"{name} needs {field} (Optimisers.jl has no default for it)")
-        values.append((field, _check(name, field, kind, value)))
+        values.append((field, _check_domain(name, field, _check(name, field, kind, value))))
     return Rule(name, tuple(values))
 
 
@@ -161,9 +202,23 @@ def _number(where: str, value: Any) -> float:
 def parse_spec(spec: str) -> Rule:
     """A :class:`Rule` from a command-line spec (grammar in this module's docstring).
 
+    A refused spec raises ValueError, one line of bounded length (a long spec is quoted by its start).
+
     >>> str(parse_spec("chain:clipnorm=1,adamw"))
     'OptimiserChain(ClipNorm(omega=1.0, p=2.0, throw=True), AdamW(eta=0.001, beta=(0.9, 0.999), lambda=0.0, epsilon=1e-08, couple=True))'
     """
+    try:
+        return _parse_spec(spec)
+    except ValueError as exc:
+        text = str(exc)
+        if isinstance(spec, str) and len(repr(spec)) > 80:
+            text = text.replace(repr(spec), _short(spec) + f" ({len(spec)} characters)")
+        if len(text) > 500:
+            text = f"{text[:250]} … {text[-240:]}"
+        raise ValueError(text) from None
+
+
+def _parse_spec(spec: str) -> Rule:
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError("empty optimizer spec; expected e.g. adam, momentum:eta=0.01,rho=0.9 or chain:clipnorm=1,adamw")
     head, sep, rest = spec.strip().partition(":")

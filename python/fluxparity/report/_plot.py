@@ -31,7 +31,8 @@ def plot_loss_curves(experiment, path) -> None:
         for (a_name, a), (b_name, b) in combinations(run.results.items(), 2):
             va = np.concatenate([[a.test_loss_before], a.epoch_test_loss])
             vb = np.concatenate([[b.test_loss_before], b.epoch_test_loss])
-            rel = np.abs(va - vb) / np.maximum(np.maximum(np.abs(va), np.abs(vb)), np.finfo(float).tiny)
+            with np.errstate(invalid="ignore", over="ignore"):  # a diverged run's inf - inf: NaN, not plotted
+                rel = np.abs(va - vb) / np.maximum(np.maximum(np.abs(va), np.abs(vb)), np.finfo(float).tiny)
             # A log axis cannot show exact agreement: draw 0 at the floor, below float64's resolution.
             bottom.plot(np.arange(len(rel)), np.maximum(rel, ZERO_FLOOR), marker=".", label=f"{a_name} vs {b_name}")
         bottom.set_ylim(bottom=ZERO_FLOOR / 3)

@@ -134,7 +134,8 @@ def growth_diagnosis(a, b, data) -> str:
     """How a step-loss difference grew: from the first steps (a difference in the math) or gradually
     (rounding amplified by the training dynamics; docs/parity.md)."""
     epochs = len(a.epoch_train_loss)
-    scaled = np.abs(a.step_losses - b.step_losses) / np.abs(np.tile(data.train_labels, epochs))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # a diverged run: said just below
+        scaled = np.abs(a.step_losses - b.step_losses) / np.abs(np.tile(data.train_labels, epochs))
     non_finite = np.flatnonzero(~np.isfinite(scaled))
     if non_finite.size:
         return f"the step losses stop being finite at step {non_finite[0]}: a run diverged; look at the math first."

@@ -15,6 +15,8 @@ when the golden's readout is ``last``. A tuple output (``nn.LSTM``'s ``(output, 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import time
 from typing import Optional, Union
 
@@ -52,12 +54,56 @@ def _np_dtype(dtype: torch.dtype) -> np.dtype:
 
 
 def _golden(golden) -> Golden:
-    return golden if isinstance(golden, Golden) else load_golden(golden)
+    if isinstance(golden, Golden):
+        return golden
+    if not isinstance(golden, (str, os.PathLike)):
+        raise TypeError(f"golden must be a fluxparity.testing.Golden or a golden file's path (str or "
+                        f"pathlib.Path), got {type(golden).__name__}")
+    return load_golden(golden)
 
 
 def _tolerance(golden: Golden, rtol, atol) -> dict:
     base = TOLERANCES[np.dtype(golden.dtype).name]
-    return {"rtol": base["rtol"] if rtol is None else rtol, "atol": base["atol"] if atol is None else atol}
+    return {"rtol": base["rtol"] if rtol is None else _check_tolerance("rtol", rtol),
+            "atol": base["atol"] if atol is None else _check_tolerance("atol", atol)}
+
+
+def _check_tolerance(name: str, value) -> float:
+    """A tolerance given by the caller: a finite number >= 0 (NaN would pass nothing, inf everything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number >= 0 (or None for the golden dtype's default), got "
+                        f"{type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0 (or None for the golden dtype's default), "
+                         f"got {value!r}")
+    return float(value)
+
+
+_MODULE_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
+def _check_module(module) -> None:
+    """``module`` is an ``nn.Module`` instance whose floating parameters NumPy can hold."""
+    if isinstance(module, type):
+        raise TypeError(f"module must be a torch.nn.Module instance, got the class {module.__name__}; "
+                        f"pass an instance, e.g. {module.__name__}(...)")
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module instance (the port to check), got "
+                        f"{type(module).__module__}.{type(module).__qualname__}")
+    bad = [(n, p.dtype) for n, p in module.named_parameters() if p.dtype not in _MODULE_DTYPES]
+    if bad:
+        raise ValueError(f"module's parameter {bad[0][0]} is {bad[0][1]}; the checks compare in NumPy, which holds "
+                         "float16, float32 and float64 (e.g. module.double() for a float64 golden)")
+
+
+def _check_optimizer(optimizer) -> None:
+    if optimizer is None:
+        return
+    if isinstance(optimizer, type) or not (callable(getattr(optimizer, "step", None))
+                                           and callable(getattr(optimizer, "zero_grad", None))):
+        what = f"the class {optimizer.__name__}" if isinstance(optimizer, type) else repr(optimizer)[:60]
+        raise TypeError(f"optimizer must be an object with zero_grad() and step() over the module's parameters "
+                        f"(e.g. a torch.optim.Optimizer instance), or None (the golden's Optimisers.jl rule), got {what}")
 
 
 def _header(golden: Golden) -> str:
@@ -222,6 +268,7 @@ def _begin(name: str, golden, module, mapping, batch_first: bool, check_weights:
     """Every assertion's start: the golden, its tolerance, the module's own weights checked (when asked),
     then the golden's weights loaded. Returns ``(started, golden, run, tolerance, mismatches of loading)``."""
     started = time.perf_counter()
+    _check_module(module)
     golden = _golden(golden)
     tol = _tolerance(golden, rtol, atol)
     if loss_fn is not None and not callable(loss_fn):
@@ -354,6 +401,7 @@ def assert_training_parity(golden: GoldenLike, module: nn.Module, optimizer=None
     """
     golden = _golden(golden)
     n = _steps(golden, steps)
+    _check_optimizer(optimizer)
     started, golden, r, tol, found = _begin("assert_training_parity", golden, module, mapping, batch_first, check_weights,
                                             rtol, atol, loss_fn)
     if not found:
@@ -464,6 +512,8 @@ def assert_parity(golden: GoldenLike, module: nn.Module, optimizer=None, *, mapp
                   steps: Optional[int] = None) -> None:
     """:func:`assert_forward_parity`, :func:`assert_gradient_parity`, then :func:`assert_training_parity`
     (``check_weights`` looks at the module's own weights once, before anything is loaded)."""
+    _check_module(module)
+    _check_optimizer(optimizer)
     golden = _golden(golden)
     options = dict(mapping=mapping, batch_first=batch_first, rtol=rtol, atol=atol, loss_fn=loss_fn)
     assert_forward_parity(golden, module, check_weights=check_weights, **options)

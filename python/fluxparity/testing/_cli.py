@@ -6,7 +6,10 @@ command line (``cli.py`` adds these subcommands and calls :func:`run`).
 takes the ``nn.Module`` the name refers to), runs the forward, gradient and training checks, writes
 ``DIR/parity.json`` and ``DIR/parity.md`` (atomically) and exits 0 (every check passed), 1 (a check failed;
 a module that cannot hold the golden's parameters is one failed check, printed once) or 2 (bad usage: a bad
-golden, an unimportable factory, a non-module, a bad mapping file or option).
+golden, --module spec, mapping file or option, before anything is written; or the user's code failed — an
+import, the factory, the forward pass raised or called ``sys.exit``, a module on the meta device, ``--timeout``
+ran out — said in one line and in the report files, which are written). ``PKG.MOD`` is imported with the
+current folder first on ``sys.path``, as ``python -m`` would.
 
 ``fluxparity record OUT --layers lstm:8[,gru:4] [--dense 2[:relu][:nobias],...] ...``: writes a golden computed by the
 fluxparity NumPy reference (and says so): the same Chain, input and targets Flux would be given; to record
@@ -16,7 +19,10 @@ from Flux itself run ``julia/golden.jl`` (docs/testing.md).
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +55,9 @@ def add_parsers(sub) -> None:
     c.add_argument("--steps", type=int, help="compare the first N training steps (default: all the golden has)")
     c.add_argument("--out", type=Path, default=Path("fluxparity-check"),
                    help="folder for parity.json and parity.md (default fluxparity-check)")
+    c.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="give up (exit 2, the report says so) if importing, building and checking the module "
+                        "takes longer (default: no limit)")
     c.set_defaults(handler=run_check)
 
     r = sub.add_parser("record", help="write a golden file computed by the fluxparity NumPy reference")
@@ -71,20 +80,71 @@ def add_parsers(sub) -> None:
     r.set_defaults(handler=run_record)
 
 
+def _seconds(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    try:
+        print(_one_line(text, 1000), file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a full or closed stderr must not change the exit code
+        pass
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """One line of at most about ``limit`` characters: the start and the end (where it says what is wrong)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else f"{text[: limit // 2]} … {text[-(limit // 2):]}"
+
+
+class _UserCodeFailed(Exception):
+    """The user's code (import, factory, forward) failed: exit 2, one line, the report written with the reason."""
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise _Usage(f"--module {_one_line(repr(spec), 120)} is not PKG.MOD:FACTORY (e.g. myport.models:build)")
+    return module_name, attr
+
+
+def _failure(spec: str, what: str, exc: BaseException) -> _UserCodeFailed:
+    if isinstance(exc, SystemExit):
+        return _UserCodeFailed(f"--module {spec!r}: {what} called sys.exit({exc.code!r})")
+    return _UserCodeFailed(f"--module {spec!r}: {what} raised {type(exc).__name__}: {_one_line(exc)}")
+
+
+def _user_call(spec: str, what: str, call, *args):
+    """``call(*args)``, the user's code: any exception, or ``sys.exit``, becomes :class:`_UserCodeFailed`."""
+    try:
+        return call(*args)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: whatever it raised, say what
+        raise _failure(spec, what, exc) from None
+
+
+def _import_here(module_name: str):
+    """Import ``module_name`` with the current folder first on ``sys.path`` (as ``python -m`` has it; the
+    console script's ``sys.path`` starts at its own folder instead)."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(module_name)
 
 
 def _factory(spec: str):
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise _Usage(f"--module {spec!r} is not PKG.MOD:FACTORY (e.g. myport.models:build)")
-    try:
-        mod = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's module's: say which
-        raise _Usage(f"--module {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})") from None
+    module_name, attr = _split_spec(spec)
+    mod = _user_call(spec, f"importing {module_name!r}", _import_here, module_name)
     if not hasattr(mod, attr):
-        raise _Usage(f"--module {spec!r}: {module_name!r} has no attribute {attr!r}")
+        raise _UserCodeFailed(f"--module {spec!r}: {module_name!r} has no attribute {attr!r}")
     return getattr(mod, attr)
 
 
@@ -144,54 +204,173 @@ def _optimizer(spec, module):
         raise _Usage(f"--optimizer {spec!r}: {exc}") from None
 
 
-def run_check(args) -> int:
+def _user_module(spec: str):
+    """The ``nn.Module`` that ``--module`` names, built; its forward guarded by :func:`_guard_forward`."""
     from torch import nn
 
+    target = _factory(spec)
+    module = target if isinstance(target, nn.Module) or not callable(target) else _user_call(
+        spec, "calling it", target)
+    if not isinstance(module, nn.Module):
+        raise _UserCodeFailed(f"--module {spec!r} gave a {type(module).__name__}, not a torch.nn.Module")
+    on_meta = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.device.type == "meta"]
+    if on_meta:
+        raise _UserCodeFailed(f"--module {spec!r}: the module's {on_meta[0]} is on the meta device (no values); "
+                              "build it on the CPU, or call .to_empty(device='cpu') and initialise it")
+    _guard_forward(spec, module)
+    return module
+
+
+def _guard_forward(spec: str, module) -> None:
+    """Wrap ``module.forward`` (this instance only): an exception or ``sys.exit`` in it, or an output that is
+    neither a tensor nor a tuple/list starting with one, is the user's code failing, not a bug of ours."""
+    import torch
+
+    forward = module.forward
+
+    def guarded(*args, **kwargs):
+        y = _user_call(spec, "the forward pass", forward, *args, **kwargs)
+        first = y[0] if isinstance(y, (tuple, list)) and y else y
+        if not isinstance(first, torch.Tensor):
+            raise _UserCodeFailed(f"--module {spec!r}: the forward pass returned a {type(y).__name__}, expected "
+                                  "a tensor (or a tuple/list whose first item is one)")
+        return y
+
+    module.forward = guarded
+
+
+class _TimedOut(BaseException):
+    """Raised in the main thread by SIGALRM when ``--timeout`` runs out (a BaseException: the user's
+    ``except Exception`` cannot swallow it)."""
+
+
+class _Deadline:
+    """``--timeout``: bounds the wall time of importing, building and checking the module.
+
+    In the main thread on POSIX, SIGALRM raises :class:`_TimedOut` at the deadline: that ends Python code
+    and any wait Python can interrupt (``time.sleep``, a lock, I/O). Code stuck inside one C call (a torch
+    kernel that never returns) cannot be interrupted; for that a watchdog thread, ``grace`` seconds later,
+    calls ``on_stuck`` (which writes the report) and ends the process with exit 2.
+    """
+
+    def __init__(self, seconds, on_stuck, grace: float = 5.0) -> None:
+        self.seconds, self.on_stuck, self.grace = seconds, on_stuck, grace
+        self.alarm = (seconds is not None and hasattr(signal, "SIGALRM")
+                      and threading.current_thread() is threading.main_thread())
+        self.watchdog = None
+
+    def __enter__(self):
+        if self.seconds is None:
+            return self
+        if self.alarm:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        self.watchdog = threading.Timer(self.seconds + (self.grace if self.alarm else 0.0), self._stuck)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if self.alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+
+    def _fire(self, signum, frame) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise _TimedOut()
+
+    def _stuck(self) -> None:
+        try:
+            self.on_stuck()
+        finally:
+            os._exit(EXIT_USAGE)
+
+
+def run_check(args) -> int:
     from .._npzio import NpzError
-    from . import _record
-    from ._assert import MAPPING_QUANTITY, assert_forward_parity, assert_gradient_parity, assert_training_parity
     from ._golden import load_golden
-    from ._mismatch import ParityError
 
     try:
+        _split_spec(args.module)
         golden = load_golden(args.golden)
-        target = _factory(args.module)
-        if isinstance(target, nn.Module) or not callable(target):
-            module = target
-        else:
-            try:
-                module = target()
-            except Exception as exc:  # noqa: BLE001 - the user's factory failed: say so, as bad usage
-                raise _Usage(f"--module {args.module!r}: calling it raised {type(exc).__name__}: {exc}") from None
-        if not isinstance(module, nn.Module):
-            raise _Usage(f"--module {args.module!r} gave a {type(module).__name__}, not a torch.nn.Module")
         options = _options(args, golden)
-        optimizer = _optimizer(args.optimizer, module)
     except (NpzError, _Usage) as exc:
         _say(f"fluxparity check: error: {exc}")
         return EXIT_USAGE
+    try:
+        return _check_module(args, golden, options)
+    except _Usage as exc:
+        _say(f"fluxparity check: error: {exc}")
+        return EXIT_USAGE
+
+
+def _check_module(args, golden, options: dict) -> int:
+    """Import and build the user's module and run the checks under ``--timeout``; the report is written
+    whatever the user's code did (its failure is the report's ``error``)."""
+    from . import _record
+
     recorder = _record.start()
     recorder.current_test = f"fluxparity check {args.golden} --module {args.module}"
-    failed = []
+    timeout = getattr(args, "timeout", None)
+
+    def give_up(reason: str) -> int:
+        recorder.error = reason
+        _write_report(recorder, args.out)
+        _say(f"fluxparity check: error: {reason}")
+        return EXIT_USAGE
+
+    stuck = f"--module {args.module!r}: still running after --timeout {timeout:g} s (stuck in C code; ended)" \
+        if timeout is not None else ""
     try:
-        for i, check in enumerate((assert_forward_parity, assert_gradient_parity, assert_training_parity)):
-            extra = dict(optimizer=optimizer, steps=args.steps) if check is assert_training_parity else {}
-            try:
-                check(golden, module, check_weights=args.check_weights and i == 0, **options, **extra)
-            except ParityError as exc:
-                failed.append(exc)
-                if exc.mismatches and exc.mismatches[0].quantity == MAPPING_QUANTITY:
-                    break  # the other checks would fail on the same mapping: say it once
-        paths = recorder.write(args.out)
+        try:
+            with _Deadline(timeout, lambda: give_up(stuck)):
+                module = _user_module(args.module)
+                failed = _run_checks(args, golden, module, options, _optimizer(args.optimizer, module))
+        except _UserCodeFailed as exc:
+            return give_up(str(exc))
+        except _TimedOut:
+            return give_up(f"--module {args.module!r}: gave up after --timeout {timeout:g} s")
+        paths = _write_report(recorder, args.out)
     finally:
         _record.stop()
-    print(f"golden {args.golden}: produced by {golden.producer_name}")
-    for record in recorder.records:
-        print(f"  {record.assertion}: {'PASS' if record.passed else 'FAIL'}")
-    for exc in failed:
-        print("\n" + "\n".join(str(exc).splitlines()[1:]))
-    print(f"Wrote {paths[0]}, {paths[1]}")
+    _print_summary(args, golden, recorder, failed, paths)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_checks(args, golden, module, options: dict, optimizer) -> list:
+    from ._assert import MAPPING_QUANTITY, assert_forward_parity, assert_gradient_parity, assert_training_parity
+    from ._mismatch import ParityError
+
+    failed = []
+    for i, check in enumerate((assert_forward_parity, assert_gradient_parity, assert_training_parity)):
+        extra = dict(optimizer=optimizer, steps=args.steps) if check is assert_training_parity else {}
+        try:
+            check(golden, module, check_weights=args.check_weights and i == 0, **options, **extra)
+        except ParityError as exc:
+            failed.append(exc)
+            if exc.mismatches and exc.mismatches[0].quantity == MAPPING_QUANTITY:
+                break  # the other checks would fail on the same mapping: say it once
+    return failed
+
+
+def _write_report(recorder, out: Path) -> list:
+    try:
+        return recorder.write(out)
+    except OSError as exc:
+        raise _Usage(f"--out {str(out)!r} could not be written: {exc.strerror or exc}") from None
+
+
+def _print_summary(args, golden, recorder, failed: list, paths: list) -> None:
+    lines = [f"golden {args.golden}: produced by {golden.producer_name}"]
+    lines += [f"  {record.assertion}: {'PASS' if record.passed else 'FAIL'}" for record in recorder.records]
+    lines += ["\n" + "\n".join(str(exc).splitlines()[1:]) for exc in failed]
+    lines.append(f"Wrote {paths[0]}, {paths[1]}")
+    try:
+        print("\n".join(lines), flush=True)
+    except (OSError, ValueError):  # a full or closed stdout: the report files and the exit code still count
+        pass
 
 
 def _layers(text: str, what: str, parse) -> list:

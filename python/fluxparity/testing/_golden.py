@@ -26,7 +26,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import models
-from .._npzio import Expect, NpzError, npz_headers, read_npz
+from .._npzio import Expect, NpzError, check_path, name_list, npz_headers, read_npz
 from ..models._npz import file_entries
 from ..models._params import CELL_TYPES
 from ..optim import Rule, ReferenceOptimiser, from_dict, parse_spec, to_dict
@@ -122,6 +122,9 @@ def save_golden(path: PathLike, g: Golden) -> Path:
     with :func:`load_golden` (a file the reader would refuse raises its ``NpzError`` and is never renamed),
     fsync-ed, then renamed over ``path``. An existing ``path`` is left as it was on any error. The file's mode
     is ``0o666`` less the umask, as for any file a program writes."""
+    path = check_path("path", path)
+    if not isinstance(g, Golden):
+        raise TypeError(f"g must be a fluxparity.testing.Golden, got {type(g).__name__}")
     entries = golden_entries(g)
     return write_atomically(Path(path), lambda f: np.savez(f, **entries), binary=True, check=load_golden)
 
@@ -200,6 +203,7 @@ def record_golden(path: PathLike, chain: models.Chain, x, y, *, loss: str = "mse
     """Compute a golden with the NumPy reference (:func:`reference_golden`) and write it to ``path``.
 
     Returns the golden as read back from the file (so that what a test uses is what the file holds)."""
+    check_path("path", path)
     save_golden(path, reference_golden(chain, x, y, loss=loss, rule=rule, steps=steps, every_step=every_step))
     return load_golden(path)
 
@@ -256,7 +260,7 @@ def _use_bias(path, texts: dict, i: int, kind: str) -> bool:
 
 def load_golden(path: PathLike) -> Golden:
     """Read and check a golden file; every problem is one NpzError naming the file and the entry."""
-    path = str(path)
+    path = check_path("path", path)
     headers = npz_headers(path)
     if "golden.format" not in headers:
         raise NpzError(path, "golden.format", f"ASCII {FORMAT!r} (is this a golden file?)", "no such entry")
@@ -330,11 +334,11 @@ def load_golden(path: PathLike) -> Golden:
     missing = [n for n in wanted if n not in headers]
     if missing:
         raise NpzError(path, missing[0], "this entry (docs/golden-format.md)", "it missing" + (
-            f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""), missing)
+            f" (also missing: {name_list(missing[1:])})" if missing[1:] else ""), missing)
     unexpected = [n for n in headers if n not in wanted]
     if unexpected:
         raise NpzError(path, unexpected[0], "no such entry in a golden file (docs/golden-format.md)",
-                       "it present" + (f" (also: {', '.join(unexpected[1:])})" if unexpected[1:] else ""),
+                       "it present" + (f" (also: {name_list(unexpected[1:])})" if unexpected[1:] else ""),
                        unexpected=unexpected)
     arrays = read_npz(path, wanted)
     if steps < 1:

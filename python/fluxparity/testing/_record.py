@@ -9,6 +9,7 @@ Files: ``parity.json`` (every assertion: the test, the golden, what was compared
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import Optional
 from ._files import write_atomically
 from ._mismatch import Mismatch
 
-FORMAT = "fluxparity-parity-report/1"
+# Version 2: parity.json is strict JSON, and has "error" (null, or why the checks could not run). A mismatch's float that is NaN or infinite (a shape mismatch compares
+# no values; a NaN output) is written as null and named in the mismatch's "not_finite" ({field: "NaN" |
+# "Infinity" | "-Infinity"}); version 1 wrote bare NaN/Infinity, which strict JSON readers refuse.
+FORMAT = "fluxparity-parity-report/2"
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Recorder:
     def __init__(self) -> None:
         self.records: list[AssertionRecord] = []
         self.current_test = ""
+        self.error: Optional[str] = None  # why the checks could not run (``fluxparity check``: the user's code)
 
     def add(self, record: AssertionRecord) -> None:
         self.records.append(record)
@@ -43,10 +48,10 @@ class Recorder:
         """``parity.json`` and ``parity.md`` in ``folder`` (created), each written to a temp file then renamed."""
         folder.mkdir(parents=True, exist_ok=True)
         passed = sum(r.passed for r in self.records)
-        payload = {"format": FORMAT, "assertions": [asdict(r) for r in self.records],
-                   "summary": {"passed": passed, "failed": len(self.records) - passed}}
+        payload = {"format": FORMAT, "assertions": [_strict_record(asdict(r)) for r in self.records],
+                   "summary": {"passed": passed, "failed": len(self.records) - passed}, "error": self.error}
         paths = [folder / "parity.json", folder / "parity.md"]
-        texts = [json.dumps(payload, indent=1, allow_nan=True) + "\n", self.markdown()]
+        texts = [json.dumps(payload, indent=1, allow_nan=False) + "\n", self.markdown()]
         for path, text in zip(paths, texts):
             write_atomically(path, lambda f, text=text: f.write(text), binary=False)
         return paths
@@ -55,6 +60,7 @@ class Recorder:
         passed = sum(r.passed for r in self.records)
         lines = ["# Parity assertions", "",
                  f"{passed} passed, {len(self.records) - passed} failed", "",
+                 *([f"**Not checked:** {self.error}", ""] if self.error else []),
                  "| test | assertion | golden | compared | result |", "|:--|:--|:--|:--|:--|"]
         for r in self.records:
             lines.append(f"| `{r.test}` | {r.assertion} | `{r.golden}` | {', '.join(r.compared)} | "
@@ -68,6 +74,22 @@ class Recorder:
                           .message() for m in r.mismatches]
                 lines += ["```"]
         return "\n".join(lines) + "\n"
+
+
+def _strict_record(record: dict) -> dict:
+    """``record`` with every mismatch's non-finite float as null, named with its value in ``not_finite``."""
+    return {**record, "mismatches": [_strict_mismatch(m) for m in record["mismatches"]]}
+
+
+def _strict_mismatch(mismatch: dict) -> dict:
+    out, not_finite = {}, {}
+    for key, value in mismatch.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            not_finite[key] = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            value = None
+        out[key] = value
+    out["not_finite"] = not_finite
+    return out
 
 
 _active: Optional[Recorder] = None
