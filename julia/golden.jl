@@ -42,7 +42,7 @@ include(joinpath(@__DIR__, "optimisers.jl")) # describe_rule, rule_json
 export record_golden, check_golden
 
 const FORMAT = "fluxparity-golden/1"
-const WEIGHTS_FORMAT = "fluxparity-weights/2"
+const WEIGHTS_FORMAT = "fluxparity-weights/3"
 # GRUv3Cell's field `Wh_h̃` (h + U+0303), ASCII `Wh_htilde` in files.
 const WH_HTILDE = Symbol("Wh_h\u0303")
 
@@ -78,16 +78,20 @@ cell of a recurrent layer, the Dense itself).
 """
 function layer_description(layer, i::Integer)
     if layer isa Dense
-        layer.bias isa AbstractVector ||
+        # `Dense(…; bias = false)` stores the Bool `false` (create_bias, Flux src/utils.jl): no array.
+        layer.bias === false ||
+            layer.bias isa AbstractVector ||
             throw(ArgumentError(
-                "layers[$i]: a Dense without bias has no place in the format",
+                "layers[$i]: a Dense bias must be a vector or false, got $(typeof(layer.bias))",
             ))
         return (
             "dense",
             activation_name(layer.σ, DENSE_ACTIVATIONS),
             "layers[$i].",
             l -> l,
-            [("weight", :weight), ("bias", :bias)],
+            layer.bias === false ?
+                [("weight", :weight)] :
+                [("weight", :weight), ("bias", :bias)],
         )
     end
     layer isa Union{RNN, LSTM, GRU, GRUv3} ||
@@ -210,6 +214,9 @@ function record_golden(
     for (i, (kind, activation, _, _, _)) in enumerate(descriptions)
         d["layers[$i].kind"] = bytes(kind)
         activation === nothing || (d["layers[$i].activation"] = bytes(activation))
+        layer = model.layers[i]
+        layer isa Dense &&
+            (d["layers[$i].use_bias"] = bytes(layer.bias === false ? "false" : "true"))
     end
     for (name, a) in initial
         d[name] = a

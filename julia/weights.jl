@@ -2,7 +2,7 @@
     FluxParityWeights
 
 Read and write the weights file, an `.npz` archive that python/fluxparity/models/_npz.py writes and reads
-with the same names, shapes and dtypes. Written: format `fluxparity-weights/2`, a whole `Chain`
+with the same names, shapes and dtypes. Written: format `fluxparity-weights/3`, a whole `Chain`
 (`i` is the 1-based layer number, as in `model.layers[i]`):
 
 | entry                   | Julia value                    | Flux                                          |
@@ -16,10 +16,12 @@ with the same names, shapes and dtypes. Written: format `fluxparity-weights/2`, 
 | `layers[i].cell.bias`   | `Vector{T}` (G·hidden)         | `bias` (RNNCell, LSTMCell)                    |
 | `layers[i].cell.b`      | `Vector{T}` (G·hidden)         | `b` (GRUCell, GRUv3Cell)                      |
 | `layers[i].cell.Wh_htilde` | `Matrix{T}` (hidden, hidden) | `Wh_h̃` (GRUv3Cell)                           |
+| `layers[i].use_bias`    | `Vector{UInt8}`, ASCII         | `true`, or `false` for `Dense.bias === false` |
 | `layers[i].weight`      | `Matrix{T}` (out, in)          | `Dense.weight`                                |
-| `layers[i].bias`        | `Vector{T}` (out)              | `Dense.bias`                                  |
+| `layers[i].bias`        | `Vector{T}` (out)              | `Dense.bias` (absent when `use_bias` is false) |
 
-Still read: `fluxparity-weights/1` (`kind`, `activation`, `cell.*`, optional `head.weight`/`head.bias`),
+Still read: `fluxparity-weights/2` (the same without `use_bias`: every Dense has a bias) and
+`fluxparity-weights/1` (`kind`, `activation`, `cell.*`, optional `head.weight`/`head.bias`),
 as `Chain(layer)` or `Chain(layer, Dense)`.
 
 `G` is 1, 4, 3, 3 for RNN, LSTM, GRU, GRUv3; `T` is `Float32` or `Float64`, one for the whole file.
@@ -50,7 +52,8 @@ import NPZ
 
 export load_weights, load_model, save_weights
 
-const FORMAT = "fluxparity-weights/2"
+const FORMAT = "fluxparity-weights/3"
+const FORMAT_V2 = "fluxparity-weights/2"
 const FORMAT_V1 = "fluxparity-weights/1"
 
 # Name in the file => the function Flux stores in RNNCell.σ / Dense.σ (Flux swaps tanh for tanh_fast
@@ -101,8 +104,26 @@ function check_eltypes(arrays...)
     return T
 end
 
-# One layer from the entries under `prefix` (e.g. "layers[2]." or, for version 1, "").
-function layer_from(d::AbstractDict, kind::AbstractString, σname, prefix::AbstractString)
+# Whether the Dense under `prefix` has a bias: version 3 says so in `use_bias`; versions 1 and 2 always do.
+function dense_has_bias(d::AbstractDict, prefix::AbstractString, found::AbstractString)
+    found == FORMAT || return true
+    flag = text(entry(d, prefix * "use_bias"))
+    flag in ("true", "false") ||
+        throw(ArgumentError(
+            "$(prefix)use_bias must be \"true\" or \"false\", got $(repr(flag))",
+        ))
+    return flag == "true"
+end
+
+# One layer from the entries under `prefix` (e.g. "layers[2]." or, for version 1, ""). A Dense
+# without a bias gets the Bool `false`, as `Dense(in => out; bias = false)` stores it.
+function layer_from(
+    d::AbstractDict,
+    kind::AbstractString,
+    σname,
+    prefix::AbstractString,
+    has_bias::Bool = true,
+)
     arr(name) = entry(d, prefix * name)
     kind == "rnn" &&
         return RNN(RNNCell(
@@ -121,7 +142,12 @@ function layer_from(d::AbstractDict, kind::AbstractString, σname, prefix::Abstr
             arr("cell.b"),
             arr("cell.Wh_htilde"),
         ))
-    kind == "dense" && return Dense(arr("weight"), arr("bias"), activation_function(σname))
+    kind == "dense" &&
+        return Dense(
+            arr("weight"),
+            has_bias ? arr("bias") : false,
+            activation_function(σname),
+        )
     throw(ArgumentError("unknown layer kind $(repr(kind))"))
 end
 
@@ -145,13 +171,17 @@ function load_weights(path::AbstractString)
             (layer,)
         return (; model = Chain(layers...), readout = "all")
     end
-    found == FORMAT ||
-        throw(ArgumentError("$path: format $(repr(found)) is not $(repr(FORMAT))"))
+    found in (FORMAT, FORMAT_V2) ||
+        throw(ArgumentError(
+            "$path: format $(repr(found)) is not $(repr(FORMAT)) (or version 2 or 1)",
+        ))
     n = count(k -> endswith(k, "].kind"), keys(d))
     layers = map(1:n) do i
         prefix = "layers[$i]."
         σname = haskey(d, prefix * "activation") ? text(d[prefix * "activation"]) : ""
-        layer_from(d, text(entry(d, prefix * "kind")), σname, prefix)
+        kind = text(entry(d, prefix * "kind"))
+        has_bias = kind == "dense" ? dense_has_bias(d, prefix, found) : true
+        layer_from(d, kind, σname, prefix, has_bias)
     end
     return (; model = Chain(layers...), readout = text(entry(d, "readout")))
 end
@@ -166,14 +196,17 @@ load_model(path::AbstractString) = load_weights(path).model
 function layer_entries(layer, prefix::AbstractString)
     d = Dict{String, Any}()
     if layer isa Dense
-        layer.bias isa AbstractVector ||
+        # Flux stores `bias = false` as the Bool `false` (create_bias, src/utils.jl).
+        layer.bias === false ||
+            layer.bias isa AbstractVector ||
             throw(ArgumentError(
-                "a Dense without a bias cannot be stored (the format needs one)",
+                "a Dense bias must be a vector or false, got $(typeof(layer.bias))",
             ))
         d[prefix * "kind"] = bytes("dense")
         d[prefix * "activation"] = bytes(activation_name(layer.σ))
+        d[prefix * "use_bias"] = bytes(layer.bias === false ? "false" : "true")
         d[prefix * "weight"] = Array(layer.weight)
-        d[prefix * "bias"] = Array(layer.bias)
+        layer.bias === false || (d[prefix * "bias"] = Array(layer.bias))
         return d
     end
     c = layer.cell
@@ -208,8 +241,8 @@ end
 """
     save_weights(path, model::Chain; readout = "last")
 
-Write `model` (recurrent layers `RNN`/`LSTM`/`GRU`/`GRUv3`, then `Dense` layers with a bias) to
-`path`, exactly that name, in format `fluxparity-weights/2`. Returns `path`.
+Write `model` (recurrent layers `RNN`/`LSTM`/`GRU`/`GRUv3`, then `Dense` layers, with a bias or
+`bias = false`) to `path`, exactly that name, in format `fluxparity-weights/3`. Returns `path`.
 """
 function save_weights(path::AbstractString, model::Chain; readout::AbstractString = "last")
     readout in ("last", "all") ||

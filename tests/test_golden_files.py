@@ -56,7 +56,7 @@ def test_what_the_reference_writes_reads_back(golden_path):
     assert "Flux" not in g.producer_name
 
 
-def test_the_golden_is_a_weights_file_v2(golden_path):
+def test_the_golden_is_a_weights_file(golden_path):
     e = entries(golden_path)
     assert bytes(e["format"]).decode() == models.FORMAT
     g = load_golden(golden_path)

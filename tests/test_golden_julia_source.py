@@ -22,7 +22,7 @@ def test_julia_writer_writes_every_golden_entry_the_reader_reads():
     for entry in ("golden.format", "golden.dtype", "golden.producer", "golden.x", "golden.y", "golden.loss",
                   "golden.rule", "golden.output", "golden.loss_value", "golden.grad.", "golden.train.losses",
                   "golden.train.after_last.", "golden.train.after_each.", "layers[$i].kind",
-                  "layers[$i].activation"):
+                  "layers[$i].activation", "layers[$i].use_bias"):
         assert f'"{entry}' in SOURCE, entry
 
 

@@ -4,6 +4,9 @@ is one instance. With it: Flux's losses (:mod:`._losses`), a NumPy reference (fo
 backprop through time), the idiomatic PyTorch modules, weight conversion both ways, and a weights file
 Julia reads (``julia/weights.jl``). The layer types (``RNNParams``, ``LSTMParams``, ``GRUParams``,
 ``GRUv3Params``, ``DenseParams``) describe one layer each; a model is always a :class:`Chain`.
+:func:`parse_flux` reads a model written as Flux prints it (``Chain(LSTM(3 => 16), Dense(16 => 2, relu))``)
+into a :class:`ModelSpec` (``.init(seed)`` draws its weights by Flux's rule); :func:`flux_expression` writes
+a Chain back as that text.
 
 Layouts at this package's boundaries: parameters are Flux's ``(out, in)`` matrices (= PyTorch's);
 sequences are Flux's ``(in, len, batch)`` in NumPy and PyTorch's ``(len, batch, in)`` in tensors.
@@ -18,6 +21,7 @@ from ._losses import (
     loss_value_and_grad as loss_value_and_grad,
     readout as readout,
 )
+from ._expr import ModelSpec as ModelSpec, flux_expression as flux_expression, parse_flux as parse_flux
 from ._npz import FORMAT as FORMAT, load_npz as load_npz, read_entries as read_entries, save_npz as save_npz
 from ._params import (
     KINDS as KINDS,

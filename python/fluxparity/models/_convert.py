@@ -14,7 +14,8 @@ Weights need no reshaping: Flux's ``Wi (G·hidden, in)`` IS ``weight_ih_l0 (G·h
 State-dict names: a bare cell maps to the module's own names (``weight_ih_l0``, ...); a :class:`Chain`
 maps to :class:`ChainModule`'s, 0-based: Flux's ``layers[i].cell.Wi`` is ``layers.{i-1}.weight_ih_l0``, and
 Flux's ``layers[i].weight``/``bias`` (Dense, ``(out, in)``) is ``layers.{i-1}.weight``/``bias`` of an
-``nn.Linear`` (also ``(out, in)``).
+``nn.Linear`` (also ``(out, in)``); a Dense with ``bias = false`` is an ``nn.Linear(bias=False)``, with no
+``bias`` on either side (a bias on one side only is an error naming both).
 Dtypes are always given explicitly; values are copied, never shared.
 """
 
@@ -75,7 +76,8 @@ def to_state_dict(params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> 
     for i, layer in enumerate(params.layers):
         if isinstance(layer, DenseParams):
             sd[f"layers.{i}.weight"] = _tensor(layer.weight, dtype)
-            sd[f"layers.{i}.bias"] = _tensor(layer.bias, dtype)
+            if layer.has_bias:
+                sd[f"layers.{i}.bias"] = _tensor(layer.bias, dtype)
         else:
             sd.update({f"layers.{i}.{k}": v for k, v in _cell_state_dict(layer, dtype, one_bias_rnn).items()})
     return sd
@@ -167,12 +169,23 @@ def from_state_dict(state_dict: dict[str, torch.Tensor], *, dtype, activation: O
     if list(per_layer) != list(range(len(like.layers))):
         raise ValueError(f"state_dict has layers {list(per_layer)}, the Chain has {len(like.layers)}")
     layers = []
-    for layer, sd in zip(like.layers, per_layer.values()):
+    for i, (layer, sd) in enumerate(zip(like.layers, per_layer.values())):
         if isinstance(layer, DenseParams):
-            layers.append(DenseParams(_numpy(sd["weight"], dtype), _numpy(sd["bias"], dtype), layer.activation))
+            layers.append(_dense_from_state_dict(sd, dtype, layer.activation, layer.has_bias, f"layers.{i}"))
         else:
             layers.append(_cell_from_state_dict(sd, dtype, getattr(layer, "activation", None)))
     return Chain(tuple(layers), like.readout)
+
+
+def _dense_from_state_dict(sd: dict, dtype, activation: str, has_bias: bool, where: str) -> DenseParams:
+    """A Dense from an ``nn.Linear``'s ``weight`` (and ``bias``); ``has_bias``: what the Flux side has."""
+    expected = {"weight", "bias"} if has_bias else {"weight"}
+    if set(sd) != expected:
+        flux = "Dense with a bias" if has_bias else "Dense(...; bias = false)"
+        torch_side = "nn.Linear(bias=False)" if set(sd) == {"weight"} else f"names {sorted(sd)}"
+        raise ValueError(f"{where}: the Flux layer is a {flux}, the state_dict has {torch_side} "
+                         f"(expected {', '.join(f'{where}.{n}' for n in sorted(expected))})")
+    return DenseParams(_numpy(sd["weight"], dtype), _numpy(sd["bias"], dtype) if has_bias else None, activation)
 
 
 def module_activation(rnn: nn.Module) -> Optional[str]:
@@ -200,7 +213,7 @@ def from_module(module: nn.Module, *, dtype):
     for i, (layer, activation) in enumerate(zip(module.layers, module.activations)):
         sd = {k: v for k, v in layer.state_dict().items()}
         if activation is not None:
-            layers.append(DenseParams(_numpy(sd["weight"], dtype), _numpy(sd["bias"], dtype), activation))
+            layers.append(_dense_from_state_dict(sd, dtype, activation, "bias" in sd, f"layers.{i}"))
         else:
             _check_single_layer(layer)
             layers.append(_cell_from_state_dict(sd, dtype, module_activation(layer)))
@@ -250,10 +263,13 @@ def gradients_to_flux(grads: dict[str, Optional[torch.Tensor]], like, *, dtype):
     layers = []
     for i, layer in enumerate(like.layers):
         if isinstance(layer, DenseParams):
-            w, b = grads.get(f"layers.{i}.weight"), grads.get(f"layers.{i}.bias")
-            if w is None or b is None:
-                raise ValueError(f"no gradient for layers.{i}.weight/bias")
-            layers.append(layer.replace_arrays({"weight": _numpy(w, dtype), "bias": _numpy(b, dtype)}))
+            arrays = {}
+            for name in layer.array_names:
+                g = grads.get(f"layers.{i}.{name}")
+                if g is None:
+                    raise ValueError(f"no gradient for layers.{i}.{name} (frozen or unused?)")
+                arrays[name] = _numpy(g, dtype)
+            layers.append(layer.replace_arrays(arrays))
         else:
             layers.append(_cell_gradients(grads, f"layers.{i}.", layer, dtype))
     return Chain(tuple(layers), like.readout)

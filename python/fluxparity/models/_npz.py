@@ -1,18 +1,25 @@
 """The weights file both languages read: ``.npz`` (NumPy here, NPZ.jl in ``julia/weights.jl``).
 
-Format ``fluxparity-weights/2`` (written) — an uncompressed ``np.savez`` archive describing a whole
+Format ``fluxparity-weights/3`` (written) — an uncompressed ``np.savez`` archive describing a whole
 :class:`~fluxparity.models.Chain`, with these entries (``i`` is the 1-based layer number, as in Julia):
 
-- ``format``: ``(n,)`` uint8, ASCII ``fluxparity-weights/2``.
+- ``format``: ``(n,)`` uint8, ASCII ``fluxparity-weights/3``.
 - ``readout``: ``(n,)`` uint8, ASCII ``last`` | ``all``.
 - ``layers[i].kind``: ``(n,)`` uint8, ASCII ``rnn`` | ``lstm`` | ``gru`` | ``gruv3`` | ``dense``; the layers
   are ``1, 2, …`` with no gap.
 - ``layers[i].activation``: ``(n,)`` uint8, ASCII — RNN: ``identity`` | ``tanh`` | ``relu``; Dense:
   ``identity`` | ``relu`` | ``tanh`` | ``sigmoid``. Absent for LSTM, GRU, GRUv3.
+- ``layers[i].use_bias``: ``(n,)`` uint8, ASCII ``true`` | ``false`` — every Dense has it (absent for the
+  recurrent layers); ``false`` is Flux's ``Dense(in => out, σ; bias = false)``, whose ``bias`` field holds
+  the Bool ``false``: such a layer has no ``layers[i].bias`` entry.
 - every array under its flat name (:meth:`Chain.arrays`): ``layers[i].cell.Wi (G·hidden, in)``,
   ``layers[i].cell.Wh (G·hidden, hidden)``, ``layers[i].cell.bias`` (RNN, LSTM) or ``layers[i].cell.b``
   (GRU, GRUv3) ``(G·hidden,)``, ``layers[i].cell.Wh_htilde (hidden, hidden)`` (GRUv3, Flux's ``Wh_h̃``);
-  ``layers[i].weight (out, in)`` and ``layers[i].bias (out,)`` for a Dense.
+  ``layers[i].weight (out, in)`` and, when ``use_bias`` is ``true``, ``layers[i].bias (out,)`` for a Dense.
+
+Format ``fluxparity-weights/2`` (still read, no longer written): the same without ``layers[i].use_bias``;
+every Dense has a bias. Version 3 differs from it only by that entry (it says whether a Dense has a bias,
+so that a missing bias is an error, never silently a bias-free layer).
 
 Format ``fluxparity-weights/1`` (still read, no longer written): ``format``, ``kind``, ``activation`` (RNN
 only), ``cell.Wi``, ``cell.Wh``, ``cell.bias`` or ``cell.b``, ``cell.Wh_htilde`` (GRUv3), and optionally
@@ -45,8 +52,10 @@ import numpy as np
 from .._npzio import Expect, NpzError, npz_headers, read_npz
 from ._params import CELL_TYPES, Chain, DenseParams, RNNParams, as_chain
 
-FORMAT = "fluxparity-weights/2"
+FORMAT = "fluxparity-weights/3"
+FORMAT_V2 = "fluxparity-weights/2"
 FORMAT_V1 = "fluxparity-weights/1"
+READ_FORMATS = (FORMAT, FORMAT_V2, FORMAT_V1)
 PathLike = Union[str, os.PathLike]
 _KIND = re.compile(r"^layers\[(\d+)\]\.kind$")
 
@@ -64,20 +73,21 @@ def read_entries(path: PathLike) -> dict[str, np.ndarray]:
     (a ``ValueError``) naming the file and the entry.
 
     Text entries (``format``, ``readout``, ``kind``, ``layers[i].kind``, ``activation``,
-    ``layers[i].activation``) must be ASCII uint8 arrays and come back as ``str``; arrays must be float32 or
+    ``layers[i].activation``, ``layers[i].use_bias``) must be ASCII uint8 arrays and come back as ``str``; arrays must be float32 or
     float64 and finite, with the shapes their layer's kind implies (``Wh`` of a cell fixes its hidden size).
     """
     headers = npz_headers(path)
     text_names = [n for n in headers if n in ("format", "readout", "kind", "activation")
-                  or n.endswith((".kind", ".activation"))]
+                  or n.endswith((".kind", ".activation", ".use_bias"))]
     texts = read_npz(path, {n: Expect.ascii() for n in text_names}, allow_unexpected=True)
     expected = {n: Expect.ascii() for n in text_names}
-    for prefix, kind in _layer_kinds(path, texts, headers):
+    for prefix, kind, has_bias in _layer_kinds(path, texts, headers):
         if kind == "dense":
             weight = headers.get(prefix + "weight")
             out = weight.shape[0] if weight is not None and len(weight.shape) == 2 else None
             expected[prefix + "weight"] = Expect((out, None), _FLOATS, finite=True)
-            expected[prefix + "bias"] = Expect((out,), _FLOATS, finite=True)
+            if has_bias:
+                expected[prefix + "bias"] = Expect((out,), _FLOATS, finite=True)
             continue
         cls = CELL_TYPES[kind]
         wh = headers.get(prefix + "Wh")
@@ -101,17 +111,20 @@ def read_entries(path: PathLike) -> dict[str, np.ndarray]:
     return entries
 
 
-def _layer_kinds(path, texts: dict, headers: dict) -> list[tuple[str, str]]:
-    """``(array name prefix, kind)`` per layer, from the text entries (version 1 or 2)."""
+def _layer_kinds(path, texts: dict, headers: dict) -> list[tuple[str, str, bool]]:
+    """``(array name prefix, kind, has a bias)`` per layer, from the text entries (version 1, 2 or 3)."""
     found = texts.get("format")
+    use_bias = [n for n in texts if n.endswith(".use_bias")]
     if found == FORMAT_V1:
         kind = texts.get("kind")
         if kind not in CELL_TYPES:
             raise NpzError(path, "kind", f"one of {', '.join(CELL_TYPES)}", repr(kind))
+        if use_bias:
+            raise NpzError(path, use_bias[0], f"no such entry in a {FORMAT_V1!r} file", "it present")
         has_head = any(n.startswith("head.") for n in headers)
-        return [("cell.", kind), ("head.", "dense")] if has_head else [("cell.", kind)]
-    if found != FORMAT:
-        raise NpzError(path, "format", f"{FORMAT!r} (or {FORMAT_V1!r})", repr(found) if found else "no such entry")
+        return [("cell.", kind, True), ("head.", "dense", True)] if has_head else [("cell.", kind, True)]
+    if found not in (FORMAT, FORMAT_V2):
+        raise NpzError(path, "format", " or ".join(map(repr, READ_FORMATS)), repr(found) if found else "no such entry")
     numbers = sorted(int(m.group(1)) for m in map(_KIND.match, texts) if m)
     if not numbers or numbers != list(range(1, len(numbers) + 1)):
         raise NpzError(path, None, "layers numbered 1, 2, … (entries layers[i].kind)", f"layer numbers {numbers}")
@@ -120,18 +133,39 @@ def _layer_kinds(path, texts: dict, headers: dict) -> list[tuple[str, str]]:
         kind = texts[f"layers[{i}].kind"]
         if kind != "dense" and kind not in CELL_TYPES:
             raise NpzError(path, f"layers[{i}].kind", f"one of {', '.join((*CELL_TYPES, 'dense'))}", repr(kind))
-        kinds.append((f"layers[{i}]." if kind == "dense" else f"layers[{i}].cell.", kind))
+        kinds.append((f"layers[{i}]." if kind == "dense" else f"layers[{i}].cell.", kind,
+                      _has_bias(path, texts, i, kind, found)))
+    stray = sorted(set(use_bias) - {f"layers[{i}].use_bias" for i in numbers})
+    if stray:
+        raise NpzError(path, stray[0], "no such entry (use_bias belongs to a layer layers[i])", "it present")
     return kinds
 
 
+def _has_bias(path, texts: dict, i: int, kind: str, version: str) -> bool:
+    """Layer ``i``'s ``use_bias`` (version 3: every Dense says, no recurrent layer does; version 2: True)."""
+    name = f"layers[{i}].use_bias"
+    if version == FORMAT_V2 or kind != "dense":
+        if name in texts:
+            where = f"a {FORMAT_V2!r} file" if version == FORMAT_V2 else f"a {kind} layer"
+            raise NpzError(path, name, f"no such entry in {where} (only a Dense of {FORMAT!r} has one)", "it present")
+        return True
+    if name not in texts:
+        raise NpzError(path, name, "ASCII 'true' or 'false' (every Dense has one)", "no such entry")
+    if texts[name] not in ("true", "false"):
+        raise NpzError(path, name, "ASCII 'true' or 'false'", repr(texts[name]))
+    return texts[name] == "true"
+
+
 def file_entries(params) -> dict[str, np.ndarray]:
-    """The version-2 archive's entries for a :class:`Chain` (a lone cell: ``Chain((cell,), "all")``)."""
+    """The version-3 archive's entries for a :class:`Chain` (a lone cell: ``Chain((cell,), "all")``)."""
     params = as_chain(params)
     entries = {"format": _text(FORMAT), "readout": _text(params.readout)}
     for i, layer in enumerate(params.layers, start=1):
         entries[f"layers[{i}].kind"] = _text("dense" if isinstance(layer, DenseParams) else layer.kind)
         if isinstance(layer, (DenseParams, RNNParams)):
             entries[f"layers[{i}].activation"] = _text(layer.activation)
+        if isinstance(layer, DenseParams):
+            entries[f"layers[{i}].use_bias"] = _text("true" if layer.has_bias else "false")
     entries.update(params.arrays())
     return entries
 
@@ -147,7 +181,7 @@ def _layer(kind: str, activation, arrays: dict, path, where: str):
     do not match Wh's) is reported as a file error naming the layer."""
     try:
         if kind == "dense":
-            return DenseParams(**arrays, activation=activation or "identity")
+            return DenseParams(arrays.pop("weight"), arrays.pop("bias", None), activation or "identity", **arrays)
         cls = CELL_TYPES[kind]
         return cls(**arrays, activation=activation) if cls is RNNParams else cls(**arrays)
     except (TypeError, ValueError) as exc:
@@ -173,7 +207,7 @@ def _chain(layers: tuple, readout: str, path) -> Chain:
 
 
 def load_npz(path: PathLike) -> Chain:
-    """Read a version-2 (or version-1) file (written by :func:`save_npz` or Julia's ``save_weights``).
+    """Read a version-3 (or version-2 or 1) file (written by :func:`save_npz` or Julia's ``save_weights``).
 
     Arrays keep the file's dtype (checked to be one float dtype); the result always is a :class:`Chain`.
     Every problem with the file raises :class:`fluxparity._npzio.NpzError` (a ``ValueError``) naming the
@@ -185,7 +219,7 @@ def load_npz(path: PathLike) -> Chain:
     if "readout" not in entries:
         raise NpzError(path, "readout", "ASCII text 'last' or 'all'", "no such entry")
     layers = []
-    for i, (prefix, kind) in enumerate(_layer_kinds(path, entries, entries), start=1):
+    for i, (prefix, kind, _) in enumerate(_layer_kinds(path, entries, entries), start=1):
         arrays = {n[len(prefix):]: a for n, a in entries.items()
                   if n.startswith(prefix) and not isinstance(a, str)}
         layers.append(_layer(kind, entries.get(f"layers[{i}].activation"), arrays, path, f"layers[{i}]"))

@@ -226,22 +226,36 @@ class DenseParams(_ArrayContainer):
 
     Args:
         weight: ``(out, in)``.
-        bias: ``(out,)``.
+        bias: ``(out,)``, or None for Flux's ``Dense(in => out, σ; bias = false)`` (Flux stores the Bool
+            ``false`` in the field; ``False`` is accepted here and stored as None): ``y = σ.(weight*h)``, and
+            the layer has one array, ``weight``.
         activation: ``"identity"``, ``"relu"``, ``"tanh"`` or ``"sigmoid"`` (Flux's ``σ`` field).
     """
 
     weight: np.ndarray
-    bias: np.ndarray
+    bias: Optional[np.ndarray]
     activation: str = "identity"
 
-    array_names: ClassVar[tuple[str, ...]] = ("weight", "bias")
+    def __post_init__(self) -> None:
+        if self.bias is None or self.bias is False:
+            object.__setattr__(self, "bias", None)
+        super().__post_init__()
+
+    @property
+    def array_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``("weight", "bias")``, or ``("weight",)`` without a bias."""
+        return ("weight",) if self.bias is None else ("weight", "bias")
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias is not None
 
     def _validate(self) -> None:
         if self.activation not in DENSE_ACTIVATIONS:
             raise ValueError(f"DenseParams.activation {self.activation!r} is not one of {DENSE_ACTIVATIONS}")
         if self.weight.ndim != 2:
             raise ValueError(f"DenseParams.weight must be a matrix, got shape {self.weight.shape}")
-        _check_arrays("DenseParams", self.arrays(), {"bias": (self.weight.shape[0],)})
+        _check_arrays("DenseParams", self.arrays(), {} if self.bias is None else {"bias": (self.weight.shape[0],)})
 
     @property
     def input_size(self) -> int:
@@ -344,6 +358,13 @@ class Chain:
             layers.append(layer.replace_arrays({n: flat[prefix + n] for n in layer.array_names}))
         return Chain(tuple(layers), self.readout)
 
+    def to_flux(self) -> str:
+        """The architecture as Flux prints it, e.g. ``Chain(LSTM(3 => 16), Dense(16 => 2, relu))``
+        (:func:`fluxparity.models.flux_expression`; :func:`fluxparity.models.parse_flux` reads it back)."""
+        from ._expr import flux_expression
+
+        return flux_expression(self)
+
     def astype(self, dtype) -> "Chain":
         return Chain(tuple(layer.astype(dtype) for layer in self.layers), self.readout)
 
@@ -410,12 +431,16 @@ def init_cell(kind: str, input_size: int, hidden_size: int, *, seed: Seed, dtype
     return cls(**arrays)
 
 
-def init_dense(input_size: int, output_size: int, *, seed: Seed, dtype, activation: str = "identity") -> DenseParams:
-    """Flux's ``Dense(in => out, σ)``: ``weight = glorot_uniform(out, in)``, ``bias`` zeros."""
+def init_dense(input_size: int, output_size: int, *, seed: Seed, dtype, activation: str = "identity",
+               bias: bool = True) -> DenseParams:
+    """Flux's ``Dense(in => out, σ; bias)``: ``weight = glorot_uniform(out, in)``, ``bias`` zeros (None when
+    ``bias=False``; the weight's numbers are the same either way)."""
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be True or False, got {bias!r}")
     rng = np.random.default_rng(seed)
     return DenseParams(
         weight=glorot_uniform(rng, output_size, input_size).astype(dtype),
-        bias=np.zeros(output_size, dtype=dtype),
+        bias=np.zeros(output_size, dtype=dtype) if bias else None,
         activation=activation,
     )
 
@@ -425,8 +450,9 @@ def init_chain(input_size: int, recurrent: Sequence[tuple], dense: Sequence[tupl
     """A :class:`Chain` by Flux's rules, every layer drawn in order from one generator seeded by ``seed``.
 
     ``recurrent``: ``(kind, hidden)`` or ``(kind, hidden, activation)`` per layer (activation: RNN only);
-    ``dense``: ``(out,)`` or ``(out, activation)`` per Dense layer. E.g. Flux's
-    ``Chain(LSTM(3 => 16), Dense(16 => 2, relu))`` is ``init_chain(3, [("lstm", 16)], [(2, "relu")], ...)``.
+    ``dense``: ``(out,)``, ``(out, activation)`` or ``(out, activation, bias)`` per Dense layer (``bias``
+    False: Flux's ``bias = false``). E.g. Flux's ``Chain(LSTM(3 => 16), Dense(16 => 2, relu; bias = false))``
+    is ``init_chain(3, [("lstm", 16)], [(2, "relu", False)], ...)``.
     """
     rng = np.random.default_rng(seed)
     layers, n_in = [], input_size
@@ -435,8 +461,9 @@ def init_chain(input_size: int, recurrent: Sequence[tuple], dense: Sequence[tupl
         layers.append(init_cell(kind, n_in, hidden, seed=rng, dtype=dtype, activation=activation))
         n_in = hidden
     for spec in dense:
-        out, activation = (tuple(spec) + ("identity",))[:2]
-        layers.append(init_dense(n_in, out, seed=rng, dtype=dtype, activation=activation))
+        spec = tuple(spec)
+        out, activation, bias = spec[:3] + (None, "identity", True)[len(spec):]
+        layers.append(init_dense(n_in, out, seed=rng, dtype=dtype, activation=activation, bias=bias))
         n_in = out
     return Chain(tuple(layers), readout)
 

@@ -215,17 +215,23 @@ def _recurrent_backward(cell: CellParams, fast: bool, caches: list, x: np.ndarra
 
 
 def _dense_forward(layer: DenseParams, x: np.ndarray, fast: bool) -> np.ndarray:
-    """``σ.(weight * x .+ bias)`` on every step: ``x (in, len, batch)`` -> ``(out, len, batch)``."""
+    """``σ.(weight * x .+ bias)`` (``σ.(weight * x)`` without a bias) on every step: ``x (in, len, batch)`` ->
+    ``(out, len, batch)``."""
     sigma, _ = act.activation(layer.activation, fast=fast)
     flat = x.reshape(x.shape[0], -1)
-    return sigma(layer.weight @ flat + layer.bias[:, None]).reshape(layer.output_size, *x.shape[1:])
+    z = layer.weight @ flat
+    if layer.bias is not None:
+        z = z + layer.bias[:, None]
+    return sigma(z).reshape(layer.output_size, *x.shape[1:])
 
 
 def _dense_backward(layer: DenseParams, fast: bool, x: np.ndarray, y: np.ndarray, d_y: np.ndarray):
     _, d_sigma = act.activation(layer.activation, fast=fast)
     dz = (d_y * d_sigma(y)).reshape(layer.output_size, -1)
     flat = x.reshape(x.shape[0], -1)
-    grads = {"weight": dz @ flat.T, "bias": dz.sum(axis=1)}
+    grads = {"weight": dz @ flat.T}
+    if layer.bias is not None:
+        grads["bias"] = dz.sum(axis=1)
     return grads, (layer.weight.T @ dz).reshape(x.shape)
 
 

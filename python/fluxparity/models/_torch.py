@@ -4,7 +4,8 @@
 - RNN with ``identity``: :class:`OneBiasRNN` (``nn.RNN`` accepts only tanh and relu); it also takes tanh/relu.
 - LSTM: ``nn.LSTM``; GRU: ``nn.GRU`` (both with ``bias_hh_l0`` zeroed and frozen).
 - GRUv3: :class:`GRUv3`, which has no PyTorch built-in.
-- Dense(in => out, σ): ``nn.Linear(in, out)`` followed by σ (``torch.relu``/``tanh``/``sigmoid``).
+- Dense(in => out, σ): ``nn.Linear(in, out)`` followed by σ (``torch.relu``/``tanh``/``sigmoid``);
+  ``Dense(in => out, σ; bias = false)``: ``nn.Linear(in, out, bias=False)``.
 
 A whole :class:`~fluxparity.models.Chain` is a :class:`ChainModule`: its ``layers`` ``nn.ModuleList`` holds
 the modules in the Chain's order (0-based in PyTorch: Flux's ``layers[i]`` is ``layers.{i-1}``).
@@ -134,7 +135,7 @@ def empty_module(params, *, dtype: torch.dtype, one_bias_rnn: bool = False) -> C
     layers, activations = [], []
     for layer in chain.layers:
         if isinstance(layer, DenseParams):
-            layers.append(nn.Linear(layer.input_size, layer.output_size, dtype=dtype))
+            layers.append(nn.Linear(layer.input_size, layer.output_size, bias=layer.has_bias, dtype=dtype))
             activations.append(layer.activation)
         else:
             layers.append(_empty_recurrent(layer, dtype, one_bias_rnn))

@@ -6,7 +6,7 @@ golden, calls ``factory()`` (or takes the ``nn.Module`` the name refers to), run
 training checks, writes ``DIR/parity.json`` and ``DIR/parity.md`` (atomically) and exits 0 (every check
 passed), 1 (a check failed) or 2 (bad usage: a bad golden, an unimportable factory, a non-module).
 
-``fluxparity record OUT --layers lstm:8[,gru:4] [--dense 2[:relu],...] ...``: writes a golden computed by the
+``fluxparity record OUT --layers lstm:8[,gru:4] [--dense 2[:relu][:nobias],...] ...``: writes a golden computed by the
 fluxparity NumPy reference (and says so): the same Chain, input and targets Flux would be given; to record
 from Flux itself run ``julia/golden.jl`` (docs/testing.md).
 """
@@ -44,7 +44,9 @@ def add_parsers(sub) -> None:
     r.add_argument("out", type=Path, help="the golden file to write (.npz)")
     r.add_argument("--layers", required=True, metavar="KIND:HIDDEN[:ACT],...",
                    help="recurrent layers, e.g. lstm:8 or gru:4,rnn:3:relu (kinds rnn, lstm, gru, gruv3)")
-    r.add_argument("--dense", default="", metavar="OUT[:ACT],...", help="Dense layers after them, e.g. 2 or 8:relu,2")
+    r.add_argument("--dense", default="", metavar="OUT[:ACT][:nobias],...",
+                   help="Dense layers after them, e.g. 2 or 8:relu,2; ':nobias' is Flux's bias = false (e.g. 2:nobias, "
+                        "8:relu:nobias)")
     r.add_argument("--input", type=int, default=3, help="input features (default 3)")
     r.add_argument("--length", type=int, default=5, help="sequence length (default 5)")
     r.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
@@ -125,7 +127,20 @@ def _layers(text: str, what: str, parse) -> list:
     try:
         return [parse(item.split(":")) for item in text.split(",") if item]
     except (ValueError, IndexError):
-        raise _Usage(f"{what} {text!r}: expected items like {'lstm:8 or rnn:3:relu' if what == '--layers' else '2 or 8:relu'}") from None
+        like = "lstm:8 or rnn:3:relu" if what == "--layers" else "2, 8:relu, 2:nobias or 8:relu:nobias"
+        raise _Usage(f"{what} {text!r}: expected items like {like}") from None
+
+
+def _dense_item(parts: list) -> tuple:
+    """``OUT[:ACT][:nobias]`` split at ':' -> ``(out, activation, bias)`` for ``init_chain``."""
+    if len(parts) > 3:
+        raise ValueError(parts)
+    out, rest = int(parts[0]), parts[1:]
+    bias = not (rest and rest[-1] == "nobias")
+    rest = rest[:-1] if not bias else rest
+    if len(rest) > 1 or "nobias" in rest:
+        raise ValueError(parts)
+    return (out, rest[0] if rest else "identity", bias)
 
 
 def run_record(args) -> int:
@@ -139,7 +154,7 @@ def run_record(args) -> int:
         if args.loss not in models.LOSSES:
             raise _Usage(f"--loss {args.loss!r} is not one of {', '.join(models.LOSSES)}")
         recurrent = _layers(args.layers, "--layers", lambda p: (p[0], int(p[1]), *p[2:3]))
-        dense = _layers(args.dense, "--dense", lambda p: (int(p[0]), *p[1:2]))
+        dense = _layers(args.dense, "--dense", _dense_item)
         if not args.out.parent.is_dir():
             raise _Usage(f"{args.out}: the folder {str(args.out.parent)!r} does not exist")
         dtype = np.dtype(args.dtype)

@@ -1,6 +1,7 @@
 """Golden files (``fluxparity-golden/1``): what a framework computed for one model, kept for a test run.
 
-A golden file is a weights file ``fluxparity-weights/2`` (the model: ``models._npz.file_entries``) plus the
+A golden file is a weights file ``fluxparity-weights/3`` (the model: ``models._npz.file_entries``; a golden
+written before version 3 holds version 2, still read) plus the
 ``golden.*`` entries documented in ``docs/golden-format.md``: the input ``x (in, len, batch)`` (Flux layout),
 the targets, the loss name and value, every step's output ``(out, len, batch)``, the gradient of every
 parameter under its flat name, the optimiser rule (``fluxparity.optim.to_dict`` as JSON), ``K`` full-batch
@@ -32,6 +33,7 @@ from ..optim import Rule, ReferenceOptimiser, from_dict, parse_spec, to_dict
 from ._files import write_atomically
 
 FORMAT = "fluxparity-golden/1"
+WEIGHTS_FORMAT_V2 = "fluxparity-weights/2"  # the model part of a golden written before weights version 3
 REFERENCE_PRODUCER = "fluxparity NumPy reference"
 PathLike = Union[str, os.PathLike]
 _FLOATS = ("float32", "float64")
@@ -92,7 +94,7 @@ def _text(s: str) -> np.ndarray:
 
 
 def golden_entries(g: Golden) -> dict[str, np.ndarray]:
-    """Every entry of ``g``'s file: the weights file v2's, then ``golden.*``."""
+    """Every entry of ``g``'s file: the weights file's (version 3), then ``golden.*``."""
     entries = file_entries(g.chain)
     dt = g.chain.dtype
     entries.update({
@@ -197,7 +199,8 @@ def _chain(path, texts: dict, arrays: dict) -> models.Chain:
         own = {n[len(prefix):]: a for n, a in arrays.items() if n.startswith(prefix)}
         try:
             if kind == "dense":
-                layers.append(models.DenseParams(**own, activation=activation or "identity"))
+                layers.append(models.DenseParams(own.pop("weight"), own.pop("bias", None), activation or "identity",
+                                                 **own))
             else:
                 cls = CELL_TYPES[kind]
                 layers.append(cls(**own, activation=activation) if kind == "rnn" else cls(**own))
@@ -210,8 +213,23 @@ def _chain(path, texts: dict, arrays: dict) -> models.Chain:
         raise NpzError(path, "layers", "a consistent Chain", str(exc)) from None
 
 
-def _layer_arrays(kind: str) -> tuple:
-    return ("weight", "bias") if kind == "dense" else CELL_TYPES[kind].array_names
+def _layer_arrays(kind: str, use_bias: bool = True) -> tuple:
+    if kind == "dense":
+        return ("weight", "bias") if use_bias else ("weight",)
+    return CELL_TYPES[kind].array_names
+
+
+def _use_bias(path, texts: dict, i: int, kind: str) -> bool:
+    """Layer ``i``'s ``use_bias`` entry (weights format 3: every Dense has one; format 2 has none: True)."""
+    name = f"layers[{i}].use_bias"
+    if texts["format"] == WEIGHTS_FORMAT_V2 or kind != "dense":
+        if name in texts:
+            raise NpzError(path, name, f"no such entry (only a Dense of {models.FORMAT!r} has one)", "it present")
+        return True
+    if texts.get(name) not in ("true", "false"):
+        raise NpzError(path, name, "ASCII 'true' or 'false' (every Dense has one)",
+                       repr(texts[name]) if name in texts else "no such entry")
+    return texts[name] == "true"
 
 
 def load_golden(path: PathLike) -> Golden:
@@ -225,10 +243,10 @@ def load_golden(path: PathLike) -> Golden:
         raise NpzError(path, "golden.format", repr(FORMAT), repr(fmt))
     # Phase 1: the text entries that say what else must be there.
     text_names = ["golden.format", "format", "readout", "golden.producer", "golden.dtype", "golden.loss", "golden.rule"]
-    text_names += [n for n in headers if _KIND.match(n) or re.match(r"^layers\[\d+\]\.activation$", n)]
+    text_names += [n for n in headers if _KIND.match(n) or re.match(r"^layers\[\d+\]\.(activation|use_bias)$", n)]
     texts = read_npz(path, {n: Expect.ascii(_TEXT) for n in text_names}, allow_unexpected=True)
-    if texts["format"] != models.FORMAT:
-        raise NpzError(path, "format", repr(models.FORMAT), repr(texts["format"]))
+    if texts["format"] not in (models.FORMAT, WEIGHTS_FORMAT_V2):
+        raise NpzError(path, "format", f"{models.FORMAT!r} or {WEIGHTS_FORMAT_V2!r}", repr(texts["format"]))
     dtype = texts["golden.dtype"]
     if dtype not in _FLOATS:
         raise NpzError(path, "golden.dtype", " or ".join(_FLOATS), repr(dtype))
@@ -255,7 +273,10 @@ def load_golden(path: PathLike) -> Golden:
         if kind != "dense" and kind not in CELL_TYPES:
             raise NpzError(path, f"layers[{i}].kind", "rnn, lstm, gru, gruv3 or dense", repr(kind))
         prefix = f"layers[{i}]." if kind == "dense" else f"layers[{i}].cell."
-        weight_names += [prefix + n for n in _layer_arrays(kind)]
+        weight_names += [prefix + n for n in _layer_arrays(kind, _use_bias(path, texts, i, kind))]
+    stray = sorted(n for n in texts if n.endswith(".use_bias") and n not in {f"layers[{i}].use_bias" for i in numbers})
+    if stray:
+        raise NpzError(path, stray[0], "no such entry (use_bias belongs to a layer layers[i])", "it present")
     expected = {n: Expect(shape=(None,) if n.endswith((".bias", ".b")) else (None, None), dtypes=(dtype,),
                           finite=True) for n in weight_names}
     x_shape = _shape_of(path, headers, "golden.x")
