@@ -28,6 +28,7 @@ needs_ruff = pytest.mark.skipif(RUFF is None, reason="ruff is not installed (it 
 # Each recurrent variant (the RNN with each activation, LSTM, GRU, GRUv3) in both dtypes (12 cases); in each,
 # a second stacked layer every other case, 0, 1 or 2 Dense layers (each Dense activation used three times) and
 # the readout alternating so that every variant is read both ways. Losses cycle through Flux's four.
+# Every third Dense has no bias (Flux's bias = false).
 VARIANTS = (("rnn", "identity"), ("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh"),
             ("gruv3", "tanh"))
 DENSE_ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
@@ -44,13 +45,14 @@ def _cases() -> list:
                 recurrent.append((k2, 3, a2))
             dense = []
             for _ in range((i + d) % 3):
-                dense.append((3 if len(dense) == 0 else 2, DENSE_ACTIVATIONS[dense_used % 4]))
+                # Every third Dense without a bias (Flux's bias = false).
+                dense.append((3 if len(dense) == 0 else 2, DENSE_ACTIVATIONS[dense_used % 4], dense_used % 3 != 2))
                 dense_used += 1
             readout = ("last", "all")[(i + d) % 2]
             loss = LOSSES[(i + 2 * d) % 4]
             cases.append(pytest.param(recurrent, dense, readout, dtype, loss,
                                       id=f"{'-'.join(f'{k}{a[:3]}' for k, _, a in recurrent)}"
-                                         f"{''.join('-dense' + a[:3] for _, a in dense)}-{readout}-{dtype}-{loss}"))
+                                         f"{''.join('-dense' + a[:3] + ('' if b else 'nobias') for _, a, b in dense)}-{readout}-{dtype}-{loss}"))
     return cases
 
 
@@ -230,3 +232,33 @@ def test_loader_reads_a_weights_file_v1_and_v2_and_refuses_another_model(tmp_pat
     models.save_npz(tmp_path / "last.npz", models.Chain(chain.layers, "last"))
     with pytest.raises(ValueError, match="read at 'last', this port at 'all'"):
         module.load_flux_weights(tmp_path / "last.npz")
+
+
+def test_a_flux_expression_is_ported_with_the_shared_parser(tmp_path, monkeypatch):
+    expression = "Chain(GRU(3 => 4), Dense(4 => 2, σ; bias = false))"
+    out = tmp_path / "expr"
+    assert main(["port", expression, "--out", str(out), "--name", "ExprPort", "--readout", "all", "--seed", "3"]) == 0
+    module, _, _ = _import(out, "expr_port", monkeypatch)
+    assert "    Chain(GRU(3 => 4), Dense(4 => 2, σ; bias=false))\n" in (out / "expr_port.py").read_text()
+    assert module.READOUT == "all" and "layers[2].bias" not in module.FLUX_NAMES
+    assert module.ExprPort().layer2.bias is None
+    chain = models.parse_flux(expression).init(3, np.float32, "all")
+    golden = tmp_path / "golden.npz"
+    x = np.random.default_rng(0).standard_normal((3, 4, 2)).astype(np.float32)
+    # The port trains with Optimisers.jl's Adam() (no golden gave a rule): eta 0.001.
+    record_golden(golden, chain, x, np.zeros((2, 4, 2), np.float32), rule="adam", steps=2)
+    test = importlib.import_module("test_expr_port_parity")
+    test.test_expr_port_matches_the_golden(golden)
+    test.test_expr_port_train_step_follows_the_golden(golden)
+
+
+@pytest.mark.parametrize("model, words", [
+    ("Chain(Conv((3,), 2 => 4), LSTM(4 => 2))", ("MODEL", "Conv")),
+    ("Chain(Embedding(10 => 4), LSTM(4 => 2))", ("MODEL", "Embedding")),
+    ("Chain(LSTM(3 => 4), MultiHeadAttention(4))", ("MODEL", "MultiHeadAttention")),
+])
+def test_an_unsupported_flux_layer_is_refused_in_one_line(tmp_path, capsys, model, words):
+    assert main(["port", model, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and all(w in err for w in words), err
+    assert not (tmp_path / "o").exists()

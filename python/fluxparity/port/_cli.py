@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
     t.add_argument("--loss", default=None, help="mse, mae, logitcrossentropy or abs_sum (default: a golden's "
                    "loss, else mse)")
     t.add_argument("--seed", type=int, default=None, help="weights of a Flux expression's model (default 0)")
+    t.add_argument("--readout", choices=("last", "all"), default=None,
+                   help="how a Flux expression's model is read: last step (default, model(x)[:, end, :]) or all")
     f = p.add_argument_group("--to flux")
     f.add_argument("--module", default=None, metavar="PKG.MOD:FACTORY",
                    help="a callable returning the nn.Module to port (or an nn.Module), importable from here")
@@ -78,7 +80,7 @@ def run(args) -> int:
         else:
             if args.model is not None:
                 raise _Usage(f"MODEL {args.model!r} does not apply to --to flux (the model is --module's)")
-            _refuse_options(args, ("batch-first", "dtype", "rule", "loss", "seed"), "flux")
+            _refuse_options(args, ("batch-first", "dtype", "rule", "loss", "seed", "readout"), "flux")
             if args.module is None:
                 raise _Usage("--to flux needs --module PKG.MOD:FACTORY (the torch module to port)")
             name = check_name(args.name if args.name is not None else "TorchPort")

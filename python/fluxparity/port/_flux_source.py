@@ -17,7 +17,8 @@ _CELL_ARGS = {"rnn": ("Wi", "Wh", "bias"), "lstm": ("Wi", "Wh", "bias"), "gru": 
 
 def _layer(i: int, layer) -> str:
     if isinstance(layer, DenseParams):
-        return f'Dense(w("layers[{i}].weight"), w("layers[{i}].bias"), {layer.activation})'
+        bias = f'w("layers[{i}].bias")' if layer.has_bias else "false"  # bias = false: Flux stores `false`
+        return f'Dense(w("layers[{i}].weight"), {bias}, {layer.activation})'
     args = [f'w("layers[{i}].cell.{field}")' for field in _CELL_ARGS[layer.kind]]
     if layer.kind == "rnn":
         args.insert(0, layer.activation)
@@ -94,13 +95,13 @@ import NPZ
     {snake}(path = joinpath(@__DIR__, "{snake}.npz")) -> Chain
 
 The Flux model with the weights of `path`, a fluxparity weights file
-(fluxparity-weights/2) as `fluxparity port --to flux` wrote it.
+(fluxparity-weights/3) as `fluxparity port --to flux` wrote it.
 """
 function {snake}(path::AbstractString = joinpath(@__DIR__, "{snake}.npz"))
     d = NPZ.npzread(path)
     format = haskey(d, "format") ? String(copy(d["format"])) : "(none)"
-    format == "fluxparity-weights/2" ||
-        throw(ArgumentError("$path: format $format, expected fluxparity-weights/2"))
+    format == "fluxparity-weights/3" ||
+        throw(ArgumentError("$path: format $format, expected fluxparity-weights/3"))
     w(key) = haskey(d, key) ? d[key] : throw(ArgumentError("$path: no entry $key"))
 {_chain_call(chain)}
 end

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keyword
 import re
 
-from ..models import Chain, DenseParams
+from ..models import Chain, flux_expression
 
 FLUX_KIND = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU", "gruv3": "GRUv3"}
 # Names the generated Python module defines or imports: a port class of the same name would shadow one.
@@ -17,21 +17,23 @@ class PortError(ValueError):
     """Bad input to ``fluxparity port`` (or its Python functions): one line naming the value and what is allowed."""
 
 
-def layer_expression(layer) -> str:
-    """One layer as Flux source: ``LSTM(3 => 16)``, ``RNN(1 => 1, identity)``, ``Dense(16 => 2, relu)``.
-
-    Flux's defaults are left out, as a person writes them: RNN's ``tanh`` (recurrent.jl:284), Dense's
-    ``identity`` (basic.jl:189)."""
-    if isinstance(layer, DenseParams):
-        act = "" if layer.activation == "identity" else f", {layer.activation}"
-        return f"Dense({layer.input_size} => {layer.output_size}{act})"
-    act = f", {layer.activation}" if layer.kind == "rnn" and layer.activation != "tanh" else ""
-    return f"{FLUX_KIND[layer.kind]}({layer.input_size} => {layer.hidden_size}{act})"
-
-
 def chain_expression(chain: Chain) -> str:
-    """The Chain as Flux source, e.g. ``Chain(LSTM(3 => 16), Dense(16 => 2, relu))``."""
-    return "Chain(" + ", ".join(layer_expression(layer) for layer in chain.layers) + ")"
+    """The Chain as Flux prints it (``models.flux_expression``, the one writer), e.g.
+    ``Chain(LSTM(3 => 16), Dense(16 => 2, relu))``."""
+    return flux_expression(chain)
+
+
+def layer_expressions(chain: Chain) -> list[str]:
+    """Each layer of :func:`chain_expression`, as Flux prints it: ``["LSTM(3 => 16)", "Dense(16 => 2, relu)"]``."""
+    body = chain_expression(chain)[len("Chain("):-1]
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(body):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if c == "," and depth == 0:
+            parts.append(body[start:i].strip())
+            start = i + 1
+    parts.append(body[start:].strip())
+    return parts
 
 
 def check_name(name: str) -> str:

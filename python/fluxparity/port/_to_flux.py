@@ -105,7 +105,7 @@ def _skeleton(layers: list, activations: tuple, readout: str, dtype) -> models.C
     for m in layers:
         kind = _kind(m)
         if kind == "dense":
-            dense.append((m.out_features, activations[len(dense)]))
+            dense.append((m.out_features, activations[len(dense)], m.bias is not None))
             n_in = n_in if n_in is not None else m.in_features
             continue
         if dense:

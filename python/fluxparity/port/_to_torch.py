@@ -27,14 +27,17 @@ class FluxModel:
     golden: Optional[str] = None
 
 
-def read_model(text: str, *, dtype: Optional[str], seed: Optional[int]) -> FluxModel:
-    """MODEL: an existing ``.npz`` file (a golden's or a weights file's Chain) or a Flux expression."""
+def read_model(text: str, *, dtype: Optional[str], seed: Optional[int], readout: Optional[str] = None) -> FluxModel:
+    """MODEL: an existing ``.npz`` file (a golden's or a weights file's Chain) or a Flux expression (its
+    weights drawn by Flux's rule from ``seed``, read at ``readout``, default ``last``)."""
     path = Path(text)
     if path.suffix == ".npz" or path.is_file():
-        if seed is not None:
-            raise PortError("--seed does not apply to a file MODEL (its weights are in the file); leave it out")
+        for option, value in (("--seed", seed), ("--readout", readout)):
+            if value is not None:
+                raise PortError(f"{option} does not apply to a file MODEL (the file holds the model); leave it out")
         return _read_file(path)
-    return _parse_expression(text, dtype=dtype or "float32", seed=0 if seed is None else seed)
+    return _parse_expression(text, dtype=dtype or "float32", seed=0 if seed is None else seed,
+                             readout=readout or "last")
 
 
 def _read_file(path: Path) -> FluxModel:
@@ -52,16 +55,13 @@ def _read_file(path: Path) -> FluxModel:
         raise PortError(f"MODEL {exc}") from None
 
 
-def _parse_expression(text: str, *, dtype: str, seed: int) -> FluxModel:
-    parse_flux = getattr(models, "parse_flux", None)
-    if parse_flux is None:  # pragma: no cover - until the parser of branch `models` is merged
-        raise PortError(f"MODEL {text!r} is not a file, and this fluxparity cannot read Flux expressions yet; "
-                        "pass a weights or golden .npz file")
+def _parse_expression(text: str, *, dtype: str, seed: int, readout: str) -> FluxModel:
     try:
-        spec = parse_flux(text)
-        return FluxModel(spec.init(seed, np.dtype(dtype), getattr(spec, "readout", None) or "last"))
-    except (ValueError, TypeError) as exc:
-        raise PortError(f"MODEL {text!r}: {exc}") from None
+        spec = models.parse_flux(text)  # the one parser (compare --model's); it never evaluates anything
+    except ValueError as exc:
+        raise PortError(f"MODEL {text[:60]!r} is neither a .npz file nor a Flux model this package holds: {exc}"
+                        ) from None
+    return FluxModel(spec.init(seed, np.dtype(dtype), readout))
 
 
 def _rule(model: FluxModel, spec: Optional[str]) -> Rule:
@@ -92,7 +92,7 @@ def port_to_torch(args, name: str) -> tuple[list[Path], str]:
     if args.model is None:
         raise PortError("MODEL is missing: a weights or golden .npz file, or a Flux expression like "
                         "\"Chain(LSTM(3 => 16), Dense(16 => 2))\"")
-    model = read_model(args.model, dtype=args.dtype, seed=args.seed)
+    model = read_model(args.model, dtype=args.dtype, seed=args.seed, readout=args.readout)
     dtype = args.dtype or np.dtype(model.chain.dtype).name
     port = torch_port(model.chain, name, batch_first=args.batch_first, dtype=dtype, rule=_rule(model, args.rule),
                       loss=_loss(model, args.loss), golden=model.golden)

@@ -15,9 +15,9 @@ from typing import Optional
 
 from ..models import Chain, DenseParams
 from ..optim import Rule, to_dict, to_julia
-from ._names import chain_expression, layer_expression, snake_case
+from ._names import chain_expression, layer_expressions, snake_case
 
-WEIGHTS_V1, WEIGHTS_V2 = "fluxparity-weights/1", "fluxparity-weights/2"
+WEIGHTS_V1, WEIGHTS_V2, WEIGHTS_V3 = "fluxparity-weights/1", "fluxparity-weights/2", "fluxparity-weights/3"
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ def _flux_names(chain: Chain) -> dict[str, str]:
     for i, layer in enumerate(chain.layers, start=1):
         if isinstance(layer, DenseParams):
             names[f"layers[{i}].weight"] = f"layer{i}.weight"
-            names[f"layers[{i}].bias"] = f"layer{i}.bias"
+            if layer.has_bias:
+                names[f"layers[{i}].bias"] = f"layer{i}.bias"
             continue
         own = _custom(layer) is not None
         for field in layer.array_names:
@@ -90,9 +91,12 @@ def _constants(chain: Chain) -> str:
     names = "\n".join(f'    "{f}": "{t}",' for f, t in _flux_names(chain).items())
     layers = []
     for layer in chain.layers:
-        kind = "dense" if isinstance(layer, DenseParams) else layer.kind
-        activation = getattr(layer, "activation", None)
-        layers.append(f'    ("{kind}", {"None" if activation is None else repr(activation).replace(chr(39), chr(34))}),')
+        if isinstance(layer, DenseParams):
+            layers.append(f'    ("dense", "{layer.activation}", {layer.has_bias}),')
+        else:
+            activation = getattr(layer, "activation", None)
+            layers.append(f'    ("{layer.kind}", {"None" if activation is None else chr(34) + activation + chr(34)}, '
+                          'None),')
     if len(layers) == 1:
         layers_text = "(" + layers[0].strip() + ")"
     else:
@@ -103,7 +107,8 @@ def _constants(chain: Chain) -> str:
 FLUX_NAMES = {{
 {names}
 }}
-# Each Flux layer's kind and activation (None: gated cells have fixed nonlinearities).
+# Each Flux layer's kind, activation (None: gated cells have fixed nonlinearities) and
+# whether a Dense has a bias (Flux's `bias = false`; None for recurrent layers).
 FLUX_LAYERS = {layers_text}
 READOUT = "{chain.readout}"
 '''
@@ -211,13 +216,16 @@ def freeze_hidden_bias(rnn: nn.RNNBase) -> nn.RNNBase:
 '''
 
 
-def _layer_lines(i: int, layer, batch_first: bool) -> list[str]:
-    """The ``__init__`` lines (comment and assignment) of Flux's ``layers[i]``."""
-    expr = layer_expression(layer)
+def _layer_lines(i: int, layer, batch_first: bool, expr: str) -> list[str]:
+    """The ``__init__`` lines (comment and assignment) of Flux's ``layers[i]`` (``expr`` as Flux prints it)."""
     bf = ", batch_first=True" if batch_first else ""
     if isinstance(layer, DenseParams):
-        return [f"# layers[{i}]: {expr}", f"self.layer{i} = nn.Linear({layer.input_size}, {layer.output_size}, "
-                f"dtype=dtype)"]
+        no_bias = "" if layer.has_bias else "bias=False, "
+        line = f"self.layer{i} = nn.Linear({layer.input_size}, {layer.output_size}, {no_bias}dtype=dtype)"
+        if len(line) + 8 > 88:
+            line = (f"self.layer{i} = nn.Linear(\n    {layer.input_size}, {layer.output_size}, {no_bias}"
+                    "dtype=dtype\n)")
+        return [f"# layers[{i}]: {expr}", line]
     n_in, n_h = layer.input_size, layer.hidden_size
     custom = _custom(layer)
     if custom == "IdentityRNN":
@@ -280,8 +288,8 @@ def _indent(lines: list[str], spaces: int) -> str:
 
 def _model_class(chain: Chain, name: str, batch_first: bool) -> str:
     init = []
-    for i, layer in enumerate(chain.layers, start=1):
-        init += _layer_lines(i, layer, batch_first)
+    for i, (layer, expr) in enumerate(zip(chain.layers, layer_expressions(chain)), start=1):
+        init += _layer_lines(i, layer, batch_first, expr)
     n_in, n_out = chain.input_size, chain.output_size
     seq_in = f"(batch, len, {n_in})" if batch_first else f"(len, batch, {n_in})"
     if chain.readout == "last":
@@ -320,41 +328,37 @@ class {name}(nn.Module):
 
 
 def _loader(chain: Chain, name: str, v1: bool) -> str:
-    v1_branch = ""
     if v1:
-        v1_branch = f'''    if fmt == "{WEIGHTS_V1}":
+        format_check = f'''    if fmt == "{WEIGHTS_V1}":
         entries = _from_version_1(path, entries)
-    elif fmt != "{WEIGHTS_V2}":
+    elif fmt not in ("{WEIGHTS_V3}", "{WEIGHTS_V2}"):
         raise ValueError(
-            f"{{path}}: format {{fmt!r}}, expected {WEIGHTS_V2!r} (or /1)"
+            f"{{path}}: format {{fmt!r}}, expected {WEIGHTS_V3!r} (or /2, /1)"
         )
+    # Version 1 records no readout.
+    readout = _text(path, entries, "readout") if "readout" in entries else READOUT
 '''
     else:
-        v1_branch = f'''    if fmt != "{WEIGHTS_V2}":
-        # Version 1 files hold one recurrent layer and an optional identity Dense.
-        raise ValueError(f"{{path}}: format {{fmt!r}}, expected {WEIGHTS_V2!r}")
-'''
-    readout_check = '''    readout = _text(path, entries, "readout")
-    if readout != READOUT:
-        raise ValueError(f"{path}: read at {readout!r}, this port at {READOUT!r}")
-''' if not v1 else '''    # Version 1 records no readout; version 2 does.
-    readout = _text(path, entries, "readout") if "readout" in entries else READOUT
-    if readout != READOUT:
-        raise ValueError(f"{path}: read at {readout!r}, this port at {READOUT!r}")
+        format_check = f'''    # Version 1 files hold one recurrent layer and an optional identity Dense.
+    if fmt not in ("{WEIGHTS_V3}", "{WEIGHTS_V2}"):
+        raise ValueError(f"{{path}}: format {{fmt!r}}, expected {WEIGHTS_V3!r}, /2")
+    readout = _text(path, entries, "readout")
 '''
     text = f'''
 
 def load_flux_weights(path, *, dtype: torch.dtype = torch.float32) -> {name}:
     """A {name} holding Flux's weights from `path`, a fluxparity weights file
-    ({WEIGHTS_V2}{" or /1" if v1 else ""}; from Julia: julia/weights.jl's save_weights)
+    ({WEIGHTS_V3}, /2{", /1" if v1 else ""}; from Julia: julia/weights.jl's save_weights)
     or golden file. Read with NumPy alone, never unpickling. Checks the format, each
-    layer's kind and activation, the readout and every array's dtype and shape;
+    layer's kind, activation and bias, the readout and every array's dtype and shape;
     ValueError names the file and the entry. Values are converted to `dtype`.
     """
     with np.load(path, allow_pickle=False) as archive:
         entries = {{name: archive[name] for name in archive.files}}
     fmt = _text(path, entries, "format")
-{v1_branch}{readout_check}    for i, (kind, activation) in enumerate(FLUX_LAYERS, start=1):
+{format_check}    if readout != READOUT:
+        raise ValueError(f"{{path}}: read at {{readout!r}}, this port at {{READOUT!r}}")
+    for i, (kind, activation, bias) in enumerate(FLUX_LAYERS, start=1):
         found = _text(path, entries, f"layers[{{i}}].kind")
         if found != kind:
             raise ValueError(f"{{path}}: layers[{{i}}] is {{found}}, this port's {{kind}}")
@@ -364,6 +368,12 @@ def load_flux_weights(path, *, dtype: torch.dtype = torch.float32) -> {name}:
                 raise ValueError(
                     f"{{path}}: layers[{{i}}] activation is {{found}}, this port's {{activation}}"
                 )
+        if bias is not None:
+            # Version 3 says whether a Dense has a bias (bias = false); /2 always had one.
+            key = f"layers[{{i}}].use_bias"
+            found = _text(path, entries, key) == "true" if key in entries else True
+            if found != bias:
+                raise ValueError(f"{{path}}: layers[{{i}}] bias {{found}}, port's {{bias}}")
     extra = f"layers[{{len(FLUX_LAYERS) + 1}}].kind"
     if extra in entries:
         raise ValueError(f"{{path}}: more layers than this port's {{len(FLUX_LAYERS)}}")
