@@ -134,3 +134,18 @@ def with_softplus():
 
 def bidirectional():
     return nn.Sequential(nn.LSTM(2, 3, bidirectional=True))
+
+
+class _NoBiasHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.rnn = nn.RNN(2, 3, dtype=torch.float64)
+        self.head = nn.Linear(3, 2, bias=False, dtype=torch.float64)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])[-1]
+
+
+def no_bias_head():
+    return _NoBiasHead()

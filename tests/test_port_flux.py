@@ -42,6 +42,7 @@ def _torch_output(module, x: np.ndarray, batch_first: bool) -> np.ndarray:
 @pytest.mark.parametrize("factory, batch_first, expression", [
     ("lstm_regressor", False, "Chain(LSTM(3 => 5), Dense(5 => 4, relu), Dense(4 => 2))"),
     ("stacked_gru", True, "Chain(GRU(2 => 4), GRU(4 => 4), Dense(4 => 3, tanh))"),
+    ("no_bias_head", False, "Chain(RNN(2 => 3, tanh), Dense(3 => 2; bias=false))"),
 ])
 def test_weights_file_round_trips_to_a_chain_computing_the_modules_function(tmp_path, factory, batch_first,
                                                                            expression):
@@ -56,7 +57,7 @@ def test_weights_file_round_trips_to_a_chain_computing_the_modules_function(tmp_
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
     # One bias: b = bias_ih + bias_hh (torch's default init makes both nonzero).
     rnn = next(m for m in module.modules() if isinstance(m, torch.nn.RNNBase))
-    np.testing.assert_array_equal(chain.layers[0].arrays()["bias" if rnn.mode == "LSTM" else "b"],
+    np.testing.assert_array_equal(chain.layers[0].arrays()["b" if rnn.mode == "GRU" else "bias"],
                                   (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().numpy())
 
 
