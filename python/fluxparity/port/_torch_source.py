@@ -574,8 +574,7 @@ def train_step(model: {name}, optimizer, x: torch.Tensor, y: torch.Tensor) -> fl
 
 
 # ------------------------------------------------------------------------------------------- the test
-def test_source(chain: Chain, name: str, module: str, *, batch_first: bool, dtype: str,
-                golden: Optional[str]) -> str:
+def test_source(chain: Chain, name: str, module: str, *, batch_first: bool, golden: Optional[str]) -> str:
     snake = module
     from_imports = _sorted_from_imports([
         f"from {module} import FLUX_NAMES, load_flux_weights",
@@ -614,7 +613,9 @@ def golden_path() -> Path:
 
 
 def test_{snake}_matches_the_golden(golden_path):
-    model = load_flux_weights(golden_path, dtype=torch.{dtype})
+    # In the golden's dtype: its tolerances are that dtype's.
+    dtype = getattr(torch, load_golden(golden_path).dtype.name)
+    model = load_flux_weights(golden_path, dtype=dtype)
     # check_weights: the loaded weights are the golden's. Then the output and loss, every
     # gradient, and the training steps with {module}_training's optimizer.
     assert_parity(
@@ -629,11 +630,11 @@ def test_{snake}_matches_the_golden(golden_path):
 
 def test_{snake}_train_step_follows_the_golden(golden_path):
     golden = load_golden(golden_path)
-    model = load_flux_weights(golden_path, dtype=torch.{dtype})
+    model = load_flux_weights(golden_path, dtype=getattr(torch, golden.dtype.name))
     optimizer = make_optimizer(model)
     # The golden's batch is in Flux's layout, x (in, len, batch): this port's is {layout}.
-    x = torch.from_numpy(golden.x.transpose({x_axes}).copy()).to(torch.{dtype})
-    y = torch.from_numpy(golden.y.transpose({y_axes}).copy()).to(torch.{dtype})
+    x = torch.from_numpy(golden.x.transpose({x_axes}).copy())
+    y = torch.from_numpy(golden.y.transpose({y_axes}).copy())
     losses = [train_step(model, optimizer, x, y) for _ in range(golden.steps)]
     tolerance = TOLERANCES[golden.dtype.name]
     np.testing.assert_allclose(losses, golden.losses, **tolerance, err_msg="losses")
@@ -648,14 +649,13 @@ def test_{snake}_train_step_follows_the_golden(golden_path):
 def torch_port(chain: Chain, name: str, *, batch_first: bool, dtype: str, rule: Rule, loss: str,
                golden: Optional[str] = None) -> TorchPort:
     """Every file of the PyTorch port of ``chain``: ``<snake>.py``, ``<snake>_training.py``,
-    ``test_<snake>_parity.py``. ``dtype``: ``"float32"`` or ``"float64"``, the loader's and the test's
-    default. ``golden``: the golden file the test reads by default (else ``<snake>_golden.npz`` beside it)."""
+    ``test_<snake>_parity.py``. ``dtype``: ``"float32"`` or ``"float64"``, the loader's and the module's
+    default (the test runs in the golden's dtype). ``golden``: the golden file the test reads by default (else ``<snake>_golden.npz`` beside it)."""
     snake = snake_case(name)
     files = {
         f"{snake}.py": module_source(chain, name, batch_first=batch_first).replace(
             "dtype: torch.dtype = torch.float32", f"dtype: torch.dtype = torch.{dtype}"),
         f"{snake}_training.py": training_source(chain, name, snake, rule, loss),
-        f"test_{snake}_parity.py": test_source(chain, name, snake, batch_first=batch_first, dtype=dtype,
-                                               golden=golden),
+        f"test_{snake}_parity.py": test_source(chain, name, snake, batch_first=batch_first, golden=golden),
     }
     return TorchPort(name, snake, files)
