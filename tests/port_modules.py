@@ -149,3 +149,25 @@ class _NoBiasHead(nn.Module):
 
 def no_bias_head():
     return _NoBiasHead()
+
+
+class _ReluNeverNegative(nn.Module):
+    """A relu head whose inputs are always positive (bias 100, |weights| small): relu and identity compute the
+    same function here, so no port can tell which the module applies."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.rnn = nn.GRU(2, 3, dtype=torch.float64)
+        with torch.no_grad():
+            self.rnn.bias_hh_l0[6:] = 0
+        self.head = nn.Linear(3, 2, dtype=torch.float64)
+        with torch.no_grad():
+            self.head.bias.fill_(100.0)
+
+    def forward(self, x):
+        return torch.relu(self.head(self.rnn(x)[0]))[-1]
+
+
+def relu_never_negative():
+    return _ReluNeverNegative()

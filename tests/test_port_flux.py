@@ -76,10 +76,10 @@ def test_golden_is_recorded_by_pytorch_and_a_converted_module_passes_it(tmp_path
 def test_a_state_dict_is_loaded_with_weights_only(tmp_path):
     trained = port_modules.lstm_regressor()
     with torch.no_grad():
-        trained.out.bias.fill_(0.25)
+        trained.out.bias.fill_(-0.25)
     torch.save(trained.state_dict(), tmp_path / "trained.pt")
     out = _port(tmp_path, "lstm_regressor", "--state-dict", str(tmp_path / "trained.pt"))
-    np.testing.assert_array_equal(models.load_npz(out / "torch_port.npz").layers[-1].bias, [0.25, 0.25])
+    np.testing.assert_array_equal(models.load_npz(out / "torch_port.npz").layers[-1].bias, [-0.25, -0.25])
     torch.save({"not": object()}, tmp_path / "pickled.pt")  # needs unpickling code: weights_only refuses it
     assert main(["port", "--to", "flux", "--module", "port_modules:lstm_regressor", "--state-dict",
                  str(tmp_path / "pickled.pt"), "--out", str(tmp_path / "o")]) == 2
@@ -114,6 +114,7 @@ def test_a_module_called_in_another_order_than_registered(tmp_path, capsys):
     ("bidirectional", ("bidirectional", "not supported")),
     ("with_softplus", ("no Chain of the module's layers", "identity/relu/tanh/sigmoid")),
     ("gru_with_b_hn", ("b_hn", "Flux's GRU does not have")),
+    ("relu_never_negative", ("layers[2] (a Dense): identity or relu give the same outputs", "cannot tell")),
     ("nope", ("has no attribute 'nope'",)),
 ])
 def test_unsupported_modules_are_refused_in_one_line_and_nothing_is_written(tmp_path, capsys, factory, words):

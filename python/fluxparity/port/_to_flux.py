@@ -29,7 +29,8 @@ from ._names import PortError, chain_expression, snake_case
 # Largest |reference - module| (float64, every output element) accepted as "the same function": the measured
 # differences between torch modules and the reference are <= 1e-14 (docs/porting.md, "Measured on this machine").
 SAME_FUNCTION_ATOL = 1e-12
-PROBE_LEN, PROBE_BATCH = 5, 3
+PROBE_LEN, PROBE_BATCH = 6, 32
+PROBE_SCALES = (1.0, 0.25, 4.0, -4.0, 16.0, -16.0)  # one probe batch (its own seed) per scale
 GOLDEN_RULE, GOLDEN_LOSS, GOLDEN_STEPS = "adam:eta=0.01", "mse", 3
 SUPPORTED = "nn.RNN, nn.LSTM, nn.GRU (unidirectional, with biases), nn.Linear, fluxparity's OneBiasRNN and GRUv3"
 
@@ -173,33 +174,51 @@ def _module_output(module, x_torch, batch_first: bool) -> np.ndarray:
 
 
 def chain_of_module(module, mapping: Optional[dict] = None) -> tuple[models.Chain, bool]:
-    """The Chain (float64 weights... converted to the module's dtype) that ``module`` computes, and whether it
-    takes batch-first input. PortError (one line) when there is none."""
+    """The Chain ``module`` computes (the module's dtype) and whether it takes batch-first input; PortError (one
+    line) when there is none, or when the probes cannot tell two Dense activations apart (e.g. relu from
+    identity when every input a relu sees is positive)."""
     _refuse_unsupported(module)
     batch_first, in_size = _input_layout(module)
-    x, x_torch = _probe(in_size, batch_first)
-    layers = _called_layers(module, x_torch.to(next(module.parameters()).dtype))
+    layers = _called_layers(module, _probe(in_size, batch_first)[1].to(next(module.parameters()).dtype))
     module64 = copy.deepcopy(module).double()
-    actual = _module_output(module64, x_torch, batch_first)
-    readout = "last" if actual.ndim == 2 else "all"
+    # Probes of several scales and signs, so that relu, identity, tanh and sigmoid heads see inputs where
+    # they differ; a combination must match on every probe.
+    probes = [(x * scale, xt * scale) for seed, scale in enumerate(PROBE_SCALES)
+              for x, xt in [_probe(in_size, batch_first, seed)]]
+    actual = [_module_output(module64, xt, batch_first) for _, xt in probes]
+    readout = "last" if actual[0].ndim == 2 else "all"
     n_dense = sum(1 for m in layers if _kind(m) == "dense")
-    dtype = np.dtype(str(next(module.parameters()).dtype).replace("torch.", ""))
-    best = None
+    matching, closest = [], (np.inf, None)
     for activations in itertools.product(models.DENSE_ACTIVATIONS, repeat=n_dense):
         chain64 = _filled(_skeleton(layers, activations, readout, np.float64), module64, mapping)
-        expected = models.readout(models.outputs(chain64, x, fast=False), readout)
-        if expected.shape != actual.shape:
-            raise PortError(f"the module's output has shape {actual.shape} (Flux layout), its layers give "
-                            f"{expected.shape}: it computes something more than a Chain of its layers")
-        diff = float(np.max(np.abs(expected - actual)))
-        if best is None or diff < best[0]:
-            best = (diff, activations)
+        diff = 0.0
+        for (x, _), out in zip(probes, actual):
+            expected = models.readout(models.outputs(chain64, x, fast=False), readout)
+            if expected.shape != out.shape:
+                raise PortError(f"the module's output has shape {out.shape} (Flux layout), its layers give "
+                                f"{expected.shape}: it computes something more than a Chain of its layers")
+            diff = max(diff, float(np.max(np.abs(expected - out))))
+        closest = min(closest, (diff, activations), key=lambda c: c[0])
         if diff <= SAME_FUNCTION_ATOL:
-            return _filled(_skeleton(layers, activations, readout, dtype), module, mapping), batch_first
-    raise PortError(f"no Chain of the module's layers ({chain_expression(_skeleton(layers, best[1], readout, np.float64))}"
-                    f" with Dense activations identity/relu/tanh/sigmoid, read at "
-                    f"{'the last step' if readout == 'last' else 'every step'}) computes its output (closest: {best[0]:.1e} apart); "
-                    f"supported between layers: only those activations, no dropout or normalisation")
+            matching.append(activations)
+    if len(matching) == 1:
+        return _filled(_skeleton(layers, matching[0], readout, dtype_of(module)), module, mapping), batch_first
+    if matching:
+        first_dense = len(layers) - n_dense + sum(getattr(m, "num_layers", 1) - 1 for m in layers) + 1
+        where = [i for i in range(n_dense) if len({m[i] for m in matching}) > 1]
+        names = " or ".join(sorted({m[where[0]] for m in matching}))
+        raise PortError(f"layers[{first_dense + where[0]}] (a Dense): {names} give the same outputs on every probe "
+                        "batch (its inputs never reach where they differ, e.g. a relu that never sees a negative "
+                        "number), so the port cannot tell which the module applies")
+    expression = chain_expression(_skeleton(layers, closest[1], readout, np.float64))
+    read = "the last step" if readout == "last" else "every step"
+    raise PortError(f"no Chain of the module's layers ({expression} with Dense activations "
+                    f"identity/relu/tanh/sigmoid, read at {read}) computes its output (closest: {closest[0]:.1e} "
+                    "apart); supported between layers: only those activations, no dropout or normalisation")
+
+
+def dtype_of(module) -> np.dtype:
+    return np.dtype(str(next(module.parameters()).dtype).replace("torch.", ""))
 
 
 def _flux_output(y, batch_first: bool) -> np.ndarray:
