@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..models import Chain, DenseParams
-from ..optim import Rule, to_dict, to_julia
+from ..optim import Rule, to_dict
 from ._names import chain_expression, layer_expressions, snake_case
 
 WEIGHTS_V1, WEIGHTS_V2, WEIGHTS_V3 = "fluxparity-weights/1", "fluxparity-weights/2", "fluxparity-weights/3"
@@ -66,7 +66,7 @@ def _header(chain: Chain, name: str, batch_first: bool) -> str:
         read = "the last step, as Flux's `model(x)[:, end, :]`"
     else:
         out = f"(batch, len, {n_out})" if batch_first else f"(len, batch, {n_out})"
-        read = "at every step, as Flux's `model(x)`"
+        read = "every step, as Flux's `model(x)`"
     return f'''"""{name}: the PyTorch port of the Flux model
 
     {chain_expression(chain)}
@@ -464,7 +464,24 @@ _LOSS = {
 
 
 def _rule_text(rule: Rule) -> str:
-    return to_julia(rule)
+    """The rule as Optimisers.jl's struct with its fields in order, e.g. ``OptimiserChain(ClipGrad(1.0), Adam(0.001, (0.9,
+    0.999), 1e-08))`` (positional fields in the struct's order, as ``to_dict`` lists them)."""
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, dict):
+            return call(v)
+        if isinstance(v, (list, tuple)):
+            return "(" + ", ".join(value(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+        return repr(v)
+
+    def call(d: dict) -> str:
+        fields = [v for k, v in d.items() if k != "rule"]
+        if d["rule"] == "OptimiserChain":
+            return "OptimiserChain(" + ", ".join(call(o) for o in fields[0]) + ")"
+        return f"{d['rule']}(" + ", ".join(value(v) for v in fields) + ")"
+
+    return call(to_dict(rule))
 
 
 def _optimizer_part(rule: Rule) -> tuple[str, str, list[str], str]:
@@ -537,7 +554,7 @@ def training_source(chain: Chain, name: str, module: str, rule: Rule, loss: str)
     before = "".join(f"    {line}\n" for line in before_step)
     return f'''"""Training {name} as Flux trains it: per batch `Flux.withgradient`, then
 `Flux.update!(state, model, grads)` with `state = Flux.setup(rule, model)` and the
-Optimisers.jl rule
+Optimisers.jl rule (its struct's fields in order)
 
     {_rule_text(rule)}
 
