@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -155,8 +156,11 @@ def test_generation_is_deterministic(tmp_path):
     (tmp_path / "b").mkdir()
     assert _every_variant_port(tmp_path / "a") == _every_variant_port(tmp_path / "b")
     golden = _golden(tmp_path, [("lstm", 3, "tanh")], [(2, "relu")], "last", "float64", "mse")
-    assert main(["port", str(golden), "--out", str(tmp_path / "c")]) == 0
-    assert main(["port", str(golden), "--out", str(tmp_path / "d")]) == 0
+    for out, hash_seed in (("c", "1"), ("d", "2")):  # two processes, two string-hash seeds
+        done = subprocess.run([sys.executable, "-m", "fluxparity", "port", str(golden), "--out", str(tmp_path / out)],
+                              env={**os.environ, "PYTHONHASHSEED": hash_seed}, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
     for path in (tmp_path / "c").iterdir():
         assert path.read_bytes() == (tmp_path / "d" / path.name).read_bytes()
 
