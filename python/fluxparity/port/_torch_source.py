@@ -500,8 +500,11 @@ def _optimizer_part(rule: Rule) -> tuple[str, str, list[str], str]:
         lines = [t.replace("(params, ", "(model.parameters(), ") for t in transforms]
         note = ("torch.optim computes the same update (fluxparity's docs/optimisers.md); its\n"
                 "arithmetic runs in another order, so float32 results differ in the last bits.")
+        if "Adam" in mapping.recipe:  # Adam, AdamW, NAdam: the bias correction (docs/optimisers.md)
+            note += ("\nThe bias correction: Optimisers.jl keeps β^t as a running product in the\n"
+                     "parameter's type, torch computes 1 - β^t in double precision from a power.")
         if mapping.note:
-            note += "\nNote: " + mapping.note + "."
+            note += "\nNote: " + _wrap(mapping.note) + "."
         return "import torch\nfrom {module} import {name}", body, lines, note
     rule_dict = _literal(to_dict(rule), 4)
     imports = ("import torch\n" + _sorted_from_imports(["from {module} import {name}",
