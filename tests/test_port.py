@@ -184,6 +184,7 @@ def test_existing_files_are_refused_without_force_and_nothing_is_written(tmp_pat
     (["--name", "1Port"], ("--name '1Port'", "identifier")),
     (["--name", "class"], ("--name 'class'", "keyword")),
     (["--name", "GRUv3"], ("--name 'GRUv3'", "taken")),
+    (["--name", "Torch"], ("--name 'Torch'", "shadow the module 'torch'")),
     (["--module", "x:y"], ("--module", "does not apply to --to torch")),
     (["--rule", "adam:eta=0.5"], ("--rule", "golden's rule")),
     (["--loss", "hinge"], ("--loss 'hinge'", "mse")),

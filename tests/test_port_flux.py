@@ -128,6 +128,8 @@ def test_unsupported_modules_are_refused_in_one_line_and_nothing_is_written(tmp_
     (["MODEL.npz"], ("MODEL", "does not apply to --to flux")),
     (["--batch-first"], ("--batch-first does not apply to --to flux",)),
     ([], ("--to flux needs --module",)),
+    (["--name", "Relu"], ("--name 'Relu'", "Julia")),
+    (["--name", "End"], ("--name 'End'", "Julia keyword")),
 ])
 def test_options_of_the_other_direction_are_refused(tmp_path, capsys, argv, words):
     module = [] if argv == [] else ["--module", "port_modules:lstm_regressor"]

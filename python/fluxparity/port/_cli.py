@@ -68,7 +68,7 @@ def _refuse_options(args, names: tuple, direction: str) -> None:
 
 
 def run(args) -> int:
-    from ._names import check_name
+    from ._names import check_julia_name, check_name
 
     try:
         if args.to == "torch":
@@ -83,7 +83,7 @@ def run(args) -> int:
             _refuse_options(args, ("batch-first", "dtype", "rule", "loss", "seed", "readout"), "flux")
             if args.module is None:
                 raise _Usage("--to flux needs --module PKG.MOD:FACTORY (the torch module to port)")
-            name = check_name(args.name if args.name is not None else "TorchPort")
+            name = check_julia_name(check_name(args.name if args.name is not None else "TorchPort"))
             from ._to_flux import port_to_flux
 
             written, summary = port_to_flux(args, name)
