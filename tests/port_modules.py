@@ -171,3 +171,20 @@ class _ReluNeverNegative(nn.Module):
 
 def relu_never_negative():
     return _ReluNeverNegative()
+
+
+def fluxparity_chain():
+    """The Chain behind :func:`fluxparity_module` (identity RNN, GRUv3, a tanh Dense; every step)."""
+    import numpy as np
+
+    from fluxparity import models
+
+    return models.init_chain(2, [("rnn", 3, "identity"), ("gruv3", 3)], [(2, "tanh")], seed=1, dtype=np.float64,
+                             readout="all")
+
+
+def fluxparity_module():
+    """fluxparity's own torch modules (OneBiasRNN, GRUv3, nn.Linear) built from :func:`fluxparity_chain`."""
+    from fluxparity import models
+
+    return models.build_module(fluxparity_chain(), dtype=torch.float64)

@@ -174,3 +174,11 @@ def test_flux_model_from_the_port_passes_check_golden_in_julia(julia_with_reposi
     done = subprocess.run([julia_with_repository_project, f"--project={ROOT}", "-e", script], capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_fluxparitys_own_modules_port_back_to_the_same_chain(tmp_path):
+    out = _port(tmp_path, "fluxparity_module")
+    chain, original = models.load_npz(out / "torch_port.npz"), port_modules.fluxparity_chain()
+    assert models.flux_expression(chain) == models.flux_expression(original) and chain.readout == "all"
+    for name, array in original.arrays().items():
+        np.testing.assert_array_equal(chain.arrays()[name], array)
