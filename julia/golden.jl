@@ -41,7 +41,7 @@ include(joinpath(@__DIR__, "optimisers.jl")) # describe_rule, rule_json
 # RNN_ACTIVATIONS, DENSE_ACTIVATIONS, activation_name(σ, allowed)
 include(joinpath(@__DIR__, "activations.jl"))
 
-export record_golden
+export record_golden, check_golden
 
 const FORMAT = "fluxparity-golden/1"
 const WEIGHTS_FORMAT = "fluxparity-weights/3"
@@ -259,6 +259,85 @@ function record_golden(
     NPZ.npzwrite(partial, d)
     mv(partial, path; force = true)
     return path
+end
+
+"""
+    check_golden(model::Chain, path; rule = nothing, rtol = nothing, atol = nothing)
+        -> Vector{NamedTuple{(:check, :passed, :max_abs_diff)}}
+
+Check `model` against the golden file at `path`, whoever produced it: PyTorch for the golden
+`fluxparity port --to flux` writes beside the Flux model, Flux for `record_golden`'s. The checks, each one
+entry of the result: every weight before training (`model`'s own), every step's output on `golden.x`, the
+loss value, every parameter's gradient and, when `rule` (the golden's Optimisers.jl rule, e.g.
+`Optimisers.Adam(0.01)` for `fluxparity port`'s goldens) is given, the loss before each of the K training
+steps and every parameter after the last. An element passes when `isapprox(actual, expected; rtol, atol)`;
+the defaults are Python's `fluxparity.testing.TOLERANCES` for the golden's dtype (Float64: rtol 1e-9,
+atol 1e-12; Float32: rtol 2e-3, atol 1e-5). Use it in a test as
+`@test all(r -> r.passed, check_golden(model, path))`.
+"""
+function check_golden(
+    model::Chain,
+    path::AbstractString;
+    rule = nothing,
+    rtol = nothing,
+    atol = nothing,
+)
+    d = NPZ.npzread(path)
+    text(key) = haskey(d, key) ?
+        String(copy(d[key])) :
+        throw(ArgumentError("$path: no entry $key (is it a golden file?)"))
+    text("golden.format") == FORMAT ||
+        throw(ArgumentError("$path: golden.format is not $FORMAT"))
+    T = text("golden.dtype") == "float32" ? Float32 : Float64
+    rtol = something(rtol, T == Float32 ? 2.0e-3 : 1.0e-9)
+    atol = something(atol, T == Float32 ? 1.0e-5 : 1.0e-12)
+    descriptions = [layer_description(layer, i) for (i, layer) in enumerate(model.layers)]
+    initial = parameters(model, descriptions)
+    for (name, a) in initial
+        eltype(a) == T ||
+            throw(ArgumentError(
+                "$name is $(eltype(a)), the golden is $T: convert the model first",
+            ))
+    end
+    results = NamedTuple{(:check, :passed, :max_abs_diff), Tuple{String, Bool, Float64}}[]
+    function compare(check, actual, expected)
+        same_size = size(actual) == size(expected)
+        passed = same_size && all(isapprox.(actual, expected; rtol = rtol, atol = atol))
+        worst = same_size ? Float64(maximum(abs.(actual .- expected); init = 0)) : Inf
+        push!(results, (check = check, passed = passed, max_abs_diff = worst))
+        return passed
+    end
+    for (name, a) in initial
+        compare("weights before training: $name", a, d[name])
+    end
+    x, y = d["golden.x"], d["golden.y"]
+    readout = text("readout")
+    f = LOSSES[text("golden.loss")]
+    objective(m) = f(readout == "last" ? m(x)[:, end, :] : m(x), y)
+    compare("output", Array(model(x)), d["golden.output"])
+    value, grad = Flux.withgradient(objective, model)
+    compare("loss", [Float64(value)], d["golden.loss_value"])
+    for (name, g) in gradients(grad[1], model, descriptions)
+        compare("gradient: $name", g, d["golden.grad." * name])
+    end
+    rule === nothing && return results
+    trained = deepcopy(model)
+    state = Flux.setup(rule, trained)
+    losses = Float64[]
+    for _ in 1:length(d["golden.train.losses"])
+        v, g = Flux.withgradient(objective, trained)
+        push!(losses, Float64(v))
+        Flux.update!(state, trained, g[1])
+    end
+    compare("loss before each training step", losses, d["golden.train.losses"])
+    for (name, a) in parameters(trained, descriptions)
+        compare(
+            "after the last training step: $name",
+            a,
+            d["golden.train.after_last." * name],
+        )
+    end
+    return results
 end
 
 end # module

@@ -280,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .testing._cli import add_parsers  # check, record (golden files): their own module
 
     add_parsers(sub)
+    from .port._cli import add_parser as add_port_parser  # port: code generation, its own module
+
+    add_port_parser(sub)
     return parser
 
 
