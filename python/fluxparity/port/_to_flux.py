@@ -313,18 +313,14 @@ def _load_module(spec: str, state_dict: Optional[Path]):
     import torch
     from torch import nn
 
-    from ..testing._cli import _factory, _Usage
+    from ..testing._cli import _UserCodeFailed, _Usage, _factory, _user_call
 
-    try:
+    try:  # imported as `fluxparity check` does: from the current folder; sys.exit is a failure
         target = _factory(spec)
-    except _Usage as exc:
+        module = target if isinstance(target, nn.Module) or not callable(target) else _user_call(
+            spec, "calling it", target)
+    except (_Usage, _UserCodeFailed) as exc:
         raise PortError(str(exc)) from None
-    module = target
-    if not isinstance(target, nn.Module) and callable(target):
-        try:
-            module = target()
-        except Exception as exc:  # noqa: BLE001 - the user's factory failed: say so, as bad input
-            raise PortError(f"--module {spec!r}: calling it raised {type(exc).__name__}: {exc}") from None
     if not isinstance(module, nn.Module):
         raise PortError(f"--module {spec!r} gave a {type(module).__name__}, not a torch.nn.Module")
     if state_dict is not None:
