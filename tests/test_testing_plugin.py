@@ -67,7 +67,8 @@ def test_golden_path_is_relative_to_the_test_file(pytester):
 
 @pytest.mark.parametrize("stage", ["json", "md"])
 def test_report_write_failure_leaves_no_temp_file(tmp_path, monkeypatch, stage):
-    from fluxparity.testing import _files, _record
+    from fluxparity import _atomic as _files  # the one atomic writer the recorder uses
+    from fluxparity.testing import _record
 
     rec = _record.Recorder()
     real = _files.os.replace
