@@ -47,6 +47,18 @@ from pathlib import Path
 import numpy as np
 
 
+BEHAVIOUR = os.environ.get("FAKE_JULIA_BEHAVIOUR", "compute")
+__version__ = "0.0-fake"
+
+if BEHAVIOUR == "hang":
+    with open(os.environ["FAKE_JULIA_PID_FILE"], "w") as fp:
+        fp.write(str(os.getpid()))
+    import threading
+
+    threading.Event().wait()  # never returns: a Julia that hangs while starting
+if BEHAVIOUR == "crash":
+    os._exit(3)  # like a segfault inside Julia: no error report, no result
+
 def _load_julia_syntax():
     """tests/fake_julia/julia_syntax.py, loaded by path: this fake must not put its folder (which holds a
     `juliacall`) on sys.path of a test process that loads it."""
@@ -62,18 +74,6 @@ def _load_julia_syntax():
 
 
 julia_syntax = _load_julia_syntax()
-
-BEHAVIOUR = os.environ.get("FAKE_JULIA_BEHAVIOUR", "compute")
-__version__ = "0.0-fake"
-
-if BEHAVIOUR == "hang":
-    with open(os.environ["FAKE_JULIA_PID_FILE"], "w") as fp:
-        fp.write(str(os.getpid()))
-    import threading
-
-    threading.Event().wait()  # never returns: a Julia that hangs while starting
-if BEHAVIOUR == "crash":
-    os._exit(3)  # like a segfault inside Julia: no error report, no result
 
 
 class JuliaError(Exception):
