@@ -7,7 +7,6 @@ import pytest
 
 from fluxparity.backends import get_backend
 from fluxparity.cli import main
-from fluxparity.config import RunConfig
 from fluxparity.experiment import run_experiment
 from fluxparity.models import flat_params
 
@@ -39,7 +38,8 @@ def test_model_runs_train_every_parameter_including_the_head():
                                 dtypes=("float64",), backends={"reference": get_backend("reference")},
                                 model="rnn", hidden=3)
     (run,) = experiment.runs
-    assert run.config == RunConfig("identity", "float64", epochs=1, lr=1e-2, model="rnn", hidden=3)
+    assert (run.config.dtype, run.config.epochs, run.config.lr, run.config.label) == (
+        "float64", 1, 1e-2, "rnn-h3/identity/float64")
     final = run.results["reference"].final_params
     assert len(final.layers) == 2 and final.layers[1].weight.shape == (1, 3)
     assert not np.array_equal(final.layers[1].weight, run.initial_params.layers[1].weight)

@@ -19,7 +19,8 @@ import numpy as np
 from . import _limits
 from .backends import BACKEND_NAMES, BackendError, get_backend
 from .compare import NOTHING_COMPARED
-from .config import ACTIVATIONS, DEFAULT_LR, DTYPES, MODELS
+from .experiment import ACTIVATIONS, DTYPES, MODELS
+from .run import DEFAULT_LR
 from .parallel import DEFAULT_WORKERS
 from .report._files import OutFolderError, OutLock, check_out_folder
 
