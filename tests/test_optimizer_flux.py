@@ -14,7 +14,7 @@ from julia_support import flux_backend  # noqa: F401  (fixture)
 
 
 def test_the_tutorial_adam_leaves_train_chain_to_build_adam_lr_itself():
-    request = {"lr": 0.002, "optimizer": to_dict(dict(lr=0.002).rule)}
+    request = {"lr": 0.002, "optimizer": to_dict(parse_spec("adam:eta=0.002"))}
     assert julia_rule_source(request) is None
     assert julia_rule_source({"lr": 0.001}) is None  # an old request without a rule
 

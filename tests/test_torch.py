@@ -52,7 +52,7 @@ def test_float64_training_agrees_with_reference_at_every_step(activation, optimi
     torch_losses, reference_losses = results["torch"].step_losses, results["reference"].step_losses
     if optimizer == "optimisers" and activation == "identity":
         np.testing.assert_array_equal(torch_losses, reference_losses)
-    labels = np.tile(np.abs(data.train_labels), config.epochs)
+    labels = np.tile(np.abs(data.train_labels), config["epochs"])
     assert (np.abs(torch_losses - reference_losses) <= 1e-9 * (labels + np.abs(reference_losses))).all()
 
 
