@@ -142,7 +142,7 @@ def sum_dataset(train_sequences, train_labels, test_sequences, test_labels, prob
     """A :class:`Dataset` from the sum task's 1-D sequences ``(len,)`` and scalar labels."""
     column = lambda seqs: tuple(np.asarray(s, dtype=np.float64).reshape(-1, 1) for s in seqs)  # noqa: E731
     target = lambda labels: tuple(np.array([float(v)]) for v in labels)  # noqa: E731
-    names = tuple(f"[{','.join(f'{v:g}' for v in p)}]={float(np.sum(p)):g}" for p in probes)
+    names = tuple(f"[{','.join(f'{v:g}' for v in p)}]" for p in probes)
     return Dataset(column(train_sequences), target(train_labels), column(test_sequences), target(test_labels),
                    column(probes), target([np.sum(p) for p in probes]), source="sum", probe_names=names)
 

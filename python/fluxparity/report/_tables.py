@@ -53,6 +53,10 @@ def prediction_targets(data) -> np.ndarray:
     return np.concatenate([y.ravel() for y in data.probe_y]) if data.probe_y else np.zeros(0)
 
 
+def _sample_loss(run) -> str:
+    return "|error|" if run.config.loss == "abs_sum" else f"{run.config.loss} loss"
+
+
 def _is_tutorial_tanh(run, data) -> bool:
     return data.source == "sum" and run.config.fits_tutorial_kernels and run.config.model.layers[0].activation == "tanh"
 
@@ -68,7 +72,7 @@ def run_tables(run, data) -> list[Table]:
             ["train loss before", *(_num(res[n].train_loss_before) for n in names)],
             ["test loss before", *(_num(res[n].test_loss_before) for n in names)],
             ["test loss after", *(_num(res[n].test_loss_after) for n in names)],
-            ["mean loss per test sample", *(_num(res[n].test_loss_after / n_test) for n in names)],
+            [f"mean {_sample_loss(run)} per test sample", *(_num(res[n].test_loss_after / n_test) for n in names)],
             ["seconds", *(f"{res[n].seconds:.2f}" for n in names)],
         ],
     )]
@@ -80,7 +84,7 @@ def run_tables(run, data) -> list[Table]:
                         [[str(e), *(_num(res[n].epoch_test_loss[e - 1]) for n in names)] for e in shown]))
     tables.append(Table(
         "Probe predictions after training",
-        ["probe", "target", *names],
+        ["probe", "true sum" if data.source == "sum" else "target", *names],
         [[p, f"{y:g}", *(f"{res[n].probe_predictions[i]:.4f}" for n in names)]
          for i, (p, y) in enumerate(zip(prediction_names(data), prediction_targets(data)))],
     ))
@@ -141,7 +145,8 @@ def findings(run, data, separation: bool = True) -> list[str]:
     if not _is_tutorial_tanh(run, data):
         lines.append("probe predictions within " + by(f"{np.abs(r.probe_predictions - labels).max():.3g}"
                                                       for r in res.values())
-                     + " of their targets; mean loss per test sample "
+                     + (" of the true sums" if data.source == "sum" else " of their targets")
+                     + f"; mean {_sample_loss(run)} per test sample "
                      + by(f"{r.test_loss_after / len(data.test_x):.3g}" for r in res.values()) + ".")
     else:
         expected = float(np.sum(data.test_labels) - len(data.test_labels))
@@ -189,8 +194,7 @@ def summary_tables(experiment) -> list[Table]:
             numbers.append([label, name, _num(r.train_loss_before), _num(r.test_loss_before), _num(r.test_loss_after),
                             *(f"{p:.4f}" for p in r.probe_predictions), f"{r.seconds:.2f}"])
             curves.append([label, name, *(_num(r.epoch_test_loss[e - 1]) for e in shown)])
-    probes = [f"{p}" if data.source == "sum" else f"{p}={y:g}"
-              for p, y in zip(prediction_names(data), prediction_targets(data))]
+    probes = [f"{p}={y:g}" for p, y in zip(prediction_names(data), prediction_targets(data))]
     return [
         Table("Loss sums before/after training, probe predictions (probe=target), seconds",
               ["run", "backend", "train before", "test before", "test after", *probes, "s"], numbers),
