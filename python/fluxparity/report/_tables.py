@@ -10,6 +10,7 @@ from ..models import flat_params
 from ..optim import from_dict as rule_from_dict
 
 EPOCHS_SHOWN = (1, 2, 3, 5, 10, 20, 30, 40, 50)
+SUMMARY_PREDICTIONS = 4  # predictions shown in the one-screen summary (report.md has them all)
 NOT_CONVERGED = 0.01  # test loss after / before above this: the identity model has not learned the sum yet
 
 
@@ -192,9 +193,9 @@ def summary_tables(experiment) -> list[Table]:
         for i, (name, r) in enumerate(run.results.items()):
             label = _short(run.config.label) if i == 0 else ""
             numbers.append([label, name, _num(r.train_loss_before), _num(r.test_loss_before), _num(r.test_loss_after),
-                            *(f"{p:.4f}" for p in r.probe_predictions), f"{r.seconds:.2f}"])
+                            *(f"{p:.4f}" for p in r.probe_predictions[:SUMMARY_PREDICTIONS]), f"{r.seconds:.2f}"])
             curves.append([label, name, *(_num(r.epoch_test_loss[e - 1]) for e in shown)])
-    probes = [f"{p}={y:g}" for p, y in zip(prediction_names(data), prediction_targets(data))]
+    probes = [f"{p}={y:g}" for p, y in zip(prediction_names(data), prediction_targets(data))][:SUMMARY_PREDICTIONS]
     return [
         Table("Loss sums before/after training, probe predictions (probe=target), seconds",
               ["run", "backend", "train before", "test before", "test after", *probes, "s"], numbers),
