@@ -61,7 +61,9 @@ def test_cli_lstm_hidden_8_float64(tmp_path):
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
     (run,) = report["runs"]
-    assert (run["model"], run["hidden"], run["activation"], run["dtype"]) == ("lstm", 8, "gated", "float64")
+    assert (run["notes"]["model"], run["notes"]["hidden"], run["activation"], run["dtype"]) == (
+        "lstm", 8, "gated", "float64")  # report.json version 2: the shorthand in notes (docs/report-format.md)
+    assert run["model"] == "Chain(LSTM(1 => 8), Dense(8 => 1))"
     assert set(run["initial_params"]) == {"layers[1].cell.Wi", "layers[1].cell.Wh", "layers[1].cell.bias",
                                         "layers[2].weight", "layers[2].bias"}
     assert np.array(run["backends"]["torch"]["final_params"]["layers[1].cell.Wi"]).shape == (32, 1)
