@@ -58,7 +58,7 @@ import torch
 from fluxparity.adam import BETA1, BETA2, EPSILON
 from fluxparity.backends.pytorch import TORCH_DTYPES
 from fluxparity.optim import ieee_sqrt
-from fluxparity.config import RunConfig
+from fluxparity.run import RunSpec
 from fluxparity.data import MAX_LENGTH, Dataset
 from fluxparity.models import Chain as Params, tutorial_weights, with_tutorial_weights
 
@@ -100,7 +100,7 @@ def _step_scalars(steps: int, lr: float) -> tuple[list[float], list[float]]:
     return negative_step_size, bias_correction2_sqrt
 
 
-def _inputs(config: RunConfig, data: Dataset, initial: Params, unroll: int) -> tuple[torch.Tensor, ...]:
+def _inputs(config: RunSpec, data: Dataset, initial: Params, unroll: int) -> tuple[torch.Tensor, ...]:
     """The scan's initial state and its per-step inputs, each shaped (steps // unroll, unroll, ...)."""
     dtype = TORCH_DTYPES[config.dtype]
     n, epochs = len(data.train_sequences), config.epochs
@@ -203,9 +203,9 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def _run_once(config: RunConfig, data: Dataset, initial: Params, unroll: int) -> tuple[np.ndarray, Params, float]:
+def _run_once(config: RunSpec, data: Dataset, initial: Params, unroll: int) -> tuple[np.ndarray, Params, float]:
     """One training: (step losses, final parameters, seconds in the compiled program alone)."""
-    program = _program(config.activation, unroll)
+    program = _program(config.model.layers[0].activation, unroll)
     inputs = _inputs(config, data, initial, unroll)
     start = time.perf_counter()
     with torch.no_grad():
@@ -216,7 +216,7 @@ def _run_once(config: RunConfig, data: Dataset, initial: Params, unroll: int) ->
     return residuals.reshape(-1).abs().to(torch.float64).numpy().copy(), params, seconds
 
 
-def train_compiled(config: RunConfig, data: Dataset, initial: Params, unroll: int = 10,
+def train_compiled(config: RunSpec, data: Dataset, initial: Params, unroll: int = 10,
                    repeats: int = 1, cold: bool = True) -> CompiledRun:
     """Train the tutorial model (K = 1) through the compiled scan; see the module docstring.
 
@@ -307,7 +307,7 @@ def _same(compiled: CompiledRun, eager) -> bool:
     return params and np.array_equal(compiled.step_losses, eager.step_losses)
 
 
-def parity(config: RunConfig, data: Dataset, initial: Params, compiled: CompiledRun, eager=None) -> dict:
+def parity(config: RunSpec, data: Dataset, initial: Params, compiled: CompiledRun, eager=None) -> dict:
     """Compare a compiled run with the eager fast path: as is, with IEEE ``sqrt``, and (tanh) with libm ``tanh``.
 
     ``eager`` is the fast path's result for the same run if the caller has it (it is trained otherwise).
@@ -316,9 +316,9 @@ def parity(config: RunConfig, data: Dataset, initial: Params, compiled: Compiled
     from fluxparity.backends.pytorch_fast import train_batch
 
     if eager is None:
-        eager = train_batch([(config, data, initial)])[0]
+        eager = train_batch([config])[0]
     with tensor_sqrt_correctly_rounded():
-        eager_ieee = train_batch([(config, data, initial)])[0]
+        eager_ieee = train_batch([config])[0]
     step, worst = first_difference(compiled.step_losses, eager.step_losses)
     ieee_step, ieee_worst = first_difference(compiled.step_losses, eager_ieee.step_losses)
     result = {
@@ -331,9 +331,9 @@ def parity(config: RunConfig, data: Dataset, initial: Params, compiled: Compiled
         "ieee_max_abs_step_loss_difference": ieee_worst,
         "equals_eager_with_ieee_sqrt": _same(compiled, eager_ieee),
     }
-    if config.activation == "tanh":
+    if config.model.layers[0].activation == "tanh":
         with tensor_sqrt_correctly_rounded(), libm_tanh():
-            eager_libm = train_batch([(config, data, initial)])[0]
+            eager_libm = train_batch([config])[0]
         result["libm_tanh_first_difference_step"] = first_difference(compiled.step_losses,
                                                                      eager_libm.step_losses)[0]
         result["equals_eager_with_ieee_sqrt_and_libm_tanh"] = _same(compiled, eager_libm)
@@ -379,7 +379,7 @@ def main() -> int:
     """Compile the four tutorial runs (seed 0) and compare each with the eager fast path."""
     import argparse
 
-    from fluxparity.config import ACTIVATIONS, DTYPES as RUN_DTYPES
+    from fluxparity.experiment import ACTIVATIONS, DTYPES as RUN_DTYPES
     from fluxparity.data import generate_dataset
     from fluxparity.experiment import seeds_for
     from fluxparity.models import tutorial_chain
@@ -400,8 +400,8 @@ def main() -> int:
     for activation, dtype in (run.split("/") for run in args.runs.split(",")):
         if activation not in ACTIVATIONS or dtype not in RUN_DTYPES:
             parser.error(f"unknown run {activation}/{dtype}")
-        config = RunConfig(activation, dtype, epochs=epochs)
         initial = tutorial_chain(param_seed, activation)
+        config = RunSpec(initial, data, dtype=dtype, epochs=epochs, label=f"{activation}/{dtype}")
         run = train_compiled(config, data, initial, unroll=unroll, repeats=3)
         check = parity(config, data, initial, run)
         print(f"{activation}/{dtype}: compile {run.compile_seconds:.1f} s, run {run.run_seconds:.3f} s "

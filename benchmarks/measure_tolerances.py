@@ -22,7 +22,7 @@ from fluxparity.backends import pytorch_fast
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import RTOL_FLOAT32, adam_jitter
-from fluxparity.config import RunConfig
+from fluxparity.run import RunSpec
 from fluxparity.data import generate_dataset
 from fluxparity.experiment import seeds_for
 from fluxparity.models import tutorial_chain
@@ -47,9 +47,9 @@ def epoch_one_table(seeds):
             row = []
             for seed in seeds:
                 data, initial = inputs(seed)
-                config = RunConfig(activation, "float32", epochs=2)
-                d = scaled_step_diff(ReferenceBackend().train(config, data, initial[config.activation]),
-                                     TorchBackend(optimizer).train(config, data, initial[config.activation]), data)
+                run = RunSpec(initial[activation], data, dtype="float32", epochs=2)
+                d = scaled_step_diff(ReferenceBackend().train(run),
+                                     TorchBackend(optimizer).train(run), data)
                 row.append(d[: len(data.train_labels)].max())
             print(f"{activation:10s} {optimizer:10s} " + " ".join(f"{v:9.2e}" for v in row))
 
@@ -64,9 +64,9 @@ def full_run_table(seeds):
         for optimizer in ("torch", "optimisers"):
             cells = {}
             for dtype in ("float32", "float64"):
-                config = RunConfig("identity", dtype)
-                ref = ReferenceBackend().train(config, data, initial[config.activation])
-                tor = TorchBackend(optimizer).train(config, data, initial[config.activation])
+                run = RunSpec(initial["identity"], data, dtype=dtype)
+                ref = ReferenceBackend().train(run)
+                tor = TorchBackend(optimizer).train(run)
                 cells[dtype] = (ref, tor, scaled_step_diff(ref, tor, data))
             ref, tor, d32 = cells["float32"]
             sep = np.argmax(d32 > RTOL_FLOAT32) if (d32 > RTOL_FLOAT32).any() else None
@@ -103,16 +103,16 @@ def first_difference_table(seed: int = 0):
 
     for activation in ("identity", "tanh"):
         for dtype in ("float64", "float32"):
-            config = RunConfig(activation, dtype)
-            ref = ReferenceBackend().train(config, data, initial[config.activation])
-            cells = [first(TorchBackend("torch").train(config, data, initial[config.activation]), ref)]
+            run = RunSpec(initial[activation], data, dtype=dtype)
+            ref = ReferenceBackend().train(run)
+            cells = [first(TorchBackend("torch").train(run), ref)]
             ieee = pytorch_fast.ieee_sqrt
             pytorch_fast.ieee_sqrt = torch.sqrt  # the Optimisers.jl arithmetic with PyTorch's own sqrt
             try:
-                cells.append(first(TorchBackend("optimisers").train(config, data, initial[config.activation]), ref))
+                cells.append(first(TorchBackend("optimisers").train(run), ref))
             finally:
                 pytorch_fast.ieee_sqrt = ieee
-            cells.append(first(TorchBackend("optimisers").train(config, data, initial[config.activation]), ref))
+            cells.append(first(TorchBackend("optimisers").train(run), ref))
             print(f"{activation:10s} {dtype:8s} {cells[0]:>16s} {cells[1]:>21s} {cells[2]:>10s}", flush=True)
 
 

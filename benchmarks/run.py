@@ -76,15 +76,15 @@ def main(argv=None) -> int:
     from fluxparity.backends.pytorch_fast import train_batch
     from fluxparity.backends.reference import ReferenceBackend
     from fluxparity.cli import main as cli_main
-    from fluxparity.config import ACTIVATIONS, DTYPES, RunConfig
     from fluxparity.data import generate_dataset
-    from fluxparity.experiment import seeds_for
+    from fluxparity.experiment import ACTIVATIONS, DTYPES, seeds_for
     from fluxparity.models import tutorial_chain
+    from fluxparity.run import RunSpec
     from fluxparity.sweep import run_sweep
 
     data_seed, param_seed = seeds_for(0)
     data, initial = generate_dataset(samples, data_seed), tutorial_chain(param_seed)
-    config = RunConfig("identity", "float64", epochs=epochs)
+    config = RunSpec(initial, data, dtype="float64", epochs=epochs)
     log = (lambda *a: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     rows = {}  # name -> (seconds, note)
     memory = {}
@@ -99,21 +99,22 @@ def main(argv=None) -> int:
     for a in ACTIVATIONS:
         for d in DTYPES:
             warm = tutorial_chain(param_seed, a)
-            ReferenceBackend().train(RunConfig(a, d, epochs=1), tiny_data, warm)
-            TorchBackend(path="fast").train(RunConfig(a, d, epochs=1), tiny_data, warm)
-            TorchBackend(path="plain").train(RunConfig(a, d, epochs=1), tiny_data, warm)
+            warm_run = RunSpec(warm, tiny_data, dtype=d, epochs=1)
+            ReferenceBackend().train(warm_run)
+            TorchBackend(path="fast").train(warm_run)
+            TorchBackend(path="plain").train(warm_run)
 
     label = f"identity/float64, {samples} x {epochs}"
-    seconds, plain = timed(lambda: TorchBackend(path="plain").train(config, data, initial))
+    seconds, plain = timed(lambda: TorchBackend(path="plain").train(config))
     record("torch_plain", seconds, label)
-    seconds, fast = timed(lambda: TorchBackend(path="fast").train(config, data, initial))
+    seconds, fast = timed(lambda: TorchBackend(path="fast").train(config))
     same = bool(np.array_equal(fast.step_losses, plain.step_losses))
     record("torch_fast", seconds, f"{label}; step losses identical to plain: {same}")
-    seconds = min(timed(lambda: ReferenceBackend().train(config, data, initial))[0] for _ in range(3))
+    seconds = min(timed(lambda: ReferenceBackend().train(config))[0] for _ in range(3))
     record("reference", seconds, f"{label}; compiled, best of 3")
-    seconds, _ = timed(lambda: ReferenceBackend(jit=False).train(config, data, initial))
+    seconds, _ = timed(lambda: ReferenceBackend(jit=False).train(config))
     record("reference_python", seconds, f"{label}; the same kernel interpreted (no numba)")
-    batch_runs = [(config, generate_dataset(samples, d), tutorial_chain(p))
+    batch_runs = [RunSpec(tutorial_chain(p), generate_dataset(samples, d), dtype="float64", epochs=epochs)
                   for d, p in (seeds_for(s) for s in range(args.seeds))]
     seconds, _ = timed(lambda: train_batch(batch_runs))
     record(f"torch_fast_x{args.seeds}", seconds, f"{label}; {args.seeds} seeds as one batch "

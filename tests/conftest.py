@@ -6,6 +6,8 @@ from fluxparity.experiment import seeds_for
 import dataclasses
 
 from fluxparity.models import Chain, tutorial_chain
+from fluxparity.optim import rule
+from fluxparity.run import RunSpec
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +21,27 @@ def make_inputs(samples: int, seed: int = 0, activation: str = "identity"):
     """The data and initial model ``fluxparity compare --samples N --seed S`` would use for ``activation``."""
     data_seed, param_seed = seeds_for(seed)
     return generate_dataset(samples, data_seed), tutorial_chain(param_seed, activation)
+
+
+def run_of(data, initial, dtype: str = "float32", epochs: int = 50, lr: float = 1e-3, optimizer=None,
+           **more) -> RunSpec:
+    """The run description of a sum-task test: ``initial`` on ``data`` with the tutorial's loss (abs_sum) and
+    batch 1, trained with ``optimizer`` or ``Adam(lr)``; ``more``: any other RunSpec field."""
+    more.setdefault("loss", "abs_sum")
+    return RunSpec(initial, data, rule=optimizer if optimizer is not None else rule("Adam", eta=lr),
+                   dtype=dtype, epochs=epochs, **more)
+
+
+def scales_of(data, epochs: int, dtype: str = "float32", lr: float = 1e-3, optimizer=None, outcome_judged=None):
+    """The comparison scales of a sum-task run on ``data`` (``fluxparity.experiment.scales_for``); the outcome is
+    judged as for the tutorial unless ``outcome_judged`` says otherwise."""
+    import dataclasses
+
+    from fluxparity.experiment import scales_for
+
+    initial = tutorial_chain(0)
+    scales = scales_for(run_of(data, initial, dtype=dtype, lr=lr, optimizer=optimizer, epochs=epochs))
+    return scales if outcome_judged is None else dataclasses.replace(scales, outcome_judged=outcome_judged)
 
 
 def tutorial_for(initial: Chain, activation: str) -> Chain:

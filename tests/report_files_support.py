@@ -6,7 +6,9 @@ once when the parameters got their Chain names (``Wi`` -> ``layers[1].cell.Wi``,
 merge showed every other byte of report.md and losses.csv, and every value of report.json, unchanged. report.json
 was written again when the optimiser rule was recorded (issue 12: ``config.optimizer`` and each run's
 ``optimizer``); report.md and losses.csv stayed byte for byte, and report.json without those keys equalled the
-old file. Only IEEE-exact
+old file. report.json was written again for schema version 2 (issue 19: run descriptions); the version-1 file
+is kept in tests/data/report_v1/ and ``tests/test_report_format.py`` checks that every number in it equals the
+version-2 file's (report.md and losses.csv stayed byte for byte). Only IEEE-exact
 arithmetic (identity activation, NumPy reference without numba), fixed seconds and versions: the same
 bytes on every machine.
 """

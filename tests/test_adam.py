@@ -1,13 +1,13 @@
 """Optimisers.jl 0.4 Adam arithmetic (src/rules.jl, apply!(o::Adam, ...)), against a hand computation."""
 
+from conftest import run_of
 import numpy as np
 import pytest
 import torch
 
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
-from fluxparity.config import RunConfig
-from fluxparity.data import Dataset
+from fluxparity.data import Dataset, sum_dataset
 from fluxparity.models import Chain, RNNParams, abs_last_output_loss, flat_params, init_model, value_and_grad
 from fluxparity.optim import FluxOptimiser, defaults, rule
 
@@ -16,7 +16,7 @@ F32 = np.float32
 
 def one_sample_data() -> Dataset:
     x = np.array([2.0, 3.0])
-    return Dataset((x,), np.array([4.0]), (x,), np.array([4.0]), (x,))
+    return sum_dataset((x,), np.array([4.0]), (x,), np.array([4.0]), (x,))
 
 
 START = Chain((RNNParams(Wi=np.array([[0.5]]), Wh=np.array([[0.25]]), bias=np.array([0.0]), activation="identity"),))
@@ -36,10 +36,10 @@ def test_one_step_matches_optimisers_formula():
     # db = -(1 + 0.25) = -1.25.
     grad = np.array([-3.5, -1.0, -1.25], dtype=F32)
     expected = hand_adam_step_f32(np.array([0.5, 0.25, 0.0], dtype=F32), grad)
-    config = RunConfig("identity", "float32", epochs=1)
+    config = dict(dtype="float32", epochs=1)
 
-    reference = ReferenceBackend().train(config, one_sample_data(), START)
-    torch_mirror = TorchBackend(optimizer="optimisers", path="plain").train(config, one_sample_data(), START)
+    reference = ReferenceBackend().train(run_of(one_sample_data(), START, **config))
+    torch_mirror = TorchBackend(optimizer="optimisers", path="plain").train(run_of(one_sample_data(), START, **config))
     for result in (reference, torch_mirror):
         got = np.concatenate([a.ravel() for a in result.final_params.arrays().values()])  # Wi, Wh, bias
         np.testing.assert_array_equal(got.astype(F32), expected)
@@ -49,7 +49,7 @@ def test_one_step_matches_optimisers_formula():
 def test_torch_adam_first_step_is_the_same_algebra():
     # torch.optim.Adam rounds differently, so equal only to float32 precision, not bit for bit.
     expected = hand_adam_step_f32(np.array([0.5, 0.25, 0.0], dtype=F32), np.array([-3.5, -1.0, -1.25], dtype=F32))
-    result = TorchBackend(optimizer="torch", path="plain").train(RunConfig("identity", "float32", epochs=1), one_sample_data(), START)
+    result = TorchBackend(optimizer="torch", path="plain").train(run_of(one_sample_data(), START, **dict(dtype="float32", epochs=1)))
     got = np.concatenate([a.ravel() for a in result.final_params.arrays().values()])  # Wi, Wh, bias
     np.testing.assert_allclose(got, expected.astype(np.float64), rtol=1e-6, atol=1e-9)
 
@@ -87,15 +87,15 @@ def test_one_step_with_a_gradient_below_epsilon_puts_epsilon_outside_the_sqrt(dt
     # dWh = -h0 = 0, db = -1. With |g| below epsilon, sqrt(v_hat) + eps (Optimisers.jl) moves Wi by
     # 9.1e-5 and sqrt(v_hat + eps) (a plausible slip) by 1e-8: every mirror of the formula must say 9.1e-5.
     tiny = 1e-9
-    data = Dataset((np.array([tiny]),), np.array([4.0]), (np.array([tiny]),), np.array([4.0]), (np.array([tiny]),))
+    data = sum_dataset((np.array([tiny]),), np.array([4.0]), (np.array([tiny]),), np.array([4.0]), (np.array([tiny]),))
     expected = hand_adam_step([0.5, 0.25, 0.0], [-np.dtype(dtype).type(tiny), 0.0, -1.0], dtype)
     assert abs(expected[0] - 0.5) > 9e-5  # the epsilon-inside-sqrt answer would be 0.5 + 1e-8
-    config = RunConfig("identity", dtype, epochs=1)
+    config = dict(dtype=dtype, epochs=1)
     runs = {
-        "reference": ReferenceBackend().train(config, data, START),
-        "reference, interpreted": ReferenceBackend(jit=False).train(config, data, START),
-        "torch optimisers, plain": TorchBackend("optimisers", path="plain").train(config, data, START),
-        "torch optimisers, fast": TorchBackend("optimisers", path="fast").train(config, data, START),
+        "reference": ReferenceBackend().train(run_of(data, START, **config)),
+        "reference, interpreted": ReferenceBackend(jit=False).train(run_of(data, START, **config)),
+        "torch optimisers, plain": TorchBackend("optimisers", path="plain").train(run_of(data, START, **config)),
+        "torch optimisers, fast": TorchBackend("optimisers", path="fast").train(run_of(data, START, **config)),
     }
     for name, result in runs.items():
         cell = result.final_params.layers[0]
@@ -108,10 +108,10 @@ def test_the_model_reference_takes_the_same_step_with_a_gradient_below_epsilon(d
     # The models' reference backend (LSTM + Dense head): one step from the hand formula applied to the
     # gradient of the models' own backprop (itself checked by finite differences in test_models_reference).
     tiny = np.array([1e-9])
-    data = Dataset((tiny,), np.array([4.0]), (tiny,), np.array([4.0]), (tiny,))
+    data = sum_dataset((tiny,), np.array([4.0]), (tiny,), np.array([4.0]), (tiny,))
     initial = init_model("lstm", 1, 2, 1, seed=3, dtype=np.float64, readout="last")
-    config = RunConfig("gated", dtype, epochs=1, model="lstm", hidden=2)
-    result = ReferenceBackend().train(config, data, initial)
+    config = dict(dtype=dtype, epochs=1)
+    result = ReferenceBackend().train(run_of(data, initial, **config))
     start = initial.astype(np.dtype(dtype))
     _, grads = value_and_grad(start, tiny.astype(dtype).reshape(1, -1),
                               abs_last_output_loss(np.dtype(dtype).type(4.0)), fast=False)

@@ -58,14 +58,14 @@ def test_the_compiled_rows_bit_identity_check_runs_on_todays_chain():
     finally:
         sys.path.remove(str(RUN.parent))
     from fluxparity.backends.pytorch_fast import train_batch
-    from fluxparity.config import RunConfig
+    from conftest import run_of
     from fluxparity.data import generate_dataset
     from fluxparity.experiment import seeds_for
     from fluxparity.models import tutorial_chain, tutorial_weights, with_tutorial_weights
 
     data_seed, param_seed = seeds_for(0)
-    config, data = RunConfig("identity", "float64", epochs=1), generate_dataset(8, data_seed)
-    eager = train_batch([(config, data, tutorial_chain(param_seed, "identity"))])[0]
+    data = generate_dataset(8, data_seed)
+    eager = train_batch([run_of(data, tutorial_chain(param_seed, "identity"), "float64", epochs=1)])[0]
     run = compiled.CompiledRun(step_losses=eager.step_losses, final_params=eager.final_params, compile_seconds=0.0,
                                run_seconds=0.0, loop_seconds=0.0, unroll=1)
     assert compiled._same(run, eager)

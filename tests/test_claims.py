@@ -22,12 +22,11 @@ from fluxparity import models
 from fluxparity._npzio import NpzError
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import compare_results
-from fluxparity.config import RunConfig
 from fluxparity.testing import (ParityError, assert_forward_parity, assert_parity, assert_training_parity,
                                 load_golden)
 from fluxparity.testing._golden import golden_entries
 
-from conftest import make_inputs
+from conftest import make_inputs, run_of, scales_of
 from golden_support import make_golden
 
 # ---------------------------------------------------------------------------------------------------
@@ -160,11 +159,11 @@ def _with_step_losses(result, index, delta):
 
 def test_float32_parity_judges_the_last_step_of_the_first_epoch():
     data, initial = make_inputs(20, seed=0)
-    b = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2), data, initial)
+    b = ReferenceBackend().train(run_of(data, initial, "float32", epochs=2))
     n = len(data.train_labels)
     a = dataclasses.replace(b, step_losses=np.array(b.step_losses, dtype=np.float64))
     a.step_losses[n - 1] += 1.0  # the first epoch's last step only: far beyond 1e-4 of any label
-    parity = compare_results("float32", 1e-3, {"a": a, "b": b}, data)
+    parity = compare_results("float32", {"a": a, "b": b}, scales_of(data, 2, "float32"))
     assert [c.quantity for c in parity.failed()] == ["step_losses[epoch 1]"]
     check = parity.failed()[0]
     assert check.first_divergent_step == n - 1
@@ -175,13 +174,13 @@ def test_the_first_divergent_step_is_exact_in_the_check_and_the_findings(index):
     from fluxparity.report._tables import findings
 
     data, initial = make_inputs(20, seed=0)
-    config = RunConfig("identity", "float32", epochs=2)
-    b = ReferenceBackend().train(config, data, initial)
+    config = run_of(data, initial, "float32", epochs=2)
+    b = ReferenceBackend().train(config)
     a = _with_step_losses(b, index, 1.0)
-    parity = compare_results("float32", 1e-3, {"a": a, "b": b}, data)
+    parity = compare_results("float32", {"a": a, "b": b}, scales_of(data, 2, "float32"))
     steps = next(c for c in parity.checks if c.quantity == "step_losses")
     assert steps.first_divergent_step == index
     run = type("Run", (), {"parity": parity, "config": config, "results": {"a": a, "b": b}})()
     n = len(data.train_labels)
     text = "\n".join(findings(run, data))
-    assert f"separate at step {index} (epoch {index // n + 1}, sample {index % n})" in text
+    assert f"separate at step {index} (epoch {index // n + 1}, batch {index % n})" in text

@@ -25,7 +25,10 @@ def test_compare_writes_four_files_following_the_json_contract(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["loss_curves.png", "losses.csv", "report.json", "report.md"]
     report = json.loads((out / "report.json").read_text())
     assert {"config", "versions", "data", "runs"} <= set(report)
-    assert set(report["data"]) == {"train_sequences", "train_labels", "test_sequences", "test_labels", "probes"}
+    assert report["schema_version"] == 2  # docs/report-format.md
+    assert set(report["data"]) == {"train_sequences", "train_labels", "test_sequences", "test_labels", "probes",
+                                   "source", "n_train", "n_test", "input_size", "output_size", "targets",
+                                   "probe_names"}
     assert len(report["data"]["test_sequences"]) == 40
     assert [(r["activation"], r["dtype"]) for r in report["runs"]] == [
         ("identity", "float32"), ("identity", "float64"), ("tanh", "float32"), ("tanh", "float64")]

@@ -5,10 +5,10 @@ import pytest
 
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import adam_jitter, compare_arrays, compare_results
-from fluxparity.config import RunConfig
 from fluxparity.models import flat_params, with_flat_params
+from fluxparity.optim import rule
 
-from conftest import make_inputs
+from conftest import make_inputs, run_of, scales_of
 
 
 def test_first_divergent_step_is_the_first_element_breaking_the_rule():
@@ -40,25 +40,25 @@ def test_shape_mismatch_is_an_error_naming_the_quantity():
 
 def test_informational_checks_do_not_decide_the_verdict():
     data, initial = make_inputs(50, seed=0)
-    config = RunConfig("identity", "float32", epochs=2)
-    a = ReferenceBackend().train(config, data, initial)
-    b = ReferenceBackend().train(config, data, initial)
+    config = dict(dtype="float32", epochs=2)
+    a = ReferenceBackend().train(run_of(data, initial, **config))
+    b = ReferenceBackend().train(run_of(data, initial, **config))
     b.final_params.layers[0].Wh[0, 0] += 0.5  # a late difference: reported, not judged, in float32
-    parity = compare_results("float32", config.lr, {"a": a, "b": b}, data)
+    parity = compare_results("float32", {"a": a, "b": b}, scales_of(data, epochs=len(next(iter(({"a": a, "b": b}).values())).epoch_train_loss), dtype="float32"))
     final = next(c for c in parity.checks if c.quantity == "final_params")
     assert not final.passed and not final.judged
     assert parity.verdict == "pass"
     b.probe_predictions[1] += 1.0  # an outcome difference: judged
-    assert compare_results("float32", config.lr, {"a": a, "b": b}, data).verdict == "fail"
+    assert compare_results("float32", {"a": a, "b": b}, scales_of(data, epochs=len(next(iter(({"a": a, "b": b}).values())).epoch_train_loss), dtype="float32")).verdict == "fail"
 
 
 def test_float64_judges_every_step():
     data, initial = make_inputs(50, seed=0)
-    config = RunConfig("identity", "float64", epochs=2)
-    a = ReferenceBackend().train(config, data, initial)
-    b = ReferenceBackend().train(config, data, initial)
+    config = dict(dtype="float64", epochs=2)
+    a = ReferenceBackend().train(run_of(data, initial, **config))
+    b = ReferenceBackend().train(run_of(data, initial, **config))
     b.step_losses[77] *= 1 + 1e-6
-    parity = compare_results("float64", config.lr, {"a": a, "b": b}, data)
+    parity = compare_results("float64", {"a": a, "b": b}, scales_of(data, epochs=len(next(iter(({"a": a, "b": b}).values())).epoch_train_loss), dtype="float64"))
     steps = next(c for c in parity.checks if c.quantity == "step_losses")
     assert parity.verdict == "fail" and steps.first_divergent_step == 77
 
@@ -100,12 +100,12 @@ F64_JUDGED = ["step_losses", "train_loss_before", "test_loss_before", "epoch_tra
 @pytest.mark.parametrize("quantity", F64_JUDGED)
 def test_float64_each_quantity_allows_1e9_label_scaled_and_not_more(quantity):
     data, initial = make_inputs(20, seed=0)
-    b = ReferenceBackend().train(RunConfig("identity", "float64", epochs=2), data, initial)
+    b = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float64", epochs=2)))
     value = b.final_params.layers[0].Wi[0, 0] if quantity == "final_params" else np.ravel(getattr(b, quantity))[0]
     allowance = 1e-9 * (_scales(data, b)[quantity] + abs(value))
-    passing = compare_results("float64", 1e-3, {"a": _moved(b, quantity, 0.5 * allowance), "b": b}, data)
+    passing = compare_results("float64", {"a": _moved(b, quantity, 0.5 * allowance), "b": b}, scales_of(data, epochs=len(next(iter(({"a": _moved(b, quantity, 0.5 * allowance), "b": b}).values())).epoch_train_loss), dtype="float64"))
     assert parity_failures(passing) == [], quantity
-    failing = compare_results("float64", 1e-3, {"a": _moved(b, quantity, 2 * allowance), "b": b}, data)
+    failing = compare_results("float64", {"a": _moved(b, quantity, 2 * allowance), "b": b}, scales_of(data, epochs=len(next(iter(({"a": _moved(b, quantity, 2 * allowance), "b": b}).values())).epoch_train_loss), dtype="float64"))
     # test_loss_after is the last epoch's test loss: moving one moves the other in a real run, not here
     assert parity_failures(failing) == [quantity]
     assert [c.quantity for c in failing.checks] == F64_JUDGED
@@ -122,12 +122,12 @@ F32_JUDGED = {"step_losses[epoch 1]": "step_losses", "train_loss_before": "train
 @pytest.mark.parametrize("quantity", F32_JUDGED)
 def test_float32_first_epoch_quantities_allow_1e4_label_scaled_and_not_more(quantity):
     data, initial = make_inputs(20, seed=0)
-    b = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2), data, initial)
+    b = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float32", epochs=2)))
     field = F32_JUDGED[quantity]
     allowance = 1e-4 * (_scales(data, b)[field] + abs(np.ravel(getattr(b, field))[0]))
-    passing = compare_results("float32", 1e-3, {"a": _moved(b, field, 0.5 * allowance), "b": b}, data)
+    passing = compare_results("float32", {"a": _moved(b, field, 0.5 * allowance), "b": b}, scales_of(data, epochs=len(next(iter(({"a": _moved(b, field, 0.5 * allowance), "b": b}).values())).epoch_train_loss), dtype="float32"))
     assert parity_failures(passing) == []
-    failing = compare_results("float32", 1e-3, {"a": _moved(b, field, 2 * allowance), "b": b}, data)
+    failing = compare_results("float32", {"a": _moved(b, field, 2 * allowance), "b": b}, scales_of(data, epochs=len(next(iter(({"a": _moved(b, field, 2 * allowance), "b": b}).values())).epoch_train_loss), dtype="float32"))
     assert parity_failures(failing) == [quantity]
     assert [(c.quantity, c.judged) for c in failing.checks] == [
         ("step_losses[epoch 1]", True), ("train_loss_before", True), ("test_loss_before", True),
@@ -141,17 +141,15 @@ def test_float32_first_epoch_quantities_allow_1e4_label_scaled_and_not_more(quan
 ])
 def test_float32_outcome_allows_5_jitter_steps_and_not_more(quantity, jitter):
     data, initial = make_inputs(20, seed=0)
-    b = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2), data, initial)
+    b = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float32", epochs=2)))
     allowance = 5 * jitter(data)
-    assert parity_failures(compare_results("float32", 1e-3, {"a": _moved(b, quantity, 0.9 * allowance), "b": b},
-                                           data)) == []
-    failing = compare_results("float32", 1e-3, {"a": _moved(b, quantity, 1.1 * allowance), "b": b}, data)
+    assert parity_failures(compare_results("float32", {"a": _moved(b, quantity, 0.9 * allowance), "b": b}, scales_of(data, epochs=len(next(iter(({"a": _moved(b, quantity, 0.9 * allowance), "b": b}).values())).epoch_train_loss), dtype="float32"))) == []
+    failing = compare_results("float32", {"a": _moved(b, quantity, 1.1 * allowance), "b": b}, scales_of(data, epochs=len(next(iter(({"a": _moved(b, quantity, 1.1 * allowance), "b": b}).values())).epoch_train_loss), dtype="float32"))
     assert parity_failures(failing) == [quantity]
     check = next(c for c in failing.checks if c.quantity == quantity)
     widest = allowance if quantity == "test_loss_after" else 5 * adam_jitter(data.probes, 1e-3).max()
     assert check.rtol == 0.0 and check.atol == pytest.approx(widest)  # the report shows the largest atol_i
-    unjudged = compare_results("float32", 1e-3, {"a": _moved(b, quantity, 1.1 * allowance), "b": b}, data,
-                               outcome_judged=False)
+    unjudged = compare_results("float32", {"a": _moved(b, quantity, 1.1 * allowance), "b": b}, scales_of(data, epochs=len(next(iter(({"a": _moved(b, quantity, 1.1 * allowance), "b": b}).values())).epoch_train_loss), dtype="float32", outcome_judged=False))
     assert unjudged.verdict == "pass" and not next(c for c in unjudged.checks if c.quantity == quantity).passed
 
 
@@ -189,9 +187,9 @@ def test_scale_is_per_element():
 
 def test_float32_outcome_of_another_rule_is_reported_with_zero_allowance_and_never_judged():
     data, initial = make_inputs(20, seed=0)
-    b = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2), data, initial)
+    b = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float32", epochs=2)))
     a = _moved(_moved(b, "test_loss_after", 1e-6), "probe_predictions", 1e-6)
-    parity = compare_results("float32", 1e-3, {"a": a, "b": b}, data, optimizer="Momentum")
+    parity = compare_results("float32", {"a": a, "b": b}, scales_of(data, epochs=len(next(iter(({"a": a, "b": b}).values())).epoch_train_loss), dtype="float32", optimizer=rule("Momentum")))
     assert parity_failures(parity) == []
     for quantity in ("test_loss_after", "probe_predictions"):
         check = next(c for c in parity.checks if c.quantity == quantity)
@@ -203,6 +201,6 @@ def test_float32_outcome_of_another_rule_is_reported_with_zero_allowance_and_nev
 
 def test_one_backend_compares_nothing_and_has_no_checks():
     data, initial = make_inputs(20, seed=0)
-    b = ReferenceBackend().train(RunConfig("identity", "float64", epochs=1), data, initial)
-    parity = compare_results("float64", 1e-3, {"b": b}, data)
+    b = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float64", epochs=1)))
+    parity = compare_results("float64", {"b": b}, scales_of(data, epochs=len(next(iter(({"b": b}).values())).epoch_train_loss), dtype="float64"))
     assert parity.verdict == "nothing compared" and parity.checks == []

@@ -32,12 +32,11 @@ from fluxparity import juliaprobe
 from fluxparity.backends import BackendError, BackendUnavailable, get_backend
 from fluxparity.backends import _flux_worker
 from fluxparity.backends.flux import FluxBackend, _read_result, _write_inputs
-from fluxparity.config import RunConfig
 from fluxparity.juliaprobe import FluxEnvironment, JuliaProbe, ProjectProbe
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.models import Chain, GRUParams, flat_params, init_chain
 
-from conftest import make_inputs, tutorial_for
+from conftest import make_inputs, tutorial_for, run_of, scales_of
 
 from julia_support import flux_backend, julia_with_repository_project  # noqa: F401  (fixtures)
 
@@ -93,12 +92,11 @@ def test_the_worker_hands_julia_exactly_the_run_it_was_given(fake_julia, tmp_pat
     fake_julia()
     data, initial = small_inputs
     initial = tutorial_for(initial, activation)
-    config = RunConfig(activation, dtype, epochs=2, lr=0.01)
+    config = dict(dtype=dtype, epochs=2, lr=0.01)
     seen = []
     result = FluxBackend(timeout=120, environment=ready_environment(tmp_path)).train(
-        config, data, initial, progress=lambda done, total: seen.append((done, total))
-    )
-    assert_same_run(result, ReferenceBackend(tanh="fast").train(config, data, initial))
+        run_of(data, initial, **config), progress=lambda done, total: seen.append((done, total)))
+    assert_same_run(result, ReferenceBackend(tanh="fast").train(run_of(data, initial, **config)))
     total = 2 * len(data.train_sequences)
     assert seen and seen[-1] == (total, total)
     assert result.notes["zygote_version"] == "fake; torch loaded: False"  # the worker never imports torch
@@ -124,17 +122,16 @@ def test_a_model_run_crosses_to_julia_and_back_exactly(fake_julia, tmp_path, kin
     # is a DimensionMismatch; a transposed square Wh_htilde changes the numbers), and back the same way.
     fake_julia()
     data, initial = model_inputs(kind, hidden, activation, samples=12)
-    config = RunConfig(activation, dtype, epochs=2, lr=0.005, model=kind, hidden=hidden)
+    config = dict(dtype=dtype, epochs=2, lr=0.005)
     seen = []
     result = FluxBackend(timeout=120, environment=ready_environment(tmp_path)).train(
-        config, data, initial, progress=lambda done, total: seen.append((done, total))
-    )
+        run_of(data, initial, **config), progress=lambda done, total: seen.append((done, total)))
     final = result.final_params
     assert isinstance(final, Chain) and [type(layer) for layer in final.layers] == [type(layer) for layer in
                                                                                       initial.layers]
     if kind == "rnn":
         assert final.layers[0].activation == initial.layers[0].activation
-    assert_same_run(result, ReferenceBackend(tanh="fast").train(config, data, initial))
+    assert_same_run(result, ReferenceBackend(tanh="fast").train(run_of(data, initial, **config)))
     assert seen[-1] == (2 * 12, 2 * 12)
 
 
@@ -160,12 +157,12 @@ def test_the_worker_run_in_this_process_round_trips_a_run_exactly(tmp_path, monk
         data, initial = make_inputs(12, seed=4, activation=activation)
     else:
         data, initial = model_inputs(kind, hidden, activation, samples=8)
-    config = RunConfig(activation, dtype, epochs=2, lr=0.01, model=kind, hidden=hidden)
+    config = dict(dtype=dtype, epochs=2, lr=0.01)
     total = 2 * len(data.train_sequences)
-    _write_inputs(tmp_path, config, data, initial, str(juliaprobe.flux_source_path()), total)
+    _write_inputs(tmp_path, run_of(data, initial, **config), str(juliaprobe.flux_source_path()), total)
     assert _flux_worker.run(tmp_path) == 0, (tmp_path / "error.json").read_text()
     result = _read_result(tmp_path, 0, deque(), initial)
-    assert_same_run(result, ReferenceBackend(tanh="fast").train(config, data, initial))
+    assert_same_run(result, ReferenceBackend(tanh="fast").train(run_of(data, initial, **config)))
     # progress reached Julia and came back as the worker's stdout lines, every total // 100 steps
     lines = capsys.readouterr().out.split()
     assert lines[-3:] == [_flux_worker.PROGRESS_TAG, str(total), str(total)]
@@ -185,7 +182,7 @@ def test_the_worker_in_this_process_refuses_to_run_beside_torch(tmp_path, monkey
 
     monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
     data, initial = small_inputs
-    _write_inputs(tmp_path, RunConfig("identity", "float64", epochs=1), data, initial,
+    _write_inputs(tmp_path, run_of(data, initial, dtype="float64", epochs=1),
                   str(juliaprobe.flux_source_path()), len(data.train_sequences))
     assert _flux_worker.run(tmp_path) == 1
     assert json.loads((tmp_path / "error.json").read_text())["message"] == (
@@ -197,7 +194,7 @@ def test_the_worker_in_this_process_checks_the_returned_weights(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     data, initial = model_inputs("gru", 2, "gated", samples=3)
-    _write_inputs(tmp_path, RunConfig("gated", "float64", epochs=1, model="gru", hidden=2), data, initial,
+    _write_inputs(tmp_path, run_of(data, initial, dtype="float64", epochs=1),
                   str(juliaprobe.flux_source_path()), 3)
     assert _flux_worker.run(tmp_path) == 1
     error = json.loads((tmp_path / "error.json").read_text())
@@ -209,7 +206,7 @@ def test_the_worker_in_this_process_reports_a_julia_exception_and_its_usage(tmp_
     monkeypatch.setitem(sys.modules, "juliacall", load_fake_juliacall())
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     data, initial = small_inputs
-    _write_inputs(tmp_path, RunConfig("identity", "float64", epochs=1), data, initial,
+    _write_inputs(tmp_path, run_of(data, initial, dtype="float64", epochs=1),
                   str(juliaprobe.flux_source_path()), len(data.train_sequences))
     assert _flux_worker.main([str(tmp_path)]) == 1
     assert json.loads((tmp_path / "error.json").read_text()) == {
@@ -223,7 +220,7 @@ def test_a_model_run_missing_a_weight_on_return_is_an_error(fake_julia, tmp_path
     data, initial = model_inputs("gruv3", 4, "gated", samples=4)
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
     with pytest.raises(BackendError, match="KeyError: .*train_chain returned the arrays"):
-        backend.train(RunConfig("gated", "float64", epochs=1, model="gruv3", hidden=4), data, initial)
+        backend.train(run_of(data, initial, dtype="float64", epochs=1))
 
 
 def test_a_julia_exception_in_a_model_run_becomes_a_backend_error(fake_julia, tmp_path):
@@ -231,21 +228,20 @@ def test_a_julia_exception_in_a_model_run_becomes_a_backend_error(fake_julia, tm
     data, initial = model_inputs("lstm", 4, "gated")
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
     with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch: layers\[1\]\.cell\.Wh must be \(16, 4\)"):
-        backend.train(RunConfig("gated", "float64", epochs=1, model="lstm", hidden=4), data, initial)
+        backend.train(run_of(data, initial, dtype="float64", epochs=1))
 
 
-def test_the_initial_weights_must_match_the_run(tmp_path, small_inputs):
+def test_the_flux_backend_refuses_a_run_it_does_not_train_and_anything_but_a_description(tmp_path, small_inputs):
     data, tutorial_initial = small_inputs
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
-    _, lstm = model_inputs("lstm", 4, "gated")
-    with pytest.raises(ValueError, match=r"needs Chain\(RNN\(1 => 1, identity\)\)"):
-        backend.train(RunConfig("identity", "float64", epochs=1), data, lstm)
-    with pytest.raises(ValueError, match="starts with rnn of hidden size 1, but the run is lstm-h4"):
-        backend.train(RunConfig("gated", "float64", epochs=1, model="lstm", hidden=4), data, tutorial_initial)
-    with pytest.raises(TypeError, match="must be a fluxparity.models.Chain"):
-        backend.train(RunConfig("identity", "float64", epochs=1), data, tutorial_initial.layers[0])
-    with pytest.raises(ValueError, match="starts with lstm of hidden size 4, but the run is gru"):
-        backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, lstm)
+    with pytest.raises(ValueError, match=r"the flux backend trains .* this run has loss mse, batch 1"):
+        backend.train(run_of(data, tutorial_initial, dtype="float64", epochs=1, loss="mse"))
+    with pytest.raises(ValueError, match=r"this run has loss abs_sum, batch 1, shuffled"):
+        backend.train(run_of(data, tutorial_initial, dtype="float64", epochs=1, shuffle=True))
+    with pytest.raises(TypeError, match="takes a fluxparity.run.RunSpec, got tuple"):
+        backend.train((data, tutorial_initial))
+    with pytest.raises(TypeError, match="model must be a fluxparity.models.Chain, got RNNParams"):
+        run_of(data, tutorial_initial.layers[0])
 
 
 @pytest.mark.parametrize("behaviour,message", [
@@ -260,7 +256,7 @@ def test_a_julia_exception_becomes_a_backend_error_naming_it(fake_julia, tmp_pat
     data, initial = small_inputs
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
     with pytest.raises(BackendError, match=message):
-        backend.train(RunConfig("identity", "float64", epochs=1), data, initial)
+        backend.train(run_of(data, initial, dtype="float64", epochs=1))
 
 
 def test_a_crashed_worker_becomes_a_backend_error(fake_julia, tmp_path, small_inputs):
@@ -268,7 +264,7 @@ def test_a_crashed_worker_becomes_a_backend_error(fake_julia, tmp_path, small_in
     data, initial = small_inputs
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
     with pytest.raises(BackendError, match="exited with code 3 without a result"):
-        backend.train(RunConfig("identity", "float64", epochs=1), data, initial)
+        backend.train(run_of(data, initial, dtype="float64", epochs=1))
 
 
 def _gone(pid: int) -> bool:
@@ -287,7 +283,7 @@ def test_a_hung_worker_is_killed_after_the_timeout(fake_julia, tmp_path, small_i
     backend = FluxBackend(timeout=3, environment=ready_environment(tmp_path))
     started = time.perf_counter()
     with pytest.raises(BackendError, match="did not finish within 3 s and was killed"):
-        backend.train(RunConfig("identity", "float64", epochs=1), data, initial)
+        backend.train(run_of(data, initial, dtype="float64", epochs=1))
     assert quick_enough(time.perf_counter() - started, 30)  # scaled by the machine's load
     assert _gone(int(pid_file.read_text()))
 
@@ -303,7 +299,7 @@ def test_without_julia_train_raises_backend_unavailable_with_the_reason(tmp_path
     assert "`julia` is not on PATH" in backend.unavailable_reason()
     data, initial = small_inputs
     with pytest.raises(BackendUnavailable, match="fluxparity setup-julia"):
-        backend.train(RunConfig(), data, initial)
+        backend.train(run_of(data, initial))
 
 
 def test_the_registry_builds_the_flux_backend_with_options():
@@ -333,11 +329,11 @@ def test_flux_passes_the_parity_policy_against_reference_and_torch(flux_backend,
     # (fluxparity.compare, docs/parity.md): float64 every step within 1e-9 (label-scaled); float32 the
     # first epoch within 1e-4 (label-scaled) and the outcome within 5 Adam steps of jitter.
     data, initial = small_inputs
-    config = RunConfig(activation, dtype, epochs=3)
-    results = {"flux": flux_backend.train(config, data, initial)}
+    config = dict(dtype=dtype, epochs=3)
+    results = {"flux": flux_backend.train(run_of(data, initial, **config))}
     for name, other_backend in _other_backends(activation).items():
-        results[name] = other_backend.train(config, data, initial)
-    parity = compare_results(dtype, config.lr, results, data)
+        results[name] = other_backend.train(run_of(data, initial, **config))
+    parity = compare_results(dtype, results, scales_of(data, epochs=len(next(iter((results).values())).epoch_train_loss), dtype=dtype))
     failed = [f"{c.a} vs {c.b}: {c.quantity}[{c.worst_index}] max abs {c.max_abs:.3e} breaks {c.rule}"
               for c in parity.failed()]
     assert parity.verdict == "pass", failed
@@ -360,13 +356,13 @@ def test_flux_model_runs_pass_the_parity_policy_against_the_reference(flux_backe
     # Chain(<layer>(cell), Dense(hidden => 1)) from the same float64 weights, 2 epochs of per-sample Adam on
     # 30 samples; the reference computes NNlib's tanh_fast / sigmoid_fast, as Flux's cells do.
     data, initial = model_inputs(kind, hidden, activation)
-    config = RunConfig(activation, "float64", epochs=2, model=kind, hidden=hidden)
+    config = dict(dtype="float64", epochs=2)
     results = {
-        "flux": flux_backend.train(config, data, initial),
-        "reference": get_backend("reference", tanh="fast").train(config, data, initial),
+        "flux": flux_backend.train(run_of(data, initial, **config)),
+        "reference": get_backend("reference", tanh="fast").train(run_of(data, initial, **config)),
     }
     assert isinstance(results["flux"].final_params, Chain)
-    parity = compare_results("float64", config.lr, results, data)
+    parity = compare_results("float64", results, scales_of(data, epochs=len(next(iter((results).values())).epoch_train_loss), dtype="float64"))
     failed = [f"{c.a} vs {c.b}: {c.quantity}[{c.worst_index}] max abs {c.max_abs:.3e} breaks {c.rule}"
               for c in parity.failed()]
     assert parity.verdict == "pass", failed
@@ -382,7 +378,7 @@ def test_a_model_run_with_a_wrong_shape_is_a_julia_dimension_mismatch(flux_backe
     bad = Chain((initial.layers[0], initial.layers[1]))
     object.__setattr__(bad, "layers", (cell, initial.layers[1]))
     with pytest.raises(BackendError, match=r"Julia raised DimensionMismatch"):
-        flux_backend.train(RunConfig("gated", "float64", epochs=1, model="gru", hidden=4), data, bad)
+        flux_backend.train(run_of(data, bad, dtype="float64", epochs=1))
 
 
 @pytest.mark.julia
@@ -397,7 +393,7 @@ def test_a_real_julia_exception_names_its_type(flux_backend, small_inputs):  # n
     bad = Chain((cell,))
     object.__setattr__(bad, "layers", (bad_cell,))
     with pytest.raises(BackendError, match="Julia raised DimensionMismatch"):
-        flux_backend.train(RunConfig("identity", "float64", epochs=1), data, bad)
+        flux_backend.train(run_of(data, bad, dtype="float64", epochs=1))
 
 
 @pytest.mark.julia
@@ -439,7 +435,7 @@ def test_the_worker_reports_its_stages_before_the_first_step(fake_julia, tmp_pat
             events.append(("phase", text))
 
     FluxBackend(timeout=120, environment=ready_environment(tmp_path)).train(
-        RunConfig("identity", "float64", epochs=2), data, initial, progress=Recorder())
+        run_of(data, initial, dtype="float64", epochs=2), progress=Recorder())
     phases = [e[1] for e in events if e[0] == "phase"]
     assert [p.split(" (")[0] for p in phases] == ["starting Julia", "loading Flux", "training"]
     assert "precompiles the first time" in phases[1]

@@ -8,6 +8,7 @@ differently, so any sqrt that is not correctly rounded shows up as a trajectory 
 
 from fractions import Fraction
 
+from conftest import run_of
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,6 @@ from fluxparity.backends.base import epoch_sums
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.optim import ieee_sqrt
 from fluxparity.backends.reference import ReferenceBackend
-from fluxparity.config import RunConfig
 from fluxparity.data import generate_dataset
 from fluxparity.experiment import seeds_for
 from fluxparity.models import tutorial_chain
@@ -83,9 +83,9 @@ def test_optimisers_arithmetic_equals_the_reference_bit_for_bit_on_the_tutorial_
     # identity model, seed 0, 1000 x 50: every step loss, the final parameters, the probes, equal to the bit
     data_seed, param_seed = seeds_for(0)
     data, initial = generate_dataset(1000, data_seed), tutorial_chain(param_seed)
-    config = RunConfig("identity", dtype)
-    ref = ReferenceBackend().train(config, data, initial)
-    torch_run = TorchBackend(optimizer="optimisers").train(config, data, initial)
+    config = dict(dtype=dtype)
+    ref = ReferenceBackend().train(run_of(data, initial, **config))
+    torch_run = TorchBackend(optimizer="optimisers").train(run_of(data, initial, **config))
     diff = np.nonzero(torch_run.step_losses != ref.step_losses)[0]
     assert len(diff) == 0, f"first different step {diff[0]} of {len(ref.step_losses)}"
     for name, array in torch_run.final_params.arrays().items():
@@ -100,9 +100,9 @@ def test_plain_path_with_optimisers_arithmetic_equals_the_reference(dtype):
     # the idiomatic nn.Module + autograd path, shorter run: the same equality
     data_seed, param_seed = seeds_for(1)
     data, initial = generate_dataset(500, data_seed), tutorial_chain(param_seed)
-    config = RunConfig("identity", dtype, epochs=4)
-    ref = ReferenceBackend().train(config, data, initial)
-    plain = TorchBackend(optimizer="optimisers", path="plain").train(config, data, initial)
+    config = dict(dtype=dtype, epochs=4)
+    ref = ReferenceBackend().train(run_of(data, initial, **config))
+    plain = TorchBackend(optimizer="optimisers", path="plain").train(run_of(data, initial, **config))
     np.testing.assert_array_equal(plain.step_losses, ref.step_losses)
     np.testing.assert_array_equal(plain.final_params.layers[0].Wh, ref.final_params.layers[0].Wh)
     np.testing.assert_array_equal(plain.epoch_train_loss, ref.epoch_train_loss)

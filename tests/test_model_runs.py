@@ -7,7 +7,6 @@ import pytest
 
 from fluxparity.backends import get_backend
 from fluxparity.cli import main
-from fluxparity.config import RunConfig
 from fluxparity.experiment import run_experiment
 from fluxparity.models import flat_params
 
@@ -39,7 +38,8 @@ def test_model_runs_train_every_parameter_including_the_head():
                                 dtypes=("float64",), backends={"reference": get_backend("reference")},
                                 model="rnn", hidden=3)
     (run,) = experiment.runs
-    assert run.config == RunConfig("identity", "float64", epochs=1, lr=1e-2, model="rnn", hidden=3)
+    assert (run.config.dtype, run.config.epochs, run.config.lr, run.config.label) == (
+        "float64", 1, 1e-2, "rnn-h3/identity/float64")
     final = run.results["reference"].final_params
     assert len(final.layers) == 2 and final.layers[1].weight.shape == (1, 3)
     assert not np.array_equal(final.layers[1].weight, run.initial_params.layers[1].weight)
@@ -61,7 +61,9 @@ def test_cli_lstm_hidden_8_float64(tmp_path):
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
     (run,) = report["runs"]
-    assert (run["model"], run["hidden"], run["activation"], run["dtype"]) == ("lstm", 8, "gated", "float64")
+    assert (run["notes"]["model"], run["notes"]["hidden"], run["activation"], run["dtype"]) == (
+        "lstm", 8, "gated", "float64")  # report.json version 2: the shorthand in notes (docs/report-format.md)
+    assert run["model"] == "Chain(LSTM(1 => 8), Dense(8 => 1))"
     assert set(run["initial_params"]) == {"layers[1].cell.Wi", "layers[1].cell.Wh", "layers[1].cell.bias",
                                         "layers[2].weight", "layers[2].bias"}
     assert np.array(run["backends"]["torch"]["final_params"]["layers[1].cell.Wi"]).shape == (32, 1)

@@ -7,15 +7,14 @@ import pytest
 from fluxparity.backends import get_backend
 from fluxparity.backends._flux_worker import julia_rule_source
 from fluxparity.compare import compare_results
-from fluxparity.config import RunConfig
 from fluxparity.optim import parse_spec, to_dict, to_julia
 
-from conftest import make_inputs
+from conftest import make_inputs, run_of, scales_of
 from julia_support import flux_backend  # noqa: F401  (fixture)
 
 
 def test_the_tutorial_adam_leaves_train_chain_to_build_adam_lr_itself():
-    request = {"lr": 0.002, "optimizer": to_dict(RunConfig(lr=0.002).rule)}
+    request = {"lr": 0.002, "optimizer": to_dict(parse_spec("adam:eta=0.002"))}
     assert julia_rule_source(request) is None
     assert julia_rule_source({"lr": 0.001}) is None  # an old request without a rule
 
@@ -34,10 +33,10 @@ def test_flux_trains_the_rule_and_passes_the_float64_policy(flux_backend, spec, 
     # Optimisers.jl's own rule in Flux vs fluxparity.optim's NumPy arithmetic in the reference (NNlib's
     # tanh_fast on both sides), judged by the rules the report uses (float64: every step within 1e-9).
     data, initial = make_inputs(30, seed=1, activation=activation)
-    config = RunConfig(activation, "float64", epochs=2, optimizer=parse_spec(spec))
-    results = {"flux": flux_backend.train(config, data, initial),
-               "reference": get_backend("reference", tanh="fast").train(config, data, initial)}
-    parity = compare_results("float64", config.lr, results, data, optimizer=config.rule.name)
+    config = dict(dtype="float64", epochs=2, optimizer=parse_spec(spec))
+    results = {"flux": flux_backend.train(run_of(data, initial, **config)),
+               "reference": get_backend("reference", tanh="fast").train(run_of(data, initial, **config))}
+    parity = compare_results("float64", results, scales_of(data, epochs=len(next(iter((results).values())).epoch_train_loss), dtype="float64", optimizer=config["optimizer"]))
     failed = [f"{c.a} vs {c.b}: {c.quantity}[{c.worst_index}] max abs {c.max_abs:.3e} breaks {c.rule}"
               for c in parity.failed()]
     assert parity.verdict == "pass", failed

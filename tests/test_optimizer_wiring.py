@@ -10,15 +10,15 @@ and the CPU")
 
 from pathlib import Path
 
+from conftest import run_of
 import numpy as np
 import pytest
 import torch
 
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
-from fluxparity.config import RunConfig
 from fluxparity.data import generate_dataset
-from fluxparity.experiment import initial_for, seeds_for
+from fluxparity.experiment import run_experiment, seeds_for, shorthand_chain
 from fluxparity.optim import FluxOptimiser, parse_spec, rule
 
 PIN = Path(__file__).parent / "data" / "adam_trajectories_before_issue12.npz"
@@ -60,13 +60,13 @@ def _check_against_pin(result, pin, key, dtype, exact):
 @pytest.mark.parametrize("model,hidden,activation,dtype", RUNS)
 def test_adam_trajectories_are_bit_identical_to_before_the_wiring(model, hidden, activation, dtype):
     data, param_seed = _inputs()
-    config = RunConfig(activation=activation, dtype=dtype, epochs=2, lr=2e-3, model=model, hidden=hidden)
-    initial = initial_for(config, param_seed)
+    config = dict(dtype=dtype, epochs=2, lr=2e-3)
+    initial = shorthand_chain(model, hidden, activation, param_seed)
     legs = {"reference": ReferenceBackend(), "torch-torch": TorchBackend("torch", "plain"),
             "torch-optimisers": TorchBackend("optimisers", "plain")}
     with np.load(PIN) as pin:
         for name, backend in legs.items():
-            result = backend.train(config, data, initial)
+            result = backend.train(run_of(data, initial, **config))
             _check_against_pin(result, pin, f"{model}-{activation}-{dtype}-{name}", dtype,
                                exact=activation == "identity")
 
@@ -75,9 +75,9 @@ def test_adam_trajectories_are_bit_identical_to_before_the_wiring(model, hidden,
 def test_the_cpu_budget_still_catches_a_changed_rule(dtype):
     """The budget is not a licence: Adam with eta 5e-5 relative off, on the LSTM, is far outside it."""
     data, param_seed = _inputs()
-    config = RunConfig(activation="gated", dtype=dtype, epochs=2, model="lstm", hidden=2,
-                       optimizer=parse_spec("adam:eta=0.0020001"))
-    result = ReferenceBackend().train(config, data, initial_for(config, param_seed))
+    initial = shorthand_chain("lstm", 2, "gated", param_seed)
+    result = ReferenceBackend().train(run_of(data, initial, dtype=dtype, epochs=2,
+                                             optimizer=parse_spec("adam:eta=0.0020001")))
     with np.load(PIN) as pin:
         with pytest.raises(AssertionError, match="eps"):
             _check_against_pin(result, pin, f"lstm-gated-{dtype}-reference", dtype, exact=False)
@@ -85,11 +85,11 @@ def test_the_cpu_budget_still_catches_a_changed_rule(dtype):
 
 def test_an_explicit_adam_rule_trains_exactly_as_lr_does():
     data, param_seed = _inputs(12)
-    by_lr = RunConfig("tanh", "float32", epochs=2, lr=1e-3)
-    by_rule = RunConfig("tanh", "float32", epochs=2, optimizer=parse_spec("adam"))
-    initial = initial_for(by_lr, param_seed)
+    by_lr = dict(dtype="float32", epochs=2, lr=1e-3)
+    by_rule = dict(dtype="float32", epochs=2, optimizer=parse_spec("adam"))
+    initial = shorthand_chain("rnn", 1, "tanh", param_seed)
     for backend in (ReferenceBackend(), TorchBackend("optimisers", "fast")):
-        a, b = backend.train(by_lr, data, initial), backend.train(by_rule, data, initial)
+        a, b = backend.train(run_of(data, initial, **by_lr)), backend.train(run_of(data, initial, **by_rule))
         np.testing.assert_array_equal(a.step_losses, b.step_losses)
 
 
@@ -100,10 +100,10 @@ def test_flux_optimiser_in_torch_equals_the_reference_general_path_bit_for_bit_i
     differ. (In float32 they do not: autograd's float32 gradients differ in the last bits, 12 of 50 step
     losses by up to 3e-5 relative for Momentum; compare judges float32 on epoch 1 with RTOL_FLOAT32.)"""
     data, param_seed = _inputs(25)
-    config = RunConfig("identity", "float64", epochs=2, optimizer=parse_spec(spec))
-    initial = initial_for(config, param_seed)
-    ref = ReferenceBackend().train(config, data, initial)
-    ours = TorchBackend("optimisers", "plain").train(config, data, initial)
+    config = dict(dtype="float64", epochs=2, optimizer=parse_spec(spec))
+    initial = shorthand_chain("rnn", 1, "identity", param_seed)
+    ref = ReferenceBackend().train(run_of(data, initial, **config))
+    ours = TorchBackend("optimisers", "plain").train(run_of(data, initial, **config))
     np.testing.assert_array_equal(ours.step_losses, ref.step_losses)
     for k, v in ref.final_params.arrays().items():
         np.testing.assert_array_equal(ours.final_params.arrays()[k], v, err_msg=k)
@@ -112,29 +112,32 @@ def test_flux_optimiser_in_torch_equals_the_reference_general_path_bit_for_bit_i
 def test_a_non_adam_rule_really_changes_the_training():
     """The rule is not dropped on the way: Momentum and Adam give different trajectories in every leg."""
     data, param_seed = _inputs(10)
-    adam = RunConfig("identity", "float64", epochs=1)
-    momentum = RunConfig("identity", "float64", epochs=1, optimizer=parse_spec("momentum:eta=0.01,rho=0.9"))
-    initial = initial_for(adam, param_seed)
+    adam = run_of(data, shorthand_chain("rnn", 1, "identity", param_seed), dtype="float64", epochs=1)
+    momentum = run_of(data, adam.model, dtype="float64", epochs=1, optimizer=parse_spec("momentum:eta=0.01,rho=0.9"))
     for backend in (ReferenceBackend(), TorchBackend("torch", "plain"), TorchBackend("optimisers", "plain")):
-        a, m = backend.train(adam, data, initial), backend.train(momentum, data, initial)
+        a, m = backend.train(adam), backend.train(momentum)
         assert a.step_losses[0] == m.step_losses[0]  # the same start
         assert not np.array_equal(a.step_losses, m.step_losses)
 
 
 def test_the_fast_path_refuses_a_rule_it_does_not_spell_out():
     data, param_seed = _inputs(5)
-    config = RunConfig("identity", "float64", epochs=1, optimizer=parse_spec("momentum"))
+    run = run_of(data, shorthand_chain("rnn", 1, "identity", param_seed), dtype="float64", epochs=1,
+                 optimizer=parse_spec("momentum"))
     with pytest.raises(ValueError, match=r"fast path spells out Adam only.*Momentum"):
-        TorchBackend("torch", "fast").train(config, data, initial_for(config, param_seed))
+        TorchBackend("torch", "fast").train(run)
 
 
-def test_run_config_refuses_an_lr_beside_a_rule_and_records_the_rule():
+def test_an_lr_beside_a_rule_is_refused_and_the_rule_is_recorded():
+    data, param_seed = _inputs(5)
     with pytest.raises(ValueError, match=r"lr 0.01 does not apply with optimizer Momentum"):
-        RunConfig(lr=0.01, optimizer=parse_spec("momentum"))
-    assert RunConfig(lr=0.002).to_dict()["optimizer"] == {"rule": "Adam", "eta": 0.002, "beta": [0.9, 0.999],
-                                                         "epsilon": 1e-8}
-    assert RunConfig(optimizer=parse_spec("descent:eta=0.5")).to_dict()["optimizer"] == {"rule": "Descent",
-                                                                                        "eta": 0.5}
+        run_experiment(samples=5, seed=0, epochs=1, lr=0.01, activations=("identity",), dtypes=("float64",),
+                       backends={}, optimizer=parse_spec("momentum"))
+    initial = shorthand_chain("rnn", 1, "identity", param_seed)
+    assert run_of(data, initial, lr=0.002).to_dict()["optimizer"] == {"rule": "Adam", "eta": 0.002,
+                                                                      "beta": [0.9, 0.999], "epsilon": 1e-8}
+    assert run_of(data, initial, optimizer=parse_spec("descent:eta=0.5")).to_dict()["optimizer"] == {
+        "rule": "Descent", "eta": 0.5}
 
 
 def test_flux_optimiser_adam_keeps_the_running_beta_product_in_the_parameters_dtype():

@@ -6,11 +6,10 @@ import pytest
 from fluxparity.backends.base import BackendError
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
-from fluxparity.config import RunConfig
-from fluxparity.models import init_chain
+from fluxparity.optim import rule
 from fluxparity.parallel import run_runs_concurrently
 
-from conftest import make_inputs, tutorial_for
+from conftest import make_inputs, tutorial_for, run_of
 
 
 def same(a, b):
@@ -36,26 +35,27 @@ class _LocalOnly:
     def unavailable_reason(self):
         return None
 
-    def train(self, config, data, initial, progress=None):
-        self.calls.append(config.label)
-        return self.inner.train(config, data, initial, progress)
+    def train(self, run, progress=None):
+        self.calls.append(run.label)
+        return self.inner.train(run, progress)
 
 
 def test_concurrent_runs_equal_sequential_runs_in_order():
     data, initial = make_inputs(25, seed=2)
-    tasks = [(RunConfig(a, d, epochs=2), tutorial_for(initial, a)) for a in ("identity", "tanh") for d in ("float32", "float64")]
+    tasks = [run_of(data, tutorial_for(initial, a), dtype=d, epochs=2, label=f"{a}/{d}")
+             for a in ("identity", "tanh") for d in ("float32", "float64")]
     backends = {"torch": TorchBackend(), "reference": ReferenceBackend(), "local": _LocalOnly()}
     seen = []
-    results = run_runs_concurrently(tasks, data, backends, workers=2, min_steps=0,
+    results = run_runs_concurrently(tasks, backends, workers=2, min_steps=0,
                                     progress=lambda *args: seen.append(args))
     assert len(results) == len(tasks)
-    assert backends["local"].calls == [c.label for c, _ in tasks]  # trained here, in order
-    for (config, init), got in zip(tasks, results):
+    assert backends["local"].calls == [c.label for c in tasks]  # trained here, in order
+    for run, got in zip(tasks, results):
         assert list(got) == ["torch", "reference", "local"]
         for name, backend in backends.items():
-            same(got[name], backend.train(config, data, init))
+            same(got[name], backend.train(run))
     finished = {(name, label) for name, label, done, total in seen if done == total}
-    assert finished == {(n, c.label) for n in backends for c, _ in tasks}
+    assert finished == {(n, c.label) for n in backends for c in tasks}
 
 
 def test_short_runs_train_in_this_process(monkeypatch):
@@ -66,24 +66,25 @@ def test_short_runs_train_in_this_process(monkeypatch):
 
     monkeypatch.setattr(parallel, "spawn_pool", no_pool)
     data, initial = make_inputs(15)
-    tasks = [(RunConfig(a, "float64", epochs=1), tutorial_for(initial, a)) for a in ("identity", "tanh")]
-    results = run_runs_concurrently(tasks, data, {"torch": TorchBackend(), "reference": ReferenceBackend()})
+    tasks = [run_of(data, tutorial_for(initial, a), dtype="float64", epochs=1) for a in ("identity", "tanh")]
+    results = run_runs_concurrently(tasks, {"torch": TorchBackend(), "reference": ReferenceBackend()})
     assert [list(r) for r in results] == [["torch", "reference"]] * 2
 
 
 def test_one_worker_trains_in_this_process():
     data, initial = make_inputs(15)
-    tasks = [(RunConfig("identity", "float64", epochs=1), initial)]
-    results = run_runs_concurrently(tasks, data, {"reference": ReferenceBackend()}, workers=1)
-    same(results[0]["reference"], ReferenceBackend().train(tasks[0][0], data, initial))
+    tasks = [run_of(data, initial, dtype="float64", epochs=1)]
+    results = run_runs_concurrently(tasks, {"reference": ReferenceBackend()}, workers=1)
+    same(results[0]["reference"], ReferenceBackend().train(tasks[0]))
     with pytest.raises(ValueError, match="workers"):
-        run_runs_concurrently(tasks, data, {"reference": ReferenceBackend()}, workers=0)
+        run_runs_concurrently(tasks, {"reference": ReferenceBackend()}, workers=0)
 
 
 def test_a_failing_run_in_a_worker_names_backend_and_run():
     data, initial = make_inputs(15)
-    wrong = init_chain(1, [("rnn", 2, "tanh")], seed=0, dtype=np.float64)  # not the one-unit RNN, no Dense
-    tasks = [(RunConfig("identity", "float64", epochs=1), initial), (RunConfig("tanh", "float64", epochs=1), wrong)]
-    with pytest.raises(BackendError, match=r"backend '(reference|ref2)' failed on tanh/float64: ValueError"):
-        run_runs_concurrently(tasks, data, {"reference": ReferenceBackend(), "ref2": ReferenceBackend()}, workers=2,
-                              min_steps=0)
+    # the torch fast path refuses a rule other than Adam: the second run fails in its worker
+    tasks = [run_of(data, initial, dtype="float64", epochs=1, label="identity/float64"),
+             run_of(data, initial, dtype="float64", epochs=1, optimizer=rule("Momentum"), label="momentum/float64")]
+    with pytest.raises(BackendError, match=r"backend '(torch|torch2)' failed on momentum/float64: ValueError"):
+        run_runs_concurrently(tasks, {"torch": TorchBackend(path="fast"), "torch2": TorchBackend(path="fast")},
+                              workers=2, min_steps=0)

@@ -2,11 +2,10 @@
 
 import io
 
-from conftest import make_inputs, tutorial_for
+from conftest import make_inputs, run_of, tutorial_for
 
 import fluxparity.parallel as parallel
 from fluxparity.backends import get_backend
-from fluxparity.config import RunConfig
 from fluxparity.parallel import run_runs_concurrently
 from fluxparity.progress import ProgressDisplay
 
@@ -110,12 +109,13 @@ class Recorder:
 def test_runs_in_pool_workers_report_while_they_train(monkeypatch):
     monkeypatch.setattr(parallel, "UPDATES_PER_SECOND", float("inf"))  # the workers' throttle off: every update
     data, initial = make_inputs(20, seed=1)
-    tasks = [(RunConfig(a, "float64", epochs=4), tutorial_for(initial, a)) for a in ("identity", "tanh")]
+    tasks = [run_of(data, tutorial_for(initial, a), dtype="float64", epochs=4, label=f"{a}/float64")
+             for a in ("identity", "tanh")]
     progress = Recorder()
-    run_runs_concurrently(tasks, data, {"torch": get_backend("torch"), "reference": get_backend("reference")}, workers=2,
+    run_runs_concurrently(tasks, {"torch": get_backend("torch"), "reference": get_backend("reference")}, workers=2,
                           min_steps=0, progress=progress)
     for name in ("torch", "reference"):
-        for config, _ in tasks:
+        for config in tasks:
             mine = [e[2:] for e in progress.events if e[:2] == (name, config.label)]
             assert mine[0] == ("waiting for a worker",)
             assert mine[1] == (0, 80) and mine[-1] == (80, 80)

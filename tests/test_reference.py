@@ -7,10 +7,9 @@ import torch
 from fluxparity.backends import reference
 from fluxparity.backends.pytorch import SumRNN
 from fluxparity.backends.reference import ReferenceBackend, loss_and_gradient
-from fluxparity.config import RunConfig
 from fluxparity.models import Chain, RNNParams, init_chain
 
-from conftest import make_inputs
+from conftest import make_inputs, run_of
 
 
 def finite_difference(sequence, label, params: Chain, h=1e-6) -> dict:
@@ -67,9 +66,9 @@ def test_abs_gradient_at_zero_is_zero():
 def test_compiled_kernel_follows_the_python_kernel(dtype, activation, tanh):
     pytest.importorskip("numba", reason="numba is not installed: only the interpreted kernel exists")
     data, initial = make_inputs(60, seed=2, activation=activation)
-    config = RunConfig(activation, dtype, epochs=3)
-    compiled = ReferenceBackend(tanh=tanh, jit=True).train(config, data, initial)
-    interpreted = ReferenceBackend(tanh=tanh, jit=False).train(config, data, initial)
+    config = dict(dtype=dtype, epochs=3)
+    compiled = ReferenceBackend(tanh=tanh, jit=True).train(run_of(data, initial, **config))
+    interpreted = ReferenceBackend(tanh=tanh, jit=False).train(run_of(data, initial, **config))
     assert compiled.notes["compiled"] and not interpreted.notes["compiled"]
     spelled_out = activation == "identity" or (tanh == "fast" and dtype == "float32")
     if not spelled_out:
@@ -98,10 +97,10 @@ def test_tanh_fast_float32_is_nnlibs_rational_function_and_close_to_tanh():
     assert np.max(np.abs(got - np.tanh(xs)) / ulp) < 8  # "a few ulp" from the true tanh
 
 
-def test_rejects_a_model_that_is_not_the_tutorials():
+def test_a_model_beyond_the_tutorials_takes_the_general_path_and_the_kernel_refuses_it():
     data, _ = make_inputs(5)
     wide = init_chain(1, [("rnn", 2, "identity")], [(1,)], seed=0, dtype=np.float64)
-    with pytest.raises(ValueError, match=r"needs Chain\(RNN\(1 => 1, identity\)\)"):
-        ReferenceBackend().train(RunConfig(), data, wide)
+    result = ReferenceBackend().train(run_of(data, wide, dtype="float64", epochs=1))
+    assert result.notes["path"] == "general (vectorised over the batch)" and result.step_losses.shape == (5,)
     with pytest.raises(ValueError, match="the fast kernels implement only the tutorial's"):
         loss_and_gradient(np.array([1.0]), 1.0, wide)

@@ -33,18 +33,18 @@ def test_diagnosis_tells_gradual_growth_from_a_difference_in_the_math():
     gradual = copy.deepcopy(a)
     steps = np.arange(len(a.step_losses))
     gradual.step_losses = a.step_losses + np.tile(data.train_labels, 2) * 1e-16 * 10.0 ** (steps / 15)
-    assert "grew gradually" in growth_diagnosis(a, gradual, data)
+    assert "grew gradually" in growth_diagnosis(a, gradual, experiment.runs[0].config)
     broken = copy.deepcopy(a)
     broken.step_losses = a.step_losses * (1 + 1e-3)
-    assert "from the first steps" in growth_diagnosis(a, broken, data)
+    assert "from the first steps" in growth_diagnosis(a, broken, experiment.runs[0].config)
 
 
 def test_diagnosis_with_few_samples_and_non_finite_losses():
     experiment = run_experiment(samples=9, seed=0, epochs=2, lr=1e-3, activations=("identity",),
                                 dtypes=("float64",), backends={"reference": get_backend("reference")})
-    data, a = experiment.data, experiment.runs[0].results["reference"]
+    a = experiment.runs[0].results["reference"]
     broken = copy.deepcopy(a)
     broken.step_losses = a.step_losses * (1 + 1e-3)
-    assert "from the first steps" in growth_diagnosis(a, broken, data)
+    assert "from the first steps" in growth_diagnosis(a, broken, experiment.runs[0].config)
     broken.step_losses[5] = np.nan
-    assert "stop being finite at step 5" in growth_diagnosis(a, broken, data)
+    assert "stop being finite at step 5" in growth_diagnosis(a, broken, experiment.runs[0].config)

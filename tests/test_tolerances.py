@@ -15,9 +15,8 @@ import numpy as np
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import adam_jitter, compare_results
-from fluxparity.config import RunConfig
 
-from conftest import make_inputs
+from conftest import make_inputs, run_of, scales_of
 
 RTOL_FLOAT64_DOC = 1e-9  # docs/parity.md: "float64: the whole trajectory must agree (rtol 1e-9)"
 RTOL_FLOAT32_DOC = 1e-4  # docs/parity.md: float32 first epoch "at rtol = 1e-4, label-scaled"
@@ -34,9 +33,9 @@ def scaled_step_difference(a, b, data, steps=None):
 def honest_runs(samples: int, seed: int, dtype: str, epochs: int, path: str):
     """``(data, config, torch.optim.Adam run, reference run)``: two correct implementations of one run."""
     data, initial = make_inputs(samples, seed=seed)
-    config = RunConfig("identity", dtype, epochs=epochs)
-    torch_run = TorchBackend("torch", path=path).train(config, data, initial)
-    return data, config, torch_run, ReferenceBackend().train(config, data, initial)
+    config = dict(dtype=dtype, epochs=epochs)
+    torch_run = TorchBackend("torch", path=path).train(run_of(data, initial, **config))
+    return data, config, torch_run, ReferenceBackend().train(run_of(data, initial, **config))
 
 
 def failed(parity):
@@ -49,17 +48,17 @@ def test_float64_torch_adam_sits_far_inside_rtol_1e9():
     # Measured: 5.4e-15 label-scaled over 400 steps (identity, seed 0): 1e-9 is ~2e5 times that.
     data, config, torch_run, reference = honest_runs(100, 0, "float64", 4, "plain")
     assert scaled_step_difference(torch_run, reference, data) < RTOL_FLOAT64_DOC / 1e4
-    assert compare_results("float64", config.lr, {"torch": torch_run, "reference": reference}, data).verdict == "pass"
+    assert compare_results("float64", {"torch": torch_run, "reference": reference}, scales_of(data, epochs=len(next(iter(({"torch": torch_run, "reference": reference}).values())).epoch_train_loss), dtype="float64")).verdict == "pass"
 
 
 def test_float64_an_lr_wrong_by_1e9_relative_breaks_rtol_1e9():
     # A learning rate off by 1 part in 1e9 moves the float64 trajectory by 2.2e-9 of a label (2.2x the
     # tolerance): outside 1e-9, inside 1e-8, so a tolerance loosened 10x would pass this wrong run.
     data, initial = make_inputs(100, seed=0)
-    right = ReferenceBackend().train(RunConfig("identity", "float64", epochs=4), data, initial)
-    wrong = ReferenceBackend().train(RunConfig("identity", "float64", epochs=4, lr=1e-3 * (1 + 1e-9)), data, initial)
+    right = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float64", epochs=4)))
+    wrong = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float64", epochs=4, lr=1e-3 * (1 + 1e-9))))
     assert RTOL_FLOAT64_DOC < scaled_step_difference(wrong, right, data) < RTOL_FLOAT64_DOC * 10
-    parity = compare_results("float64", 1e-3, {"wrong": wrong, "reference": right}, data)
+    parity = compare_results("float64", {"wrong": wrong, "reference": right}, scales_of(data, epochs=len(next(iter(({"wrong": wrong, "reference": right}).values())).epoch_train_loss), dtype="float64"))
     assert parity.verdict == "fail" and "step_losses" in failed(parity)
 
 
@@ -70,17 +69,17 @@ def test_float32_torch_adam_epoch_one_sits_inside_rtol_1e4():
     # samples, seed 0); 1e-4 is ~330x that. (docs/parity.md: worst over 8 seeds of 1000 samples, 7.6e-6.)
     data, config, torch_run, reference = honest_runs(200, 0, "float32", 2, "plain")
     assert scaled_step_difference(torch_run, reference, data, steps=200) < RTOL_FLOAT32_DOC / 100
-    assert compare_results("float32", config.lr, {"torch": torch_run, "reference": reference}, data).verdict == "pass"
+    assert compare_results("float32", {"torch": torch_run, "reference": reference}, scales_of(data, epochs=len(next(iter(({"torch": torch_run, "reference": reference}).values())).epoch_train_loss), dtype="float32")).verdict == "pass"
 
 
 def test_float32_an_lr_wrong_by_a_tenth_of_a_percent_breaks_rtol_1e4():
     # lr 1.001e-3 instead of 1e-3: 3.0x the tolerance in epoch 1 — outside 1e-4, inside 1e-3, so a
     # tolerance loosened to 1e-3 would pass this wrong run.
     data, initial = make_inputs(200, seed=0)
-    right = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2), data, initial)
-    wrong = ReferenceBackend().train(RunConfig("identity", "float32", epochs=2, lr=1.001e-3), data, initial)
+    right = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float32", epochs=2)))
+    wrong = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float32", epochs=2, lr=1.001e-3)))
     assert RTOL_FLOAT32_DOC < scaled_step_difference(wrong, right, data, steps=200) < RTOL_FLOAT32_DOC * 10
-    parity = compare_results("float32", 1e-3, {"wrong": wrong, "reference": right}, data)
+    parity = compare_results("float32", {"wrong": wrong, "reference": right}, scales_of(data, epochs=len(next(iter(({"wrong": wrong, "reference": right}).values())).epoch_train_loss), dtype="float32"))
     assert parity.verdict == "fail" and failed(parity) == ["step_losses[epoch 1]"]
 
 
@@ -96,16 +95,16 @@ def test_float32_torch_adam_outcome_sits_inside_5_jitter_steps():
     # (docs/parity.md: worst over seeds 0-3 of the 1000 x 50 tutorial, 2.1 steps.)
     data, config, torch_run, reference = honest_runs(300, 1, "float32", 50, "fast")
     assert outcome_steps(torch_run, reference, data) < OUTCOME_STEPS_DOC / 5
-    assert compare_results("float32", 1e-3, {"torch": torch_run, "reference": reference}, data).verdict == "pass"
+    assert compare_results("float32", {"torch": torch_run, "reference": reference}, scales_of(data, epochs=len(next(iter(({"torch": torch_run, "reference": reference}).values())).epoch_train_loss), dtype="float32")).verdict == "pass"
 
 
 def test_float32_an_unconverged_outcome_breaks_5_jitter_steps():
     # A port that reports its outcome after 14 of 30 epochs (its predictions still moving): 8.7 steps
     # of jitter from the converged run — outside 5, inside 20, so loosening to 20 would pass it.
     data, initial = make_inputs(200, seed=0)
-    right = ReferenceBackend().train(RunConfig("identity", "float32", epochs=30), data, initial)
-    early = ReferenceBackend().train(RunConfig("identity", "float32", epochs=14), data, initial)
+    right = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float32", epochs=30)))
+    early = ReferenceBackend().train(run_of(data, initial, **dict(dtype="float32", epochs=14)))
     wrong = replace(right, probe_predictions=early.probe_predictions)
     assert OUTCOME_STEPS_DOC < outcome_steps(wrong, right, data) < 4 * OUTCOME_STEPS_DOC
-    parity = compare_results("float32", 1e-3, {"wrong": wrong, "reference": right}, data)
+    parity = compare_results("float32", {"wrong": wrong, "reference": right}, scales_of(data, epochs=len(next(iter(({"wrong": wrong, "reference": right}).values())).epoch_train_loss), dtype="float32"))
     assert parity.verdict == "fail" and failed(parity) == ["probe_predictions"]

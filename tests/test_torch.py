@@ -7,9 +7,8 @@ import torch
 from fluxparity.backends.pytorch import SumRNN, TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.compare import compare_results
-from fluxparity.config import RunConfig
 
-from conftest import make_inputs, tutorial_for
+from conftest import make_inputs, tutorial_for, run_of, scales_of
 
 
 def test_tanh_port_equals_nn_rnn_with_one_bias_and_frozen_bias_hh():
@@ -42,10 +41,10 @@ def test_tanh_port_equals_nn_rnn_with_one_bias_and_frozen_bias_hh():
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_float64_training_agrees_with_reference_at_every_step(activation, optimizer):
     data, initial = make_inputs(100, seed=0, activation=activation)
-    config = RunConfig(activation, "float64", epochs=4)
-    results = {"torch": TorchBackend(optimizer, path="plain").train(config, data, initial),
-               "reference": ReferenceBackend().train(config, data, initial)}
-    parity = compare_results("float64", config.lr, results, data)
+    config = dict(dtype="float64", epochs=4)
+    results = {"torch": TorchBackend(optimizer, path="plain").train(run_of(data, initial, **config)),
+               "reference": ReferenceBackend().train(run_of(data, initial, **config))}
+    parity = compare_results("float64", results, scales_of(data, epochs=len(next(iter((results).values())).epoch_train_loss), dtype="float64"))
     assert parity.verdict == "pass", [c for c in parity.failed()]
     # And directly, independent of compare.py: with Optimisers.jl's arithmetic the identity model is
     # bit-identical (measured: 0); otherwise the documented rule, rtol 1e-9 label-scaled (docs/parity.md;
@@ -53,7 +52,7 @@ def test_float64_training_agrees_with_reference_at_every_step(activation, optimi
     torch_losses, reference_losses = results["torch"].step_losses, results["reference"].step_losses
     if optimizer == "optimisers" and activation == "identity":
         np.testing.assert_array_equal(torch_losses, reference_losses)
-    labels = np.tile(np.abs(data.train_labels), config.epochs)
+    labels = np.tile(np.abs(data.train_labels), config["epochs"])
     assert (np.abs(torch_losses - reference_losses) <= 1e-9 * (labels + np.abs(reference_losses))).all()
 
 
@@ -61,10 +60,10 @@ def test_float64_training_agrees_with_reference_at_every_step(activation, optimi
 def test_full_tutorial_float64_identity_agrees_with_reference():
     # The acceptance run: 1000 samples x 50 epochs = 50,000 Adam steps, seed 0 (the CLI default).
     data, initial = make_inputs(1000, seed=0)
-    config = RunConfig("identity", "float64", epochs=50)
-    results = {"torch": TorchBackend(path="plain").train(config, data, initial),
-               "reference": ReferenceBackend().train(config, data, initial)}
-    parity = compare_results("float64", config.lr, results, data)
+    config = dict(dtype="float64", epochs=50)
+    results = {"torch": TorchBackend(path="plain").train(run_of(data, initial, **config)),
+               "reference": ReferenceBackend().train(run_of(data, initial, **config))}
+    parity = compare_results("float64", results, scales_of(data, epochs=len(next(iter((results).values())).epoch_train_loss), dtype="float64"))
     assert parity.verdict == "pass", [c for c in parity.failed()]
     learned = np.abs(results["torch"].probe_predictions - data.probe_labels)
     assert learned.max() < 0.1

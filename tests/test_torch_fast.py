@@ -6,9 +6,8 @@ import torch
 
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.pytorch_fast import train_batch, train_many
-from fluxparity.config import RunConfig
 
-from conftest import make_inputs, tutorial_for
+from conftest import make_inputs, tutorial_for, run_of
 
 
 
@@ -29,9 +28,9 @@ def assert_same_run(a, b):
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_float64_fast_is_bit_identical_to_plain(activation, optimizer):
     data, initial = make_inputs(40, seed=1, activation=activation)
-    config = RunConfig(activation, "float64", epochs=3, lr=1e-2)  # a larger lr: parameters move visibly
-    plain = TorchBackend(optimizer, path="plain").train(config, data, initial)
-    fast = TorchBackend(optimizer, path="fast").train(config, data, initial)
+    config = dict(dtype="float64", epochs=3, lr=1e-2)  # a larger lr: parameters move visibly
+    plain = TorchBackend(optimizer, path="plain").train(run_of(data, initial, **config))
+    fast = TorchBackend(optimizer, path="fast").train(run_of(data, initial, **config))
     assert_same_run(fast, plain)
     assert fast.notes["path"] == "fast" and plain.notes["path"] == "plain"
     assert np.abs(fast.final_params.layers[0].Wi - initial.layers[0].Wi).max() > 1e-3  # it did train
@@ -40,17 +39,17 @@ def test_float64_fast_is_bit_identical_to_plain(activation, optimizer):
 @pytest.mark.parametrize("optimizer", ["torch", "optimisers"])
 @pytest.mark.parametrize("activation", ["identity", "tanh"])
 def test_batch_of_models_equals_each_models_single_run(activation, optimizer):
-    config = RunConfig(activation, "float64", epochs=2)
-    runs = [(config, *make_inputs(30, seed=seed, activation=activation)) for seed in range(4)]
-    lengths = np.array([[len(s) for s in data.train_sequences] for _, data, _ in runs])
+    config = dict(dtype="float64", epochs=2)
+    runs = [run_of(*make_inputs(30, seed=seed, activation=activation), **config) for seed in range(4)]
+    lengths = np.array([[len(s) for s in run.data.train_sequences] for run in runs])
     assert (lengths.min(axis=0) != lengths.max(axis=0)).any()  # unequal lengths at the same step
     batch = train_batch(runs, optimizer)
     assert len(batch) == len(runs)
-    for (c, data, initial), result in zip(runs, batch):
-        assert_same_run(result, train_batch([(c, data, initial)], optimizer)[0])
+    for run, result in zip(runs, batch):
+        assert_same_run(result, train_batch([run], optimizer)[0])
     # and, for two of them, the plain path itself
-    for (c, data, initial), result in list(zip(runs, batch))[:2]:
-        assert_same_run(result, TorchBackend(optimizer, path="plain").train(c, data, initial))
+    for run, result in list(zip(runs, batch))[:2]:
+        assert_same_run(result, TorchBackend(optimizer, path="plain").train(run))
 
 
 @pytest.mark.parametrize("optimizer", ["torch", "optimisers"])
@@ -59,10 +58,10 @@ def test_float32_fast_is_bit_identical_to_plain_too(activation, optimizer):
     # float32 is not judged on the whole trajectory (it separates from the reference), but the fast path
     # must still be the plain path: PyTorch's CPU cumsum/cumprod accumulate float32 in double, so the fast
     # path spells those chains out in float32 ops; the result is the plain path's, bit for bit.
-    config = RunConfig(activation, "float32", epochs=2, lr=1e-2)
-    runs = [(config, *make_inputs(50, seed=seed, activation=activation)) for seed in (2, 5)]
+    config = dict(dtype="float32", epochs=2, lr=1e-2)
+    runs = [run_of(*make_inputs(50, seed=seed, activation=activation), **config) for seed in (2, 5)]
     for run, fast in zip(runs, train_batch(runs, optimizer)):
-        plain = TorchBackend(optimizer, path="plain").train(*run)
+        plain = TorchBackend(optimizer, path="plain").train(run)
         assert_same_run(fast, plain)
 
 
@@ -70,10 +69,10 @@ def test_train_many_batches_compatible_runs_and_keeps_order():
     data0, init0 = make_inputs(20, seed=0)
     data1, init1 = make_inputs(20, seed=1)
     data2, init2 = make_inputs(25, seed=2)  # another size: its own batch
-    runs = [(RunConfig("identity", "float64", epochs=1), data0, init0),
-            (RunConfig("tanh", "float64", epochs=1), data1, tutorial_for(init1, "tanh")),
-            (RunConfig("identity", "float64", epochs=1), data2, init2),
-            (RunConfig("identity", "float64", epochs=1), data1, init1)]
+    runs = [run_of(data0, init0, dtype="float64", epochs=1),
+            run_of(data1, tutorial_for(init1, "tanh"), dtype="float64", epochs=1),
+            run_of(data2, init2, dtype="float64", epochs=1),
+            run_of(data1, init1, dtype="float64", epochs=1)]
     results = train_many(runs)
     assert [r.notes["batch"] for r in results] == [2, 1, 1, 2]
     for run, result in zip(runs, results):
@@ -84,18 +83,18 @@ def test_batch_rejects_mixed_configurations_and_sizes():
     data, initial = make_inputs(20)
     other, _ = make_inputs(21)
     with pytest.raises(ValueError, match="one configuration"):
-        train_batch([(RunConfig("identity", "float64"), data, initial), (RunConfig("tanh", "float64"), data, initial)])
+        train_batch([run_of(data, initial, dtype="float64"), run_of(data, tutorial_for(initial, "tanh"), dtype="float64")])
     with pytest.raises(ValueError, match="same sizes"):
-        train_batch([(RunConfig("identity", "float64"), data, initial), (RunConfig("identity", "float64"), other, initial)])
+        train_batch([run_of(data, initial, dtype="float64"), run_of(other, initial, dtype="float64")])
     with pytest.raises(ValueError, match="optimizer"):
-        train_batch([(RunConfig(), data, initial)], optimizer="sgd")
+        train_batch([run_of(data, initial)], optimizer="sgd")
     with pytest.raises(ValueError, match="at least one"):
         train_batch([])
 
 
 def test_fast_path_leaves_no_autograd_state_and_returns_float64():
     data, initial = make_inputs(10)
-    result = TorchBackend(path="fast").train(RunConfig("identity", "float32", epochs=1), data, initial)
+    result = TorchBackend(path="fast").train(run_of(data, initial, **dict(dtype="float32", epochs=1)))
     assert result.step_losses.dtype == np.float64 and result.step_losses.shape == (10,)
     assert result.final_params.layers[0].Wi.shape == (1, 1) and result.final_params.layers[0].bias.shape == (1,)
     assert all(a.dtype == np.float64 for a in result.final_params.arrays().values())
@@ -104,7 +103,7 @@ def test_fast_path_leaves_no_autograd_state_and_returns_float64():
 
 def test_an_unknown_optimizer_is_refused_by_name_on_every_path():
     data, initial = make_inputs(3)
-    config = RunConfig("identity", "float64", epochs=1)
-    for attempt in (lambda: TorchBackend("adamw"), lambda: train_batch([(config, data, initial)], "adamw")):
+    config = dict(dtype="float64", epochs=1)
+    for attempt in (lambda: TorchBackend("adamw"), lambda: train_batch([run_of(data, initial, **config)], "adamw")):
         with pytest.raises(ValueError, match=r"unknown optimizer 'adamw'; choose from torch, optimisers"):
             attempt()

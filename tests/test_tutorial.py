@@ -5,15 +5,14 @@ import pytest
 
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
-from fluxparity.config import RunConfig
 
-from conftest import make_inputs
+from conftest import make_inputs, run_of
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_identity_model_learns_the_sum(dtype):
     data, initial = make_inputs(1000, seed=0)
-    result = ReferenceBackend().train(RunConfig("identity", dtype, epochs=50), data, initial)
+    result = ReferenceBackend().train(run_of(data, initial, **dict(dtype=dtype, epochs=50)))
     assert result.test_loss_after < 0.01 * result.test_loss_before
     np.testing.assert_allclose(result.probe_predictions, data.probe_labels, atol=0.1)
 
@@ -25,7 +24,7 @@ def test_identity_model_learns_the_sum(dtype):
 ], ids=["reference", "reference-tanh_fast", "torch"])
 def test_tanh_model_saturates_at_one(backend, samples, epochs, atol):
     data, initial = make_inputs(samples, seed=0, activation="tanh")
-    result = backend.train(RunConfig("tanh", "float64", epochs=epochs), data, initial)
+    result = backend.train(run_of(data, initial, **dict(dtype="float64", epochs=epochs)))
     np.testing.assert_allclose(result.probe_predictions, 1.0, atol=atol)
     # Every output is ~1, so the test loss is sum(labels) - N: the model cannot learn.
     expected = data.test_labels.sum() - len(data.test_labels)

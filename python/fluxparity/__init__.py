@@ -2,15 +2,15 @@
 
 from .backends import Backend, BackendError, BackendUnavailable, RunResult, get_backend
 from .compare import Check, Parity, compare_results
-from .config import RunConfig
-from .data import Dataset, generate_dataset
-from .experiment import Experiment, Run, run_experiment
-from .models import Chain, tutorial_chain
+from .data import Dataset, generate_dataset, load_npz_data
+from .experiment import Experiment, Run, run_experiment, train_and_compare
+from .models import Chain, parse_flux, tutorial_chain
+from .run import RunSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendError", "BackendUnavailable", "Check", "Dataset", "Chain", "Experiment", "Parity",
-    "Run", "RunConfig", "RunResult", "compare_results", "generate_dataset", "get_backend", "tutorial_chain",
-    "run_experiment",
+    "Run", "RunResult", "RunSpec", "compare_results", "generate_dataset", "get_backend", "load_npz_data",
+    "parse_flux", "run_experiment", "train_and_compare", "tutorial_chain",
 ]

@@ -20,7 +20,9 @@ from . import _limits
 from ._streams import forgiving_standard_streams
 from .backends import BACKEND_NAMES, BackendError, get_backend
 from .compare import NOTHING_COMPARED
-from .config import ACTIVATIONS, DEFAULT_LR, DTYPES, MODELS
+from .experiment import ACTIVATIONS, DTYPES, MODELS
+from .models import LOSSES, READOUTS
+from .run import DEFAULT_LR
 from .parallel import DEFAULT_WORKERS
 from .report._files import OutFolderError, OutLock, check_out_folder
 
@@ -102,6 +104,22 @@ def _optimizer_spec(text: str):
         return parse_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _model_option(text: str):
+    """An argparse type: a shorthand (``rnn``...), a weights file (an existing path or one ending ``.npz``), or a
+    Flux expression (parsed now, so a bad token is reported before anything runs)."""
+    if text in MODELS:
+        return text
+    if text.strip().endswith(".npz") or (Path(text).is_file() and "(" not in text):
+        return Path(text)
+    from .models import parse_flux
+
+    try:
+        return parse_flux(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {', '.join(MODELS)}, a weights file or a Flux model: "
+                                         f"{' '.join(str(exc).split())}") from None
 
 
 def _out_folder(text: str) -> Path:
@@ -231,7 +249,8 @@ def _add_training_arguments(p: argparse.ArgumentParser, out: str, files: str) ->
     p.add_argument("--activation", type=_choice_or_both(ACTIVATIONS), default=None,
                    help="identity, tanh or both (default: both, the tutorial's two experiments)")
     p.add_argument("--dtype", type=_choice_or_both(DTYPES), default=DTYPES, help="float32, float64 or both (default)")
-    p.add_argument("--samples", type=_positive_int, default=1000, help="training sequences (test = 2x); default 1000")
+    p.add_argument("--samples", type=_positive_int, default=None,
+                   help="training sequences of the sum task (test = 2x); default 1000")
     p.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help=f"the tutorial Adam's learning rate; default {DEFAULT_LR:g} (not with --optimizer)")
@@ -257,9 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="train the tutorial's model in every backend and compare")
     c.add_argument("--backends", type=_backend_list, default=("auto",),
                    help=f"comma list of {', '.join(BACKEND_NAMES)}; 'auto' (default) = every backend available here")
-    c.add_argument("--model", choices=MODELS, default="rnn",
-                   help="the recurrent cell (default rnn, the tutorial's). Gated cells (lstm, gru, gruv3) have no "
-                        "--activation; every model but the one-unit rnn reads its last step through a Dense head")
+    c.add_argument("--model", type=_model_option, default="rnn", metavar="MODEL",
+                   help="rnn (default, the tutorial's), lstm, gru or gruv3 with --hidden (a Dense head reads the last "
+                        "step of every model but the one-unit rnn); or a Flux expression, e.g. "
+                        "'Chain(LSTM(3 => 16), Dense(16 => 2, relu))' (weights drawn as Flux does from --seed); or a "
+                        "weights file (.npz, fluxparity-weights, e.g. from julia/weights.jl): its weights start the run")
+    c.add_argument("--data", default="sum", metavar="sum|FILE.npz",
+                   help="sum (default: the tutorial's task, --samples) or a .npz with x (N, len, in) and y (N, out) "
+                        "for readout last or (N, len, out) for all; optional x_test, y_test; for logitcrossentropy y "
+                        "holds one-hot rows or integer class labels (docs/porting.md)")
+    c.add_argument("--loss", choices=LOSSES, default=None,
+                   help="default abs_sum for --data sum (the tutorial's), mse otherwise; Flux's losses with agg = mean")
+    c.add_argument("--readout", choices=READOUTS, default=None,
+                   help="last (output = last step) or all (every step); default: what the data's y holds")
+    c.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="samples per step (default 1 for --data sum, 32 for a file); the last batch keeps the rest")
+    c.add_argument("--shuffle", action="store_true",
+                   help="a new order each epoch, drawn from --seed and handed to every backend (default: in order)")
     c.add_argument("--hidden", type=_positive_int, default=1, help="hidden size (default 1, the tutorial's)")
     c.add_argument("--seed", type=_nonnegative_int, default=0, help="fixes data and initial weights; default 0")
     c.add_argument("--torch-path", choices=("fast", "plain"), default=None,
@@ -398,7 +431,137 @@ def _write(write, out: Path):
         raise UsageError(f"--out {str(out)!r} could not be written: {exc.strerror or exc}") from None
 
 
+def _is_tutorial_shaped(args) -> bool:
+    """The tutorial's sum task with a shorthand model and its loss, batch 1, in order: ``run_experiment``."""
+    return (isinstance(args.model, str) and args.data == "sum" and args.loss in (None, "abs_sum")
+            and args.readout in (None, "last") and args.batch_size in (None, 1) and not args.shuffle)
+
+
+def _own_runs(args) -> list:
+    """The run descriptions of a user's own run (a model, data or loss beyond the tutorial's): one per dtype."""
+    from .data import generate_dataset, load_npz_data
+    from .experiment import GATED, seeds_for
+    from .models import ModelSpec, load_npz as load_weights
+    from .run import RunSpec
+
+    data_seed, param_seed = seeds_for(args.seed)
+    model = args.model
+    chain = None
+    if isinstance(model, Path):
+        try:
+            chain = load_weights(model)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--model {str(model)!r}: {' '.join(str(exc).split())}") from None
+        if args.readout is not None and args.readout != chain.readout:
+            raise UsageError(f"--readout {args.readout} does not apply: the weights file {str(model)!r} is read at "
+                             f"{chain.readout!r}")
+    if args.data == "sum":
+        if args.given_samples is False:
+            args.samples = 1000
+        data = generate_dataset(args.samples, data_seed)
+    else:
+        if args.given_samples:
+            raise UsageError(f"--samples applies to --data sum only; {args.data!r} holds its own samples")
+        classes = None
+        if args.loss == "logitcrossentropy":
+            classes = chain.output_size if chain is not None else (
+                model.output_size if isinstance(model, ModelSpec) else None)
+        try:
+            data = load_npz_data(args.data, classes=classes)
+        except FileNotFoundError:
+            raise UsageError(f"--data {args.data!r}: no such file (give sum or a .npz file)") from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--data: {' '.join(str(exc).split())}") from None
+    readout = args.readout or (chain.readout if chain is not None else data.readout)
+    if isinstance(model, str):  # a shorthand: <model>(in => hidden), Dense(hidden => out) sized from the data
+        if len(args.activation or ()) > 1:
+            raise UsageError("--activation both applies to the tutorial's runs; give identity or tanh")
+        activation = (args.activation or ("tanh",))[0] if model == "rnn" else None
+        spec = ModelSpec(data.input_size, ((model, args.hidden, activation),), ((data.output_size, "identity", True),))
+        chain = spec.init(param_seed, readout=readout)
+        label_activation = activation or GATED
+    elif isinstance(model, ModelSpec):
+        if args.activation is not None:
+            raise UsageError("--activation does not apply to a Flux expression: write the activation in it")
+        chain = model.init(param_seed, readout=readout)
+        label_activation = None
+    else:
+        label_activation = None
+    if args.hidden != 1 and not isinstance(model, str):
+        raise UsageError("--hidden applies to the shorthand models only: a Flux expression or a weights file has its sizes")
+    loss = args.loss or ("abs_sum" if args.data == "sum" else "mse")
+    batch_size = args.batch_size or (1 if args.data == "sum" else 32)
+    rule = args.optimizer if args.optimizer is not None else None
+    if rule is None:
+        from .optim import rule as make_rule
+
+        rule = make_rule("Adam", eta=args.lr)
+    runs = []
+    for dtype in args.dtype:
+        label = dtype if label_activation is None else f"{model}-h{args.hidden}/{label_activation}/{dtype}"
+        try:
+            runs.append(RunSpec(chain, data, loss=loss, rule=rule, dtype=dtype, epochs=args.epochs,
+                                batch_size=batch_size, shuffle=args.shuffle, seed=args.seed, label=label,
+                                notes={} if label_activation is None else {"activation": label_activation,
+                                                                          "model": model, "hidden": args.hidden}))
+        except ValueError as exc:
+            raise UsageError(" ".join(str(exc).split())) from None
+    return runs
+
+
 def _compare(args) -> int:
+    from .progress import progress_display
+    from .report import format_experiment, write_reports
+    from .report._files import FILES
+
+    args.given_samples = args.samples is not None
+    if _is_tutorial_shaped(args):
+        args.samples = 1000 if args.samples is None else args.samples
+        return _compare_tutorial(args)
+    _note_given(args)
+    _settle_optimizer(args)
+    runs = _own_runs(args)
+    if args.given_reference_tanh and not any(
+            getattr(layer, "activation", None) == "tanh" or layer.kind != "dense" for layer in runs[0].model.layers):
+        raise UsageError("--reference-tanh applies only to runs with tanh")
+    if args.torch_path == "fast" and not all(r.fits_tutorial_kernels for r in runs):
+        raise UsageError("--torch-path fast applies only to the tutorial's shape (Chain(RNN(1 => 1)), abs_sum, "
+                         "batch 1, in order); this run always uses the plain path")
+    args.torch_path = args.torch_path or "plain"
+    args.torch_optimizer = args.torch_optimizer or "torch"
+    args.reference_tanh = args.reference_tanh or "exact"
+    _check_lr(args.lr, args.dtype)
+    n = runs[0].data.n_train
+    backends_max = len(BACKEND_NAMES) if args.backends == ("auto",) else len(args.backends)
+    hidden = max(layer.hidden_size if hasattr(layer, "hidden_size") else layer.output_size
+                 for layer in runs[0].model.layers)
+    _check_resources(args.out, _limits.compare_memory(n, args.epochs, hidden, "lstm", len(runs), backends_max,
+                                                      args.workers),
+                     _limits.report_disk(runs[0].batches.steps_per_epoch, args.epochs, len(runs), backends_max),
+                     f"--data {args.data} --epochs {args.epochs}")
+    lock = _prepare_out(args.out, FILES)
+    try:
+        backends, skipped = _resolve_backends(args)
+        _check_options_apply(args, backends)
+        if "torch" in backends:
+            _check_torch_equivalent(args)
+        from .experiment import train_and_compare
+
+        with progress_display(sys.stderr, quiet=args.quiet) as progress:
+            experiment = train_and_compare(
+                runs, backends, skipped=skipped, progress=progress, workers=args.workers,
+                settings={"samples": runs[0].data.n_train, "model": runs[0].to_dict()["model"],
+                          "torch_optimizer": args.torch_optimizer, "torch_path": args.torch_path,
+                          "reference_tanh": args.reference_tanh})
+            paths = _write(lambda: write_reports(experiment, args.out), args.out)
+    finally:
+        lock.release()
+    _emit(format_experiment(experiment, verbose=args.verbose, terminal=sys.stdout))
+    _emit("\nWrote " + ", ".join(str(p) for p in paths))
+    return _verdict_exit(experiment.verdict)
+
+
+def _compare_tutorial(args) -> int:
     from .experiment import run_experiment
     from .progress import progress_display
     from .report import format_experiment, write_reports
@@ -447,6 +610,7 @@ def _sweep(args) -> int:
     from .progress import progress_display
     from .sweep import FILES, MAX_BATCH, format_sweep, run_sweep, write_sweep
 
+    args.samples = 1000 if args.samples is None else args.samples
     _note_given(args)
     _settle_options(args)
     _check_lr(args.lr, args.dtype)

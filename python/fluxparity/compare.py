@@ -19,7 +19,6 @@ from typing import Mapping, Optional
 import numpy as np
 
 from .backends.base import RunResult
-from .data import Dataset
 from .models import flat_params
 
 # float64: an autograd and an analytic implementation agree to ~1e-14 (label-scaled) after 50,000 steps (see
@@ -36,6 +35,28 @@ RTOL_FLOAT32 = 1e-4
 OUTCOME_STEPS = 5
 # The verdict of a run (or an experiment) in which no check was judged: fewer than two backends ran.
 NOTHING_COMPARED = "nothing compared"
+
+
+@dataclass(frozen=True)
+class Scales:
+    """What the checks of one run scale by (the run description computes them: ``fluxparity.experiment.scales_for``).
+
+    ``step``: each step's natural magnitude ``(total steps,)`` (the tutorial: ``|label|``); ``train``/``test``:
+    a whole set's (the tutorial: ``sum |label|``); ``probe``: each prediction's ``(n_predictions,)``;
+    ``steps_per_epoch``: where epoch 1 ends. ``outcome_test``/``outcome_probe``: the float32 outcome
+    tolerances (Adam's jitter) when they are derived for the run, else None; ``outcome_judged``: whether
+    they are part of the verdict; ``outcome_why``: why not, when they are not.
+    """
+
+    step: np.ndarray
+    train: float
+    test: float
+    probe: np.ndarray
+    steps_per_epoch: int
+    outcome_test: Optional[float] = None
+    outcome_probe: Optional[np.ndarray] = None
+    outcome_judged: bool = False
+    outcome_why: str = ""
 
 
 @dataclass
@@ -121,13 +142,11 @@ def outcome_not_judged_because(optimizer: str) -> str:
             f"trains with {optimizer}, for which no outcome tolerance is derived")
 
 
-def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, b: RunResult,
-                 data: Dataset, outcome_judged: bool, optimizer: str) -> list[Check]:
-    n_train = len(data.train_labels)
-    epochs = len(a.epoch_train_loss)
-    step_scale = np.tile(data.train_labels, epochs)
-    sum_train, sum_test = np.abs(data.train_labels).sum(), np.abs(data.test_labels).sum()
-    probe_scale = np.abs(data.probe_labels)
+def _pair_checks(dtype: str, a_name: str, a: RunResult, b_name: str, b: RunResult, scales: Scales) -> list[Check]:
+    n_train = scales.steps_per_epoch
+    step_scale = scales.step
+    sum_train, sum_test = scales.train, scales.test
+    probe_scale = np.abs(scales.probe)
     final_a = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in flat_params(a.final_params).values()])
     final_b = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in flat_params(b.final_params).values()])
     param_scale = max(np.abs(final_a).max(), np.abs(final_b).max())
@@ -151,8 +170,8 @@ def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, 
         ]
     r = RTOL_FLOAT32
     loss_rule = f"|a-b| <= {r:g}*(|label| + |b|)"
-    if optimizer != "Adam":  # adam_jitter means nothing for another rule: reported, never judged by it
-        why = outcome_not_judged_because(optimizer)
+    if scales.outcome_test is None:  # no outcome tolerance derived for this run: reported, never judged by it
+        why = scales.outcome_why
         outcome = [
             check("test_loss_after", a.test_loss_after, b.test_loss_after, 0.0, atol=0.0, judged=False,
                   rule=f"outcome: {why}"),
@@ -161,11 +180,11 @@ def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, 
         ]
     else:
         outcome = [
-            check("test_loss_after", a.test_loss_after, b.test_loss_after, 0.0, judged=outcome_judged,
-                  atol=OUTCOME_STEPS * adam_jitter(data.test_sequences, lr).sum(),
+            check("test_loss_after", a.test_loss_after, b.test_loss_after, 0.0, judged=scales.outcome_judged,
+                  atol=scales.outcome_test,
                   rule=f"outcome: |a-b| <= {OUTCOME_STEPS} Adam steps of jitter, summed over the test set"),
-            check("probe_predictions", a.probe_predictions, b.probe_predictions, 0.0, judged=outcome_judged,
-                  atol=OUTCOME_STEPS * adam_jitter(data.probes, lr),
+            check("probe_predictions", a.probe_predictions, b.probe_predictions, 0.0, judged=scales.outcome_judged,
+                  atol=scales.outcome_probe,
                   rule=f"outcome: |a-b| <= {OUTCOME_STEPS} Adam steps of jitter per probe"),
         ]
     return [
@@ -182,18 +201,16 @@ def _pair_checks(dtype: str, lr: float, a_name: str, a: RunResult, b_name: str, 
     ]
 
 
-def compare_results(dtype: str, lr: float, results: Mapping[str, RunResult], data: Dataset, *,
-                    outcome_judged: bool = True, optimizer: str = "Adam") -> Parity:
+def compare_results(dtype: str, results: Mapping[str, RunResult], scales: Scales) -> Parity:
     """Every pair of backends, every quantity. The verdict fails if any judged check fails.
 
-    ``lr``: Adam's eta. ``outcome_judged=False`` reports the float32 outcome checks without judging them: their
-    tolerance (``adam_jitter``) is derived for the tutorial's one-unit identity RNN and means nothing for other
-    models. ``optimizer``: the name of the rule the runs trained with; for any rule but ``"Adam"`` the float32
-    outcome is reported with no tolerance and not judged (no outcome tolerance is derived for it).
+    ``scales``: each quantity's natural magnitude and the float32 outcome tolerances (:class:`Scales`): the
+    outcome checks are judged only when ``scales.outcome_judged`` (their tolerance, ``adam_jitter``, is
+    derived for the tutorial's one-unit RNN trained with Adam); otherwise they are reported, not judged.
     """
     checks: list[Check] = []
     for (a_name, a), (b_name, b) in combinations(results.items(), 2):
-        checks.extend(_pair_checks(dtype, lr, a_name, a, b_name, b, data, outcome_judged, optimizer))
+        checks.extend(_pair_checks(dtype, a_name, a, b_name, b, scales))
     if not any(c.judged for c in checks):
         return Parity(NOTHING_COMPARED, checks)  # one backend (or none): no check ran, so no pass either
     verdict = "fail" if any(c.judged and not c.passed for c in checks) else "pass"

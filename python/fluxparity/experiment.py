@@ -1,4 +1,9 @@
-"""Run the tutorial's experiments in several backends on identical inputs and collect what they measured."""
+"""Train run descriptions in several backends on identical inputs and collect what they measured.
+
+:func:`run_experiment` builds the runs from command-line-shaped settings (the tutorial's shorthands, or a
+model, data and loss of the user's) and trains them; :func:`train_and_compare` (``fluxparity.compare_training``)
+takes :class:`~fluxparity.run.RunSpec` descriptions directly.
+"""
 
 from __future__ import annotations
 
@@ -11,27 +16,38 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from .backends import RunResult
-from .compare import NOTHING_COMPARED, Parity, compare_results
-from .config import GATED, RunConfig
+from .compare import NOTHING_COMPARED, OUTCOME_STEPS, Parity, Scales, adam_jitter, compare_results, \
+    outcome_not_judged_because
 from .data import Dataset, generate_dataset
-from .parallel import DEFAULT_WORKERS, ExperimentProgress, run_runs_concurrently
 from .models import Chain, init_chain, tutorial_chain
-from .optim import Rule, to_dict as rule_to_dict
+from .optim import Rule, rule as make_rule, to_dict as rule_to_dict
+from .parallel import DEFAULT_WORKERS, ExperimentProgress, run_runs_concurrently
+from .run import DEFAULT_LR, RunSpec
+
+ACTIVATIONS = ("identity", "tanh")  # the tutorial's two experiments
+DTYPES = ("float32", "float64")
+MODELS = ("rnn", "lstm", "gru", "gruv3")  # the shorthands: <model>(1 => hidden) on the sum task
+# Gated cells have fixed nonlinearities (sigmoid gates, tanh candidate); their runs are labelled "gated".
+GATED = "gated"
 
 
 @dataclass
 class Run:
-    """One (activation, dtype) experiment: the same data and initial params in every backend."""
+    """One trained run: its description, every backend's result and their comparison."""
 
-    config: RunConfig
-    initial_params: Chain  # float64, the same numbers for every backend
+    config: RunSpec  # the description every backend trained
     results: dict[str, RunResult]
     parity: Parity
+
+    @property
+    def initial_params(self) -> Chain:
+        """float64, the same numbers for every backend."""
+        return self.config.model
 
 
 @dataclass
 class Experiment:
-    settings: dict  # samples, seed, epochs, lr, backends, activations, dtypes, options
+    settings: dict  # seed, epochs, backends, dtypes, model, data, loss, batch size, optimizer, options
     data: Dataset
     runs: list[Run]
     skipped: dict[str, str] = field(default_factory=dict)  # backend -> why it was not run
@@ -49,18 +65,46 @@ class Experiment:
 
 
 def seeds_for(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
-    """Independent streams for the data and the initial weights, both fixed by one user-facing seed."""
+    """Independent streams for the data and the initial weights, both fixed by one user-facing seed
+    (the shuffle permutations use a third: ``fluxparity.run.shuffle_seed``)."""
     data_seed, param_seed = np.random.SeedSequence(seed).spawn(2)
     return data_seed, param_seed
 
 
-def initial_for(config: RunConfig, param_seed: np.random.SeedSequence):
-    """The run's initial weights, drawn from ``param_seed``: the same numbers for every dtype and backend."""
-    if config.is_tutorial:
-        return tutorial_chain(param_seed, config.activation)  # Chain(RNN(1 => 1, σ)), last step
-    activation = "tanh" if config.activation == GATED else config.activation
-    # Chain(<model>(1 => hidden), Dense(hidden => 1)), last step: cell drawn first, then the Dense.
-    return init_chain(1, [(config.model, config.hidden, activation)], [(1,)], seed=param_seed, dtype=np.float64)
+def shorthand_chain(model: str, hidden: int, activation: str, param_seed) -> Chain:
+    """The initial weights of a shorthand run on the sum task, drawn from ``param_seed``: ``rnn`` with hidden 1
+    is the tutorial's ``Chain(RNN(1 => 1, σ))``; any other is ``Chain(<model>(1 => hidden), Dense(hidden => 1))``
+    (cell drawn first, then the Dense). The same numbers for every dtype and backend."""
+    if model not in MODELS:
+        raise ValueError(f"model {model!r} is not one of {', '.join(MODELS)}")
+    if model == "rnn" and hidden == 1:
+        return tutorial_chain(param_seed, activation)
+    cell_activation = "tanh" if activation == GATED else activation
+    return init_chain(1, [(model, hidden, cell_activation)], [(1,)], seed=param_seed, dtype=np.float64)
+
+
+def shorthand_label(model: str, hidden: int, activation: str, dtype: str) -> str:
+    if model == "rnn" and hidden == 1:
+        return f"{activation}/{dtype}"
+    return f"{model}-h{hidden}/{activation}/{dtype}"
+
+
+def scales_for(run: RunSpec) -> Scales:
+    """The comparison's scales for ``run`` (``RunSpec.scales``) and, for a run trained with Adam on the sum
+    task, the float32 outcome tolerance of ``OUTCOME_STEPS`` Adam steps of jitter (judged only for the
+    tutorial's shape: :attr:`RunSpec.outcome_tolerance_derived`)."""
+    s = run.scales()
+    common = dict(step=s["step"], train=s["train"], test=s["test"], probe=s["probe"],
+                  steps_per_epoch=run.batches.steps_per_epoch)
+    if not run.is_adam:
+        return Scales(**common, outcome_why=outcome_not_judged_because(run.rule.name))
+    if run.data.source != "sum":
+        return Scales(**common, outcome_why="not judged: the float32 outcome tolerance is derived for the "
+                                            "tutorial's sum task only")
+    lr = run.lr
+    return Scales(**common, outcome_test=OUTCOME_STEPS * adam_jitter(run.data.test_sequences, lr).sum(),
+                  outcome_probe=OUTCOME_STEPS * adam_jitter(run.data.probes, lr),
+                  outcome_judged=run.outcome_tolerance_derived)
 
 
 def versions(backend_names: Sequence[str]) -> dict:
@@ -74,6 +118,26 @@ def versions(backend_names: Sequence[str]) -> dict:
     return found
 
 
+def train_and_compare(runs: Sequence[RunSpec], backends: Mapping[str, object], *, skipped: Optional[dict] = None,
+                      progress: Optional[ExperimentProgress] = None, workers: int = DEFAULT_WORKERS,
+                      settings: Optional[dict] = None) -> Experiment:
+    """Train every run description in every backend and compare them pairwise: the experiment the report
+    is written from. ``runs`` share one data set (the report records ``runs[0].data``)."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("runs: at least one fluxparity.run.RunSpec is needed")
+    for r in runs:
+        if not isinstance(r, RunSpec):
+            raise TypeError(f"runs: expected fluxparity.run.RunSpec items, got {type(r).__name__}")
+    all_results = run_runs_concurrently(runs, backends, workers=workers, progress=progress)
+    done = [Run(spec, results, compare_results(spec.dtype, results, scales_for(spec)))
+            for spec, results in zip(runs, all_results)]
+    first = runs[0]
+    base = dict(seed=first.seed, epochs=first.epochs, loss=first.loss, readout=first.readout,
+                batch_size=first.batch_size, shuffle=first.shuffle, data=first.data.source,
+                backends=list(backends), dtypes=list(dict.fromkeys(r.dtype for r in runs)),
+                optimizer=rule_to_dict(first.rule), lr=first.lr)
+    return Experiment({**base, **(settings or {})}, first.data, done, dict(skipped or {}), versions(list(backends)))
 
 
 def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activations: Sequence[str],
@@ -81,30 +145,33 @@ def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activatio
                    progress: Optional[ExperimentProgress] = None, options: Optional[dict] = None,
                    model: str = "rnn", hidden: int = 1, workers: int = DEFAULT_WORKERS,
                    optimizer: Optional[Rule] = None) -> Experiment:
-    """Train every (activation, dtype) run in every backend and compare them pairwise.
+    """The tutorial's experiments (and the shorthand models on its sum task): every (activation, dtype) run,
+    trained in every backend and compared pairwise.
 
     ``optimizer``: the Optimisers.jl rule every backend trains with; ``None`` is the tutorial's ``Adam(lr)``
-    (with a rule, ``lr`` must be left at its default: see :class:`~fluxparity.config.RunConfig`).
+    (with a rule, ``lr`` must be left at its default).
 
     Independent trainings run in ``workers`` spawned processes when they are long enough to pay for one
     (``fluxparity.parallel``); the results are those of training them one after the other.
     """
+    if optimizer is not None and lr != DEFAULT_LR:
+        raise ValueError(f"lr {lr!r} does not apply with optimizer {optimizer}: the rule holds its own eta; "
+                         "give one or the other")
+    if not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    rule = optimizer if optimizer is not None else make_rule("Adam", eta=lr)
     data_seed, param_seed = seeds_for(seed)
     data = generate_dataset(samples, data_seed)
     if model != "rnn":
         activations = (GATED,)  # gated cells have no activation option
-    tasks = [(config, initial_for(config, param_seed)) for config in (
-        RunConfig(activation=activation, dtype=dtype, epochs=epochs, lr=lr, model=model, hidden=hidden,
-                  optimizer=optimizer)
-        for activation in activations for dtype in dtypes)]
-    all_results = run_runs_concurrently(tasks, data, backends, workers=workers, progress=progress)
-    runs = [Run(config, initial, results,
-                compare_results(config.dtype, config.rule["eta"] if config.is_adam else lr, results, data,
-                                outcome_judged=config.is_tutorial, optimizer=config.rule.name))
-            for (config, initial), results in zip(tasks, all_results)]
-    rule = tasks[0][0].rule if tasks else None
-    # lr is None when a rule was given: the rule holds its own eta (report.json's "optimizer").
-    settings = dict(samples=samples, seed=seed, epochs=epochs, lr=lr if optimizer is None else None, model=model,
-                    hidden=hidden, backends=list(backends), activations=list(activations), dtypes=list(dtypes),
-                    optimizer=None if rule is None else rule_to_dict(rule), **(options or {}))
-    return Experiment(settings, data, runs, dict(skipped or {}), versions(list(backends)))
+    for activation in activations:
+        allowed = ACTIVATIONS if model == "rnn" else (GATED,)
+        if activation not in allowed:
+            raise ValueError(f"activation {activation!r} is not one of {', '.join(allowed)} for {model}")
+    runs = [RunSpec(shorthand_chain(model, hidden, activation, param_seed), data, loss="abs_sum", rule=rule,
+                    dtype=dtype, epochs=epochs, seed=seed, label=shorthand_label(model, hidden, activation, dtype),
+                    notes={"activation": activation, "model": model, "hidden": hidden})
+            for activation in activations for dtype in dtypes]
+    settings = dict(samples=samples, lr=lr if optimizer is None else None, model=model, hidden=hidden,
+                    activations=list(activations), **(options or {}))
+    return train_and_compare(runs, backends, skipped=skipped, progress=progress, workers=workers, settings=settings)

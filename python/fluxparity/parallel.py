@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Callable, Hashable, Iterator, Mapping, Optional, Sequence
 
 from .backends.base import BackendError, RunResult
-from .config import RunConfig
-from .data import Dataset
+from .run import RunSpec
 
 # progress(backend, run_label, done_steps, total_steps), from this process's threads: every run reports as
 # it trains, a run in a pool worker through a queue (at most UPDATES_PER_SECOND updates a second). A progress
@@ -170,7 +169,7 @@ def stop_pool(pool) -> None:
 MAX_WARNINGS = 10  # distinct warnings kept per training (a diverging run repeats the same few)
 
 
-def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) -> RunResult:
+def _train(backend, run: RunSpec, progress=None) -> RunResult:
     """One training, in a worker (or here: always the main thread). Module-level so that spawned workers can
     import it. Python warnings raised while training (NumPy's RuntimeWarnings of a diverging run) are kept in
     the result's ``notes["warnings"]`` (in report.json), never printed over the progress display."""
@@ -178,7 +177,7 @@ def _train(backend, config: RunConfig, data: Dataset, initial, progress=None) ->
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = backend.train(config, data, initial, progress)
+        result = backend.train(run, progress)
     found = _distinct_warnings(caught)
     if found:
         result.notes["warnings"] = found
@@ -262,12 +261,12 @@ def relayed_progress(on_steps: Optional[Callable], on_phase: Optional[Callable] 
         thread.join(timeout=5)
 
 
-def _train_pooled(key: tuple[int, str], backend, config: RunConfig, data: Dataset, initial) -> RunResult:
+def _train_pooled(key: tuple[int, str], backend, run: RunSpec) -> RunResult:
     """``_train`` in a pool worker, reporting its progress under ``key = (task index, backend name)``."""
     report = worker_progress(key)
     if report is not None:
-        report(0, config.epochs * len(data.train_sequences))
-    return _train(backend, config, data, initial, report)
+        report(0, run.total_steps)
+    return _train(backend, run, report)
 
 
 class _RunProgress:
@@ -285,7 +284,7 @@ class _RunProgress:
             phase_of(self.name, self.label, text)
 
 
-def _named_error(name: str, config: RunConfig, exc: BaseException) -> BackendError:
+def _named_error(name: str, config: RunSpec, exc: BaseException) -> BackendError:
     if isinstance(exc, BackendError):
         return exc
     return BackendError(f"backend {name!r} failed on {config.label}: {type(exc).__name__}: {exc}")
@@ -302,39 +301,39 @@ def _poolable(backend) -> bool:
     return True
 
 
-def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Dataset,
+def run_runs_concurrently(tasks: Sequence[RunSpec],
                           backends: Mapping[str, object], *, workers: int = DEFAULT_WORKERS,
                           progress: Optional[ExperimentProgress] = None,
                           min_steps: int = MIN_STEPS_FOR_WORKERS) -> list[dict[str, RunResult]]:
-    """Train every ``(config, initial)`` task in every backend, ``workers`` trainings at a time.
+    """Train every run description in ``tasks`` in every backend, ``workers`` trainings at a time.
 
     Returns one ``{backend name: RunResult}`` per task, in the order of ``tasks``, backends in the order
     of ``backends`` — what the sequential loop in ``run_experiment`` builds. A failing training raises
     :class:`BackendError` naming the backend and the run (as the sequential loop does); the trainings
-    not yet started are cancelled. ``workers=1``, or runs of fewer than ``min_steps`` Adam steps
-    (epochs x training samples, the largest run counts), train everything in this process.
+    not yet started are cancelled. ``workers=1``, or runs of fewer than ``min_steps`` steps
+    (epochs x batches per epoch, the largest run counts), train everything in this process.
     """
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     jobs = [(t, name) for t in range(len(tasks)) for name in backends]
-    total = {t: config.epochs * len(data.train_sequences) for t, (config, _) in enumerate(tasks)}
+    total = {t: run.total_steps for t, run in enumerate(tasks)}
     results: list[dict[str, RunResult]] = [{} for _ in tasks]
 
     def started(t: int, name: str) -> None:
         if progress is not None:
-            progress(name, tasks[t][0].label, 0, total[t])
+            progress(name, tasks[t].label, 0, total[t])
 
     def finished(t: int, name: str, result: RunResult) -> None:
         results[t][name] = result
         if progress is not None:
-            progress(name, tasks[t][0].label, total[t], total[t])
+            progress(name, tasks[t].label, total[t], total[t])
 
     def run_here(t: int, name: str) -> None:
-        config, initial = tasks[t]
+        config = tasks[t]
         started(t, name)
         report = None if progress is None else _RunProgress(progress, name, config.label)
         try:
-            result = _train(backends[name], config, data, initial, report)
+            result = _train(backends[name], config, report)
         except Exception as exc:
             raise _named_error(name, config, exc) from exc
         finished(t, name, result)
@@ -350,19 +349,19 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
         on_steps = on_phase = None  # a worker's events, keyed (task index, backend name)
         if progress is not None:
             def on_steps(key, done, steps):
-                progress(key[1], tasks[key[0]][0].label, done, steps)
+                progress(key[1], tasks[key[0]].label, done, steps)
 
             def on_phase(key, text):
-                _RunProgress(progress, key[1], tasks[key[0]][0].label).phase(text)
+                _RunProgress(progress, key[1], tasks[key[0]].label).phase(text)
         with relayed_progress(on_steps, on_phase) as pool_progress, \
                 spawn_pool(min(workers, len(pooled)), **pool_progress) as pool:
             futures: dict[Future, tuple[int, str]] = {}
             try:
                 for t, name in pooled:
-                    config, initial = tasks[t]
+                    config = tasks[t]
                     if progress is not None:  # before submitting: the worker's first update replaces it
                         _RunProgress(progress, name, config.label).phase("waiting for a worker")
-                    futures[pool.submit(_train_pooled, (t, name), backends[name], config, data, initial)] = (t, name)
+                    futures[pool.submit(_train_pooled, (t, name), backends[name], config)] = (t, name)
                 for t, name in local:  # unpicklable backends: here, while the workers train
                     run_here(t, name)
                 pending = set(futures)
@@ -372,7 +371,7 @@ def run_runs_concurrently(tasks: Sequence[tuple[RunConfig, object]], data: Datas
                         t, name = futures[future]
                         exc = future.exception()
                         if exc is not None:
-                            raise _named_error(name, tasks[t][0], exc) from exc
+                            raise _named_error(name, tasks[t], exc) from exc
                         finished(t, name, future.result())
             except BaseException:
                 # Report the failure now, not when the other trainings would have finished: stop the workers.

@@ -23,10 +23,11 @@ import numpy as np
 
 from .backends.base import BackendError, RunResult
 from .compare import RTOL_FLOAT32, RTOL_FLOAT64, Parity, compare_results
-from .config import ACTIVATIONS, DTYPES, RunConfig
 from .data import generate_dataset
+from .experiment import ACTIVATIONS, DTYPES, scales_for
 from .models import tutorial_chain
-from .optim import Rule, to_dict as rule_to_dict
+from .optim import Rule, rule as make_rule, to_dict as rule_to_dict
+from .run import DEFAULT_LR, RunSpec
 from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS, relayed_progress, worker_progress
 from .report._json import finite_json
 
@@ -149,7 +150,7 @@ def _seed_list(seeds: Union[int, Sequence[int]]) -> list[int]:
 def _validate(samples, epochs, lr, activations, dtypes, torch_optimizer, reference_tanh, optimizer=None) -> None:
     if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    RunConfig(epochs=epochs, lr=lr, optimizer=optimizer)  # validates epochs, lr and the rule with RunConfig's messages
+    _SweepRun("identity", "float64", epochs, lr, optimizer)  # validates epochs, lr and the rule
     for a in activations:
         if a not in ACTIVATIONS:
             raise ValueError(f"activation {a!r} is not one of {', '.join(ACTIVATIONS)}")
@@ -180,7 +181,43 @@ def _inputs(seed_list: Sequence[int], samples: int) -> list:
     return inputs
 
 
-def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs: Optional[list],
+@dataclass(frozen=True)
+class _SweepRun:
+    """One (activation, dtype) run of the sweep: the tutorial's description for every seed."""
+
+    activation: str
+    dtype: str
+    epochs: int
+    lr: float = DEFAULT_LR
+    optimizer: Optional[Rule] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, (int, np.integer)) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.optimizer is not None and self.lr != DEFAULT_LR:
+            raise ValueError(f"lr {self.lr!r} does not apply with optimizer {self.optimizer}: the rule holds its own "
+                             "eta; give one or the other")
+
+    @property
+    def rule(self) -> Rule:
+        return self.optimizer if self.optimizer is not None else make_rule("Adam", eta=self.lr)
+
+    @property
+    def is_adam(self) -> bool:
+        return self.rule.name == "Adam"
+
+    @property
+    def label(self) -> str:
+        return f"{self.activation}/{self.dtype}"
+
+    def spec(self, data, param_seed, seed: int) -> RunSpec:
+        return RunSpec(tutorial_chain(param_seed, self.activation), data, loss="abs_sum", rule=self.rule,
+                       dtype=self.dtype, epochs=self.epochs, seed=seed, label=self.label)
+
+
+def _sweep_run(config: _SweepRun, seed_list: Sequence[int], samples: int, inputs: Optional[list],
                torch_optimizer: str, reference_tanh: str, batch: int, keep_results: bool,
                progress: Optional[SweepProgress] = None) -> tuple[list, dict]:
     """One (activation, dtype) run over every seed: train both, compare each seed. Returns (rows, seconds).
@@ -205,7 +242,7 @@ def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs
     report(f"reference {label}", 0, n)
     for s, (data, param_seed) in zip(seed_list, inputs):
         try:
-            ref_results.append(reference.train(config, data, tutorial_chain(param_seed, config.activation)))
+            ref_results.append(reference.train(config.spec(data, param_seed, s)))
         except Exception as exc:
             raise BackendError(f"backend 'reference' failed on {label}, seed {s}: {type(exc).__name__}: {exc}") from exc
         report(f"reference {label}", len(ref_results), n)
@@ -214,8 +251,8 @@ def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs
     torch_results: list[RunResult] = []
     report(f"torch {label}", 0, n)
     for lo in range(0, len(inputs), batch):
-        chunk = [(config, data, tutorial_chain(param_seed, config.activation))
-                 for data, param_seed in inputs[lo:lo + batch]]
+        chunk = [config.spec(data, param_seed, s)
+                 for s, (data, param_seed) in zip(seed_list[lo:lo + batch], inputs[lo:lo + batch])]
 
         def epochs_done(done: int, total: int, _lo=lo, _k=len(chunk)) -> None:  # seeds of the batch, in part
             if done < total:
@@ -225,17 +262,16 @@ def _sweep_run(config: RunConfig, seed_list: Sequence[int], samples: int, inputs
             if config.is_adam:
                 torch_results.extend(train_batch(chunk, torch_optimizer, epochs_done))
             else:  # the fast path spells out Adam only: any other rule trains on the plain path, seed by seed
-                torch_results.extend(TorchBackend(torch_optimizer, "plain").train(*run) for run in chunk)
+                torch_results.extend(TorchBackend(torch_optimizer, "plain").train(run) for run in chunk)
         except Exception as exc:
             path = "fast" if config.is_adam else "plain"
             raise BackendError(f"backend 'torch' ({path} path) failed on {label}: {type(exc).__name__}: {exc}") from exc
         report(f"torch {label}", len(torch_results), n)
     seconds[f"torch {label}"] = time.perf_counter() - start
     rows = []
-    for s, (data, _), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results):
+    for s, (data, param_seed), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results):
         results = {"torch": t_res, "reference": r_res}
-        parity = compare_results(config.dtype, config.rule["eta"] if config.is_adam else config.lr, results, data,
-                                 optimizer=config.rule.name)
+        parity = compare_results(config.dtype, results, scales_for(config.spec(data, param_seed, s)))
         step = next(c for c in parity.checks if c.quantity == "step_losses")
         scaled = np.abs(t_res.step_losses - r_res.step_losses) / np.abs(np.tile(data.train_labels, config.epochs))
         rows.append(SeedResult(
@@ -269,7 +305,7 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    configs = [RunConfig(activation=a, dtype=d, epochs=epochs, lr=lr, optimizer=optimizer)
+    configs = [_SweepRun(a, d, epochs, lr, optimizer)
                for a in activations for d in dtypes]
     options = (torch_optimizer, reference_tanh, batch, keep_results)
     outcomes: list = [None] * len(configs)

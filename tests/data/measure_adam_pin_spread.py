@@ -12,10 +12,10 @@ import numpy as np
 
 from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
-from fluxparity.config import RunConfig
 from fluxparity.data import generate_dataset
-from fluxparity.experiment import initial_for, seeds_for
-from fluxparity.optim import parse_spec
+from fluxparity.experiment import seeds_for, shorthand_chain
+from fluxparity.optim import parse_spec, rule
+from fluxparity.run import RunSpec
 PIN = "tests/data/adam_trajectories_before_issue12.npz"
 RUNS = [("rnn", 1, "tanh", d) for d in ("float32", "float64")] + [("lstm", 2, "gated", d) for d in ("float32", "float64")] + [("rnn", 1, "identity", d) for d in ("float32", "float64")]
 spec = sys.argv[1] if len(sys.argv) > 1 else None
@@ -24,12 +24,12 @@ data = generate_dataset(30, data_seed)
 out = {}
 with np.load(PIN) as pin:
   for model, hidden, act, dtype in RUNS:
-    kw = dict(optimizer=parse_spec(spec)) if spec else dict(lr=2e-3)
-    config = RunConfig(activation=act, dtype=dtype, epochs=2, model=model, hidden=hidden, **kw)
-    initial = initial_for(config, param_seed)
+    initial = shorthand_chain(model, hidden, act, param_seed)
+    config = RunSpec(initial, data, rule=parse_spec(spec) if spec else rule("Adam", eta=2e-3), loss="abs_sum",
+                     dtype=dtype, epochs=2)
     eps = float(np.finfo(dtype).eps)
     for name, b in (("reference", ReferenceBackend()), ("torch-torch", TorchBackend("torch", "plain")), ("torch-optimisers", TorchBackend("optimisers", "plain"))):
-        r = b.train(config, data, initial)
+        r = b.train(config)
         key = f"{model}-{act}-{dtype}-{name}"
         arrays = {"step_losses": r.step_losses, **r.final_params.arrays()}
         worst = 0.0

@@ -1,9 +1,9 @@
-"""The reference backend's general path: any Chain (RNN/LSTM/GRU/GRUv3 with a Dense head, or the tutorial's
-RNN(1 => 1)) with any Optimisers.jl rule.
+"""The reference backend's general path: any run description — any Chain (stacked RNN/LSTM/GRU/GRUv3 layers,
+then Dense layers, read at the last step or every step), any loss, any batch size, any Optimisers.jl rule.
 
 Forward and backpropagation through time come from :mod:`fluxparity.models` (hand-written NumPy, no
-autograd); the optimiser is the run's rule (``config.rule``) in :mod:`fluxparity.optim`'s NumPy arithmetic,
-op by op in the run's dtype (for Adam the same operations as ``fluxparity.adam`` spells out).
+autograd), vectorised over the batch; the loss is Flux's (``fluxparity.models.chain_loss``); the optimiser
+is the run's rule in :mod:`fluxparity.optim`'s NumPy arithmetic, op by op in the run's dtype.
 """
 
 from __future__ import annotations
@@ -14,60 +14,80 @@ from typing import Optional
 import numpy as np
 
 from .. import optim
-from ..config import RunConfig
-from ..data import Dataset, length_groups
+from ..data import length_groups
+from ..run import RunSpec
 from .base import Progress, RunResult
 
 
-def _loss_sum(model, sequences, labels, dtype, fast: bool) -> float:
-    """Sum of |last output - label|, each term in ``dtype``, accumulated in float64; one batch per length."""
-    from ..models import outputs
+def flux_batch(xs, idx, dtype) -> np.ndarray:
+    """Samples ``xs[i] (len, in)`` for ``i in idx`` as one Flux-layout batch ``(in, len, B)`` in ``dtype``."""
+    return np.ascontiguousarray(np.stack([xs[i] for i in idx], axis=-1).transpose(1, 0, 2)).astype(dtype)
+
+
+def flux_targets(ys, idx, dtype) -> np.ndarray:
+    """Targets ``ys[i]`` — ``(out,)`` or ``(len, out)`` — as ``(out, B)`` or ``(out, len, B)`` in ``dtype``."""
+    stacked = np.stack([ys[i] for i in idx], axis=-1)
+    return np.ascontiguousarray(stacked if stacked.ndim == 2 else stacked.transpose(1, 0, 2)).astype(dtype)
+
+
+def _loss_sum(model, xs, ys, loss: str, dtype, fast: bool) -> float:
+    """Sum of the per-sample losses (each in ``dtype``), accumulated in float64; one batch per length."""
+    from ..models import outputs, per_sample_losses, readout
 
     total = 0.0
-    for length, idx in length_groups(sequences).items():
-        batch = np.stack([sequences[i] for i in idx], axis=1).astype(dtype)[None]  # (in=1, len, batch)
-        last = outputs(model, batch, fast=fast)[0, -1, :]
-        total += np.abs(last - labels[idx].astype(dtype)).astype(np.float64).sum()
+    for length, idx in length_groups(xs).items():
+        y_hat = readout(outputs(model, flux_batch(xs, idx, dtype), fast=fast), model.readout)
+        total += per_sample_losses(loss, y_hat, flux_targets(ys, idx, dtype)).astype(np.float64).sum()
     return float(total)
 
 
-def train_reference_model(config: RunConfig, data: Dataset, initial, fast: bool,
-                          progress: Optional[Progress] = None) -> RunResult:
-    from ..models import abs_last_output_loss, flat_params, outputs, value_and_grad, with_flat_params
+def _predictions(model, xs, dtype, fast: bool) -> np.ndarray:
+    """The readout of each sample, alone, flattened sample after sample in its own ``(out,)``/``(len, out)``."""
+    from ..models import outputs, readout
 
-    dtype = np.dtype(config.dtype)
-    model = initial.astype(dtype)  # boundary: float64 params -> T, once
+    out = []
+    for i in range(len(xs)):
+        y = readout(outputs(model, flux_batch(xs, [i], dtype), fast=fast), model.readout)[..., 0]  # (out[, len])
+        out.append((y if y.ndim == 1 else y.T).astype(np.float64).ravel())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def train_reference_model(run: RunSpec, fast: bool, progress: Optional[Progress] = None) -> RunResult:
+    from ..models import chain_loss, flat_params, value_and_grad, with_flat_params
+
+    dtype = np.dtype(run.dtype)
+    data = run.data
+    model = run.model.astype(dtype)  # boundary: float64 params -> T, once
     weights = {k: v.copy() for k, v in flat_params(model).items()}
-    rule = config.rule
+    rule = run.rule
     state = optim.setup(rule, weights)
-    train_x = [s.astype(dtype).reshape(1, -1) for s in data.train_sequences]  # (in=1, len)
-    train_y = data.train_labels.astype(dtype)
-    n, epochs = len(train_x), config.epochs
-    step_losses, epoch_test = np.zeros(n * epochs), np.zeros(epochs)
+    batches = run.batches
+    per_epoch, epochs = batches.steps_per_epoch, run.epochs
+    step_losses, epoch_test = np.zeros(batches.total_steps), np.zeros(epochs)
 
     start = time.perf_counter()
-    train_before = _loss_sum(model, data.train_sequences, data.train_labels, dtype, fast)
-    test_before = _loss_sum(model, data.test_sequences, data.test_labels, dtype, fast)
+    train_before = _loss_sum(model, data.train_x, data.train_y, run.loss, dtype, fast)
+    test_before = _loss_sum(model, data.test_x, data.test_y, run.loss, dtype, fast)
     for epoch in range(epochs):
-        for i in range(n):
+        for i, idx in enumerate(batches.epoch(epoch)):
             current = with_flat_params(model, weights)
-            loss, grads = value_and_grad(current, train_x[i], abs_last_output_loss(train_y[i]), fast=fast)
-            step_losses[epoch * n + i] = loss
+            x, y = flux_batch(data.train_x, idx, dtype), flux_targets(data.train_y, idx, dtype)
+            loss, grads = value_and_grad(current, x, chain_loss(run.loss, y, model.readout), fast=fast)
+            step_losses[epoch * per_epoch + i] = loss
             state, weights = optim.update(rule, state, weights, flat_params(grads))  # Optimisers.jl, in T
         trained = with_flat_params(model, weights)
-        epoch_test[epoch] = _loss_sum(trained, data.test_sequences, data.test_labels, dtype, fast)
+        epoch_test[epoch] = _loss_sum(trained, data.test_x, data.test_y, run.loss, dtype, fast)
         if progress is not None:
-            progress((epoch + 1) * n, epochs * n)
+            progress((epoch + 1) * per_epoch, epochs * per_epoch)
     trained = with_flat_params(model, weights)
-    probes = np.array([float(outputs(trained, p.astype(dtype).reshape(1, -1), fast=fast)[0, -1]) for p in data.probes])
     return RunResult.from_training(
         step_losses=step_losses,
         epoch_test_loss=epoch_test,
         train_loss_before=train_before,
         test_loss_before=test_before,
         final_params=trained.astype(np.float64),
-        probe_predictions=probes,
+        probe_predictions=_predictions(trained, data.probe_x, dtype, fast),
         seconds=time.perf_counter() - start,
         notes={"activations": "NNlib fast" if fast else "exact", "optimizer": f"Optimisers.jl arithmetic of {rule}",
-               "model": config.model, "hidden": config.hidden},
+               "path": "general (vectorised over the batch)"},
     )

@@ -10,9 +10,8 @@ from typing import Callable, Optional, Protocol
 
 import numpy as np
 
-from ..config import RunConfig
-from ..data import Dataset
 from ..models import Chain, flat_params
+from ..run import RunSpec
 
 # progress(done_steps, total_steps): called now and then while training.
 Progress = Callable[[int, int], None]
@@ -42,17 +41,19 @@ class RunResult:
     """What one backend measured in one run. Arrays are float64 whatever the run's dtype.
 
     Loss sums add per-sample losses (each computed in the run's dtype) in float64, so that summation
-    order never shows up as a difference between backends.
+    order never shows up as a difference between backends (see :mod:`fluxparity.run`).
     """
 
-    step_losses: np.ndarray  # (epochs * n_train,): the loss of every Adam step, before that step's update
+    step_losses: np.ndarray  # (total steps,): each step's batch loss, before that step's update
     epoch_train_loss: np.ndarray  # (epochs,): sum of that epoch's step losses
     epoch_test_loss: np.ndarray  # (epochs,): test-set loss sum after each epoch
     train_loss_before: float  # train-set loss sum before training
     test_loss_before: float  # test-set loss sum before training
     test_loss_after: float  # test-set loss sum after the last epoch
     final_params: Chain  # the trained model, float64, the initial Chain's structure
-    probe_predictions: np.ndarray  # (n_probes,): last output for each probe after training
+    # The model's readout on each probe after training, flattened sample after sample (each sample's
+    # (out,) or (len, out), C order): (n_probes * out,) for readout "last"
+    probe_predictions: np.ndarray
     seconds: float  # wall time of training and evaluation inside the backend
     notes: dict = field(default_factory=dict)  # backend-specific facts worth printing (versions, options)
 
@@ -90,29 +91,8 @@ class RunResult:
         }
 
 
-def check_initial(config: RunConfig, initial) -> Chain:
-    """``initial`` must be a float64 :class:`~fluxparity.models.Chain` for the sum task (1 input, 1 output,
-    read at the last step) whose architecture is the run's: the tutorial shape with the run's activation
-    for a tutorial run, ``config.model`` with ``config.hidden`` units first otherwise. Returns it."""
-    if not isinstance(initial, Chain):
-        raise TypeError(f"the initial model must be a fluxparity.models.Chain, got {type(initial).__name__}")
-    if initial.input_size != 1 or initial.output_size != 1 or initial.readout != "last":
-        raise ValueError(f"the sum task needs 1 input, 1 output and readout 'last'; the initial Chain has "
-                         f"{initial.input_size}, {initial.output_size} and {initial.readout!r}")
-    first = initial.layers[0]
-    if config.is_tutorial:
-        if not initial.is_tutorial_shape or first.activation != config.activation:
-            raise ValueError(f"the run {config.label} needs Chain(RNN(1 => 1, {config.activation})), "
-                             f"got layers {[type(layer).__name__ for layer in initial.layers]}"
-                             f"{' with activation ' + first.activation if initial.is_tutorial_shape else ''}")
-    elif first.kind != config.model or first.hidden_size != config.hidden:
-        raise ValueError(f"the initial model starts with {first.kind} of hidden size {first.hidden_size}, "
-                         f"but the run is {config.label}")
-    return initial
-
-
 class Backend(Protocol):
-    """(config, data, initial params) -> RunResult. Adding a backend is adding a module with one of these."""
+    """A run description -> RunResult. Adding a backend is adding a module with one of these."""
 
     name: str
     # Optional, read by fluxparity.parallel: cost_rank (int, smaller = slower, started first; default 2) and
@@ -122,5 +102,5 @@ class Backend(Protocol):
         """None when the backend can run here; otherwise one paragraph: why not, and how to enable it."""
         ...
 
-    def train(self, config: RunConfig, data: Dataset, initial: Chain, progress: Optional[Progress] = None) -> RunResult:
+    def train(self, run: RunSpec, progress: Optional[Progress] = None) -> RunResult:
         ...

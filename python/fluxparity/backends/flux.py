@@ -30,12 +30,12 @@ import numpy as np
 from .. import juliaprobe
 from .._npzio import Expect, NpzError, read_npz
 from .._subprocess import run_streaming
-from ..config import RunConfig
 from ..optim import to_dict as rule_to_dict
-from ..data import Dataset, pack
+from ..data import pack
 from ..models import Chain, DenseParams, RNNParams, flat_params, with_flat_params
+from ..run import DEFAULT_LR, RunSpec
 from ._flux_worker import ARRAY_FIELDS, PHASE_TAG, PROGRESS_TAG
-from .base import BackendError, BackendUnavailable, Progress, RunResult, check_initial
+from .base import BackendError, BackendUnavailable, Progress, RunResult
 
 # Starting Julia and loading Flux takes 10-60 s once packages are precompiled (minutes the first time);
 # the tutorial's 50,000 steps take about as long again. 30 minutes means "hung", not "slow".
@@ -68,22 +68,16 @@ class FluxBackend:
     def unavailable_reason(self) -> Optional[str]:
         return self.environment().reason
 
-    def train(
-        self,
-        config: RunConfig,
-        data: Dataset,
-        initial: Chain,
-        progress: Optional[Progress] = None,
-    ) -> RunResult:
-        """``initial``: the run's :class:`~fluxparity.models.Chain`; ``final_params`` has its structure, float64."""
-        check_initial(config, initial)
+    def train(self, run: RunSpec, progress: Optional[Progress] = None) -> RunResult:
+        """``final_params`` has the structure of ``run.model``, float64."""
+        check_trainable(run)
+        initial = run.model
         environment = self.environment()
         if environment.reason is not None:
             raise BackendUnavailable(environment.reason)
         with tempfile.TemporaryDirectory(prefix="fluxparity-flux-") as tmp:
             workdir = Path(tmp)
-            total_steps = config.epochs * len(data.train_sequences)
-            _write_inputs(workdir, config, data, initial, environment.source_file, total_steps)
+            _write_inputs(workdir, run, environment.source_file, run.total_steps)
             started = time.perf_counter()
             exit_code, output = _run_worker(workdir, _worker_environment(environment), self.timeout, progress)
             worker_seconds = time.perf_counter() - started
@@ -106,14 +100,21 @@ def layer_strings(chain: Chain) -> tuple[list[str], list[str]]:
     return kinds, activations
 
 
-def _write_inputs(
-    workdir: Path,
-    config: RunConfig,
-    data: Dataset,
-    initial: Chain,
-    source: str,
-    total_steps: int,
-) -> None:
+def check_trainable(run: RunSpec) -> None:
+    """What ``FluxParity.train_chain`` trains: a Chain on one-input, one-output sequences read at the last
+    step, one sample per step in the data's order, loss ``abs_sum``. Any other run: ValueError saying so."""
+    if not isinstance(run, RunSpec):
+        raise TypeError(f"train takes a fluxparity.run.RunSpec, got {type(run).__name__}")
+    if (run.loss, run.batch_size, run.shuffle, run.data.input_size, run.data.output_size, run.readout) != (
+            "abs_sum", 1, False, 1, 1, "last"):
+        raise ValueError("the flux backend trains one-input, one-output sequences read at the last step with loss "
+                         f"abs_sum, batch 1, in order; this run has loss {run.loss}, batch {run.batch_size}"
+                         f"{', shuffled' if run.shuffle else ''}, {run.data.input_size} input(s) and "
+                         f"{run.data.output_size} output(s) read at {run.readout!r}")
+
+
+def _write_inputs(workdir: Path, run: RunSpec, source: str, total_steps: int) -> None:
+    config, data, initial = run, run.data, run.model
     train_values, train_lengths = pack(data.train_sequences)
     test_values, test_lengths = pack(data.test_sequences)
     probe_values, probe_lengths = pack(data.probes)
@@ -142,7 +143,7 @@ def _write_inputs(
         "weights": list(weights),
         "dtype": config.dtype,
         "epochs": config.epochs,
-        "lr": config.lr,
+        "lr": config.lr if config.is_adam else DEFAULT_LR,  # the worker passes it on; the rule decides
         "optimizer": rule_to_dict(config.rule),  # the Optimisers.jl rule, fluxparity.optim.to_dict's form
         "source": source,
         "progress_every": max(1, total_steps // 100),

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import RunConfig
-from ..data import Dataset
 from ..models import Chain, tutorial_weights, with_tutorial_weights
 from ..optim import FluxOptimiser, Rule, torch_mapping
-from .base import Progress, RunResult, check_initial
+from ..run import RunSpec
+from .base import Progress, RunResult
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = ("torch", "optimisers")
@@ -111,21 +110,21 @@ class TorchBackend:
     def unavailable_reason(self) -> Optional[str]:
         return None
 
-    def train(self, config: RunConfig, data: Dataset, initial: Chain,
-              progress: Optional[Progress] = None) -> RunResult:
+    def train(self, run: RunSpec, progress: Optional[Progress] = None) -> RunResult:
+        if not isinstance(run, RunSpec):
+            raise TypeError(f"train takes a fluxparity.run.RunSpec, got {type(run).__name__}")
         torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-        check_initial(config, initial)
-        if not initial.is_tutorial_shape:  # SumRNN and the fast path serve only the tutorial's shape
+        if not run.fits_tutorial_kernels:  # SumRNN and the fast path serve only the tutorial's shape
             from ._torch_models import train_torch_model
 
-            return train_torch_model(config, data, initial,
-                                     lambda params: make_optimizer(self.optimizer, params, config.rule), progress)
+            return train_torch_model(run, lambda params: make_optimizer(self.optimizer, params, run.rule), progress)
         if self.path == "fast":
-            if not config.is_adam:
-                raise ValueError(f"the torch fast path spells out Adam only; {config.rule} needs path='plain'")
+            if not run.is_adam:
+                raise ValueError(f"the torch fast path spells out Adam only; {run.rule} needs path='plain'")
             from .pytorch_fast import train_batch
 
-            return train_batch([(config, data, initial)], self.optimizer, progress)[0]
+            return train_batch([run], self.optimizer, progress)[0]
+        config, data, initial = run, run.data, run.model
         dtype = TORCH_DTYPES[config.dtype]
         model = SumRNN(initial, dtype)
         train_x, test_x, probe_x = (_as_inputs(s, dtype) for s in (data.train_sequences, data.test_sequences, data.probes))

@@ -45,10 +45,10 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..config import RunConfig
-from ..data import MAX_LENGTH, Dataset, pack
-from ..models import Chain, tutorial_weights, with_tutorial_weights
-from .base import Progress, RunResult, check_initial, epoch_sums
+from ..data import MAX_LENGTH, pack
+from ..models import tutorial_weights, with_tutorial_weights
+from ..run import RunSpec
+from .base import Progress, RunResult, epoch_sums
 from ..optim import ieee_sqrt
 from .pytorch import TORCH_DTYPES, check_optimizer
 
@@ -130,37 +130,51 @@ class _Set:
         return cls(z, labels)
 
 
-def _check_batch(runs) -> tuple[RunConfig, int]:
+def _activation(run: RunSpec) -> str:
+    return run.model.layers[0].activation
+
+
+def _config_key(run: RunSpec) -> tuple:
+    return (run.dtype, _activation(run), run.epochs, run.rule)
+
+
+def _check_batch(runs) -> tuple[RunSpec, int]:
     if not runs:
-        raise ValueError("train_batch needs at least one (config, data, initial) run")
-    config = runs[0][0]
+        raise ValueError("train_batch needs at least one run (a fluxparity.run.RunSpec)")
+    for run in runs:
+        if not isinstance(run, RunSpec):
+            raise TypeError(f"train_batch takes fluxparity.run.RunSpec runs, got {type(run).__name__}")
+        if not run.fits_tutorial_kernels:  # this path serves only the tutorial's shape
+            tutorial_weights(run.model)  # names the shape when the model is the reason
+            raise ValueError("the torch fast path trains only the tutorial's shape: loss abs_sum, batch 1, in order")
+    config = runs[0]
     if not config.is_adam:
         raise ValueError(f"the torch fast path spells out Adam only; {config.rule} needs the plain path")
-    n = len(runs[0][1].train_sequences)
-    for c, data, initial in runs:
-        if (c.dtype, c.activation, c.epochs, c.rule) != (config.dtype, config.activation, config.epochs, config.rule):
-            raise ValueError(f"one batch trains one configuration; got {c} and {config} "
+    n = len(config.data.train_sequences)
+    for run in runs:
+        if _config_key(run) != _config_key(config):
+            raise ValueError(f"one batch trains one configuration; got {_config_key(run)} and {_config_key(config)} "
                              "(train_many groups runs for you)")
-        if len(data.train_sequences) != n or len(data.test_sequences) != len(runs[0][1].test_sequences) \
-                or len(data.probes) != len(runs[0][1].probes):
+        data = run.data
+        if len(data.train_sequences) != n or len(data.test_sequences) != len(config.data.test_sequences) \
+                or len(data.probes) != len(config.data.probes):
             raise ValueError("every model in a batch needs data sets of the same sizes (steps run in lockstep)")
-        check_initial(c, initial)
-        tutorial_weights(initial)  # this path serves only the tutorial's shape: refuses any other Chain
     return config, n
 
 
-def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str = "torch",
+def train_batch(runs: Sequence[RunSpec], optimizer: str = "torch",
                 progress: Optional[BatchProgress] = None) -> list[RunResult]:
     """Train K runs with one configuration (activation, dtype, epochs, Adam rule) as one batched computation.
 
     Each run has its own data and initial parameters; all data sets must have the same sizes. Returns K
-    :class:`RunResult`, equal to what ``TorchBackend(optimizer).train(config, data, initial)`` returns for
+    :class:`RunResult`, equal to what ``TorchBackend(optimizer).train(run)`` returns for
     each run (``seconds`` is the batch's wall time, shared).
     """
     check_optimizer(optimizer)
     config, n = _check_batch(runs)
     dtype = TORCH_DTYPES[config.dtype]
-    tanh = config.activation == "tanh"
+    activation = _activation(config)
+    tanh = activation == "tanh"
     k_models, epochs = len(runs), config.epochs
     adam = config.rule  # Adam(eta, beta, epsilon), checked by _check_batch
     eta, (beta1, beta2), epsilon = adam["eta"], adam["beta"], adam["epsilon"]
@@ -168,15 +182,15 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str
 
     with torch.no_grad():
         # --- the data, once, in the run's dtype -----------------------------------------------------------
-        z_train, lengths = _columns([d.train_sequences for _, d, _ in runs], dtype)
-        y_train = torch.tensor(np.stack([d.train_labels for _, d, _ in runs], axis=1), dtype=dtype)  # (n, K)
-        test = _Set.build([d.test_sequences for _, d, _ in runs], [d.test_labels for _, d, _ in runs], dtype)
-        probes = _Set.build([d.probes for _, d, _ in runs], [d.probe_labels for _, d, _ in runs], dtype)
+        z_train, lengths = _columns([r.data.train_sequences for r in runs], dtype)
+        y_train = torch.tensor(np.stack([r.data.train_labels for r in runs], axis=1), dtype=dtype)  # (n, K)
+        test = _Set.build([r.data.test_sequences for r in runs], [r.data.test_labels for r in runs], dtype)
+        probes = _Set.build([r.data.probes for r in runs], [r.data.probe_labels for r in runs], dtype)
 
         # --- parameters and optimizer state: (3, K), rows Wh, Wi, b (the order of the columns H, X, MASK) ---
         p = _strided_zeros((3, k_models), dtype)
-        for k, (_, _, initial) in enumerate(runs):
-            wi, wh, b = tutorial_weights(initial)
+        for k, run in enumerate(runs):
+            wi, wh, b = tutorial_weights(run.model)
             p[:, k] = torch.tensor([wh, wi, b], dtype=dtype)
         wh = p[0]
         m, v = (_strided_zeros((3, k_models), dtype) for _ in range(2))
@@ -246,8 +260,8 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str
             corrections = one - torch.from_numpy(bt)  # (steps, 2) in T
 
         start = time.perf_counter()
-        train_before = _loss_sums(_forward_all(p, z_train.permute(1, 2, 0, 3), config.activation), y_train)
-        test_before = _loss_sums(_forward_all(p, test.z, config.activation), test.labels)
+        train_before = _loss_sums(_forward_all(p, z_train.permute(1, 2, 0, 3), activation), y_train)
+        test_before = _loss_sums(_forward_all(p, test.z, activation), test.labels)
         for epoch in range(epochs):
             if optimizer == "optimisers":
                 c1, c2 = (list(c.unbind(0)) for c in corrections[epoch * n:(epoch + 1) * n].unbind(1))
@@ -307,10 +321,10 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str
                     v.copy_(tb2 * v + omb2 * (g * g))
                     p.sub_(((m / c1[i]) / (ieee_sqrt(v / c2[i]) + teps)) * teta)
             step_losses[:, epoch * n:(epoch + 1) * n] = residuals.abs().to(torch.float64).numpy().T
-            epoch_test[:, epoch] = _loss_sums(_forward_all(p, test.z, config.activation), test.labels)
+            epoch_test[:, epoch] = _loss_sums(_forward_all(p, test.z, activation), test.labels)
             if progress is not None:
                 progress((epoch + 1) * n, epochs * n)
-        probe_out = _forward_all(p, probes.z, config.activation).to(torch.float64).numpy()  # (n_probes, K)
+        probe_out = _forward_all(p, probes.z, activation).to(torch.float64).numpy()  # (n_probes, K)
         seconds = time.perf_counter() - start
         final = p.to(torch.float64).numpy()
 
@@ -324,7 +338,7 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str
             train_loss_before=float(train_before[k]),
             test_loss_before=float(test_before[k]),
             test_loss_after=float(epoch_test[k, -1]),
-            final_params=with_tutorial_weights(runs[k][2], final[1, k], final[0, k], final[2, k]),
+            final_params=with_tutorial_weights(runs[k].model, final[1, k], final[0, k], final[2, k]),
             probe_predictions=probe_out[:, k].copy(),
             seconds=seconds,
             notes={"optimizer": optimizer, "torch": torch.__version__, "path": "fast", "batch": k_models},
@@ -332,13 +346,12 @@ def train_batch(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str
     return results
 
 
-def _batch_key(run) -> tuple:
-    config, data, _ = run
-    return (config.dtype, config.activation, config.epochs, config.rule, len(data.train_sequences),
-            len(data.test_sequences), len(data.probes))
+def _batch_key(run: RunSpec) -> tuple:
+    data = run.data
+    return (*_config_key(run), len(data.train_sequences), len(data.test_sequences), len(data.probes))
 
 
-def train_many(runs: Sequence[tuple[RunConfig, Dataset, Chain]], optimizer: str = "torch",
+def train_many(runs: Sequence[RunSpec], optimizer: str = "torch",
                progress: Optional[BatchProgress] = None) -> list[RunResult]:
     """Train any runs: those that can share a batch (same configuration and data sizes) are batched.
 

@@ -19,10 +19,10 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import RunConfig
-from ..data import Dataset, pack
+from ..data import pack
 from ..models import Chain, tutorial_weights, with_tutorial_weights
-from .base import Progress, RunResult, check_initial
+from ..run import RunSpec
+from .base import Progress, RunResult
 
 IDENTITY, TANH, TANH_FAST = 0, 1, 2
 _TANH_F32_N = np.array([1.0, 0.1346604, 0.0035974074, 2.2332108e-5, 1.587199e-8], dtype=np.float32)
@@ -197,15 +197,16 @@ class ReferenceBackend:
     def unavailable_reason(self) -> Optional[str]:
         return None
 
-    def train(self, config: RunConfig, data: Dataset, initial: Chain,
-              progress: Optional[Progress] = None) -> RunResult:
-        check_initial(config, initial)
-        # The kernel below serves only the tutorial's shape and Adam; any other model or rule takes the
-        # general path, whose optimiser is fluxparity.optim's NumPy arithmetic of the rule.
-        if not (initial.is_tutorial_shape and config.is_adam):
+    def train(self, run: RunSpec, progress: Optional[Progress] = None) -> RunResult:
+        if not isinstance(run, RunSpec):
+            raise TypeError(f"train takes a fluxparity.run.RunSpec, got {type(run).__name__}")
+        # The kernel below serves only the tutorial's shape and Adam; any other run takes the general path
+        # (any Chain, loss and batch size), whose optimiser is fluxparity.optim's NumPy arithmetic of the rule.
+        if not (run.fits_tutorial_kernels and run.is_adam):
             from ._reference_models import train_reference_model
 
-            return train_reference_model(config, data, initial, fast=self.tanh == "fast", progress=progress)
+            return train_reference_model(run, fast=self.tanh == "fast", progress=progress)
+        config, data, initial = run, run.data, run.model
         dtype = np.dtype(config.dtype)
         activation = initial.layers[0].activation
         kind = IDENTITY if activation == "identity" else (TANH_FAST if self.tanh == "fast" else TANH)

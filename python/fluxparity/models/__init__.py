@@ -19,6 +19,7 @@ from ._losses import (
     LOSSES as LOSSES,
     chain_loss as chain_loss,
     loss_value_and_grad as loss_value_and_grad,
+    per_sample_losses as per_sample_losses,
     readout as readout,
 )
 from ._expr import ModelSpec as ModelSpec, flux_expression as flux_expression, parse_flux as parse_flux
@@ -70,6 +71,7 @@ _TORCH_NAMES = {
     "OneBiasRNN": "._torch",
     "ChainModule": "._torch",
     "torch_loss": "._torch",
+    "torch_per_sample_losses": "._torch",
     "torch_readout": "._torch",
     "build_module": "._torch",
     "empty_module": "._torch",

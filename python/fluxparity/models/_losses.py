@@ -73,6 +73,31 @@ def loss_value_and_grad(name: str, y_hat: np.ndarray, y: np.ndarray) -> tuple[fl
     raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
 
 
+def per_sample_losses(name: str, y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each sample's loss, ``(batch,)`` in ``y_hat``'s dtype: ``name`` on that sample alone (a batch of one).
+
+    ``y_hat``, ``y``: ``(out, batch)`` or ``(out, len, batch)`` (features first, batch LAST, as above).
+    ``mse``/``mae``: the mean over the sample's elements; ``logitcrossentropy``: the class sum, the mean over
+    steps; ``abs_sum``: ``|sum of the sample's residuals|``.
+    """
+    y_hat = np.asarray(y_hat)
+    y = np.asarray(y)
+    if y.shape != y_hat.shape or y.dtype != y_hat.dtype:
+        raise ValueError(f"{name}: y {y.shape} {y.dtype} must match ŷ {y_hat.shape} {y_hat.dtype}")
+    inner = tuple(range(y_hat.ndim - 1))
+    if name == "mse":
+        r = y_hat - y
+        return np.mean(r * r, axis=inner)
+    if name == "mae":
+        return np.mean(np.abs(y_hat - y), axis=inner)
+    if name == "logitcrossentropy":
+        per_position = -(y * _logsoftmax(y_hat)).sum(axis=0)
+        return per_position if per_position.ndim == 1 else np.mean(per_position, axis=0)
+    if name == "abs_sum":
+        return np.abs(np.sum(y_hat - y, axis=inner))
+    raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+
+
 def chain_loss(name: str, y: np.ndarray, how: str = "last"):
     """A loss for :func:`fluxparity.models.value_and_grad`: every step's outputs ``(out, len[, batch])`` ->
     ``(loss of the readout against y, d loss / d outputs)``. ``y``: the readout's shape (batch axis included

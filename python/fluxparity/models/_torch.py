@@ -181,6 +181,24 @@ def torch_loss(name: str, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown loss {name!r}")
 
 
+def torch_per_sample_losses(name: str, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each sample's loss on PyTorch's layout (features LAST, batch axis -2): ``(batch, out)`` or
+    ``(len, batch, out)`` -> ``(batch,)``; the counterpart of ``fluxparity.models.per_sample_losses``."""
+    import torch.nn.functional as F
+
+    if name in ("mse", "mae"):
+        r = y_hat - y
+        e = r * r if name == "mse" else r.abs()
+        return e.mean(dim=-1) if e.ndim == 2 else e.mean(dim=(0, 2))
+    if name == "logitcrossentropy":
+        per_position = -(y * F.log_softmax(y_hat, dim=-1)).sum(dim=-1)
+        return per_position if per_position.ndim == 1 else per_position.mean(dim=0)
+    if name == "abs_sum":
+        r = y_hat - y
+        return (r.sum(dim=-1) if r.ndim == 2 else r.sum(dim=(0, 2))).abs()
+    raise ValueError(f"unknown loss {name!r}")
+
+
 def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     """The NumPy dtype of a torch dtype (``torch.float64`` -> ``float64``)."""
     return torch.empty(0, dtype=dtype).numpy().dtype

@@ -14,7 +14,9 @@ def write_losses_csv(experiment, path) -> None:
         for run in experiment.runs:
             for name, result in run.results.items():
                 # epoch 0 is the model before training (the tutorial's "loss before").
-                key = [run.config.model, run.config.hidden, run.config.activation, run.config.dtype, name]
+                spec = run.config
+                key = [spec.notes.get("model", spec.to_dict()["model"]), spec.model.layers[0].hidden_size,
+                       spec.notes.get("activation", ""), spec.dtype, name]
                 writer.writerow([*key, 0,
                                  repr(result.train_loss_before), repr(result.test_loss_before)])
                 for epoch, (train, test) in enumerate(zip(result.epoch_train_loss, result.epoch_test_loss), start=1):

@@ -13,10 +13,20 @@ def _md_table(table: Table) -> str:
     return "\n".join(lines)
 
 
+def _own_words(experiment) -> str:
+    """For a run beyond the tutorial's: its model, data, loss and batches (the tutorial's header stays as it was)."""
+    run = experiment.runs[0].config
+    if experiment.data.source == "sum" and run.loss == "abs_sum" and run.batch_size == 1 and not run.shuffle:
+        return ""
+    return (f" of {experiment.data.source}, model {run.to_dict()['model']} read at {run.readout!r}, loss {run.loss}, "
+            f"batch {run.batch_size}{' shuffled' if run.shuffle else ''}")
+
+
 def experiment_markdown(experiment) -> str:
     s = experiment.settings
     out = [f"# fluxparity report: {experiment.verdict.upper()}", "",
-           f"{s['samples']} training and {2 * s['samples']} test sequences, {s['epochs']} epochs, "
+           f"{len(experiment.data.train_x)} training and {len(experiment.data.test_x)} test sequences"
+           f"{_own_words(experiment)}, {s['epochs']} epochs, "
            f"{training_words(s, 'learning rate {}')}, seed {s['seed']}. Backends: {', '.join(s['backends'])}.", ""]
     for name, why in experiment.skipped.items():
         out += [f"*{name} was not run:* {why}", ""]

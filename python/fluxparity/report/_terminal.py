@@ -17,6 +17,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from .._console import colour_terminal
+from ._markdown import _own_words
 from ._tables import Table, _short, findings, run_tables, summary_tables, training_words, verdict_lines
 
 MAX_CELL = 40  # a longer cell (a rule in --verbose) ends in "…": report.md has it whole
@@ -61,7 +62,8 @@ def _run(run, data, checks: str = "judged") -> list:
 
 def _experiment(experiment, verbose: bool) -> list:
     s = experiment.settings
-    parts = [Text(f"fluxparity compare: {s['samples']} train / {2 * s['samples']} test sequences, {s['epochs']} "
+    parts = [Text(f"fluxparity compare: {len(experiment.data.train_x)} train / {len(experiment.data.test_x)} test "
+                  f"sequences{_own_words(experiment)}, {s['epochs']} "
                   f"epochs, {training_words(s, 'lr {:g}')}, seed {s['seed']}, backends {', '.join(s['backends'])}")]
     for name, why in experiment.skipped.items():
         parts.append(Text(f"{name} not run: {why}", style="yellow"))

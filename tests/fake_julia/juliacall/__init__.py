@@ -229,7 +229,7 @@ def _convert(array, element_type):
 def _dataset(T, train_values, train_lengths, train_labels, test_values, test_lengths, test_labels,
              probe_values, probe_lengths):
     """``training_data``: the sequences as Julia unpacks them, labels as ``Vector{T}``."""
-    from fluxparity.data import Dataset
+    from fluxparity.data import sum_dataset
 
     def sequences(values, lengths):
         values, lengths = _convert(values, np.dtype(np.float64)), _convert(lengths, np.dtype(np.int64))
@@ -246,14 +246,14 @@ def _dataset(T, train_values, train_lengths, train_labels, test_values, test_len
     for xs, ys, which in ((train_x, train_y, "training"), (test_x, test_y, "test")):
         if len(xs) != len(ys):
             _throw("DimensionMismatch", f"{len(xs)} {which} sequences but {len(ys)} labels")
-    return Dataset(train_x, train_y, test_x, test_y, probe_x)
+    return sum_dataset(train_x, train_y, test_x, test_y, probe_x)
 
 
-def _train(config, data, initial, progress, progress_every):
+def _train(run, progress, progress_every):
     """The reference backend (NNlib's tanh_fast, as Flux's cells), then Julia's progress calls."""
     from fluxparity.backends.reference import ReferenceBackend
 
-    result = ReferenceBackend(tanh="fast").train(config, data, initial)
+    result = ReferenceBackend(tanh="fast").train(run)
     total = len(result.step_losses)
     if progress is not None:
         for step in range(1, total + 1):
@@ -374,15 +374,14 @@ def train_chain(kinds, activations, dtype, epochs, lr, params, train_values, tra
     # [string(k) for k in kinds]: a PythonCall list's elements are Py objects, whose `string` is Python's str
     initial = _build_chain(T, [str(k) for k in kinds], [str(a) for a in activations], params)
 
-    from fluxparity.config import ACTIVATIONS, GATED, RunConfig
     from fluxparity.models import flat_params
+    from fluxparity.optim import rule
+    from fluxparity.run import RunSpec
 
-    first = initial.layers[0]
-    activation = (first.activation if first.activation in ACTIVATIONS else "identity") if first.kind == "rnn" \
-        else GATED
-    config = RunConfig(activation, T.name, epochs=int(epochs), lr=float(lr), model=first.kind,
-                       hidden=first.hidden_size)
-    result = _train(config, _dataset(T, *data), initial, progress, progress_every)
+    # train_chain's tutorial training: abs(sum(ŷ .- y)) per sample, in order, Adam(lr)
+    run = RunSpec(initial, _dataset(T, *data), loss="abs_sum", rule=rule("Adam", eta=float(lr)), dtype=T.name,
+                  epochs=int(epochs))
+    result = _train(run, progress, progress_every)
     trained = dict(flat_params(result.final_params))
     if BEHAVIOUR == "drop-weight":
         trained.popitem()
