@@ -33,8 +33,8 @@ class Separating(ReferenceBackend):
     """The reference with its step losses moved by 0.5 from step SEPARATE_AT on: a trajectory that separates
     late. Float64 additions of 0.5, exact in IEEE arithmetic, so the same bytes on every machine."""
 
-    def train(self, config, data, initial, progress=None):
-        result = super().train(config, data, initial, progress)
+    def train(self, run, progress=None):
+        result = super().train(run, progress)
         losses = np.array(result.step_losses, dtype=np.float64)
         losses[SEPARATE_AT:] += 0.5
         return dataclasses.replace(result, step_losses=losses)

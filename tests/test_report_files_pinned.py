@@ -28,7 +28,7 @@ def test_the_separating_pair_is_reported_where_it_separates_and_fails_in_float64
     md = (ROOT / SEPARATING / "report.md").read_text(encoding="utf-8")
     assert md.startswith("# fluxparity report: FAIL\n")
     assert (f"- reference and again: step losses separate at step {SEPARATE_AT} (epoch {SEPARATE_AT // n + 1}, "
-            f"sample {SEPARATE_AT % n}) beyond") in md
+            f"batch {SEPARATE_AT % n}) beyond") in md
     assert "## identity/float32: PASS" in md and "## identity/float64: FAIL" in md
     assert "- FAIL reference vs again: step_losses[" in md
     same = (ROOT / GOLDEN / "report.md").read_text(encoding="utf-8")
