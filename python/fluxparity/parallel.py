@@ -100,13 +100,27 @@ class _GroupDeafProcess(multiprocessing.get_context("spawn").Process):
     Ctrl-C while it imports cannot interrupt it; :func:`_ignore_group_signals` then ignores and unblocks them."""
 
     def start(self) -> None:
-        if not hasattr(signal, "pthread_sigmask"):
-            return super().start()
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+        # A group signal caught by another thread still runs its Python handler in the main thread; raised
+        # between the child's spawn and the write of its start-up data, it would leave a child that prints
+        # an EOFError traceback. So the main thread only notes it here and re-raises it once the child has
+        # its data (and is one of multiprocessing's children, which stop_pool stops).
+        deferred: list = []
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in _GROUP_SIGNALS:
+                handlers[signum] = signal.signal(signum, lambda n, frame: deferred.append(n))
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS) if hasattr(signal, "pthread_sigmask") \
+            else None
         try:
             super().start()
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            if previous is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            for signum, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
+        if deferred:
+            signal.raise_signal(deferred[0])
 
 
 class _SpawnContext(type(multiprocessing.get_context("spawn"))):
@@ -141,6 +155,9 @@ def stop_pool(pool) -> None:
     if call_queue is not None:
         call_queue.cancel_join_thread()
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    # A worker whose start was interrupted by a signal is not in the pool's table yet, but it is a child.
+    processes += [p for p in multiprocessing.active_children()
+                  if isinstance(p, _GroupDeafProcess) and p not in processes]
     for process in processes:
         try:
             process.terminate()
