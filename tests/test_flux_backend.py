@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -278,13 +279,20 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
 def test_a_hung_worker_is_killed_after_the_timeout(fake_julia, tmp_path, small_inputs):
-    pid_file = fake_julia("hang")
     data, initial = small_inputs
-    backend = FluxBackend(timeout=3, environment=ready_environment(tmp_path))
+    # The timeout must outlast the worker's start-up, which a loaded machine stretches: measure it now, with a
+    # whole (tiny) run that starts the same worker, and give the hung one three times that (at least 3 s).
+    fake_julia("compute")
     started = time.perf_counter()
-    with pytest.raises(BackendError, match="did not finish within 3 s and was killed"):
+    FluxBackend(environment=ready_environment(tmp_path)).train(run_of(data, initial, dtype="float64", epochs=1))
+    timeout = max(3, math.ceil(3 * (time.perf_counter() - started)))
+    pid_file = fake_julia("hang")
+    assert not pid_file.exists()  # only the hung worker writes it
+    backend = FluxBackend(timeout=timeout, environment=ready_environment(tmp_path))
+    started = time.perf_counter()
+    with pytest.raises(BackendError, match=f"did not finish within {timeout} s and was killed"):
         backend.train(run_of(data, initial, dtype="float64", epochs=1))
-    assert quick_enough(time.perf_counter() - started, 30)  # scaled by the machine's load
+    assert quick_enough(time.perf_counter() - started, timeout + 27)  # scaled by the machine's load
     assert _gone(int(pid_file.read_text()))
 
 
