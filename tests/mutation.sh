@@ -10,7 +10,7 @@ python=${PYTHON:-python}
 rm -rf "$stage"
 mkdir -p "$stage"
 cp -R "$root/python" "$stage/src"
-cp -R "$root/tests" "$root/julia" "$root/pyproject.toml" "$root/Project.toml" "$stage/"
+cp -R "$root/tests" "$root/julia" "$root/docs" "$root/pyproject.toml" "$root/Project.toml" "$stage/"
 find "$stage" -name __pycache__ -prune -exec rm -rf {} +
 cd "$stage"
 unset PYTHONPATH
