@@ -122,7 +122,12 @@ def train_and_compare(runs: Sequence[RunSpec], backends: Mapping[str, object], *
                       progress: Optional[ExperimentProgress] = None, workers: int = DEFAULT_WORKERS,
                       settings: Optional[dict] = None) -> Experiment:
     """Train every run description in every backend and compare them pairwise: the experiment the report
-    is written from. ``runs`` share one data set (the report records ``runs[0].data``)."""
+    is written from. ``runs`` share one data set (the report records ``runs[0].data``).
+
+    ``backends``: name -> backend (``fluxparity.get_backend(name)``); results are paired by name. To train YOUR
+    torch module as the torch leg: ``get_backend("torch", module_factory=build, batch_first=True, mapping=None)``
+    (``build()`` returns a fresh ``nn.Module``; it receives ``(len, batch, in)`` or, batch_first, ``(batch, len,
+    in)`` and returns every step or the last, ``(batch, out)``; see ``fluxparity.backends.pytorch.TorchBackend``)."""
     runs = list(runs)
     if not runs:
         raise ValueError("runs: at least one fluxparity.run.RunSpec is needed")
