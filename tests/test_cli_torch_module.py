@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fluxparity.cli import main
+from fluxparity.models import parse_flux
 
 PORTS = textwrap.dedent('''
     import sys
@@ -88,6 +89,22 @@ PORTS = textwrap.dedent('''
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)
             return self.head(h)
+
+
+    class HeadFirst(nn.Module):
+        """Registered head first, called last."""
+
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(4, 2)
+            self.rnn = nn.LSTM(3, 4)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0])
+
+
+    def head_first():
+        return HeadFirst()
 
 
     class Raising(BatchFirst):
@@ -318,7 +335,7 @@ def test_the_python_api_trains_a_module_from_a_factory_in_each_runs_dtype(here):
     runs = [RunSpec(chain, data, loss="mse", dtype=d, epochs=2, batch_size=4, shuffle=True) for d in ("float32", "float64")]
     legs = {"torch": get_backend("torch", module_factory=build, batch_first=True), "reference": get_backend("reference")}
     experiment = train_and_compare(runs, legs, workers=1)
-    assert experiment.verdict == "pass" and len(built) == 2
+    assert experiment.verdict == "pass" and len(built) == 2 * 2  # per run: checked before training, then trained
     f32, f64 = (run.results["torch"].notes for run in experiment.runs)
     assert f32["dtype"] == "built in float64, converted with module.to(torch.float32)" and "dtype" not in f64
     with pytest.raises(ValueError, match="path 'fast' applies to this package's port"):
@@ -328,3 +345,17 @@ def test_the_python_api_trains_a_module_from_a_factory_in_each_runs_dtype(here):
     with pytest.raises(ModuleError, match="the module's output has shape"):  # time-first input to a batch_first module
         train_and_compare(runs[1:], {"torch": get_backend("torch", module_factory=build),
                                      "reference": get_backend("reference")}, workers=1)
+
+
+def test_the_guarded_forward_of_fluxparity_check_keeps_the_call_order(here):
+    """``fluxparity check --module`` wraps the module's forward; the matcher's dry run on a deep copy must still
+    see the copy's layers called (it saw none, and fell back to registration order)."""
+    import torch
+
+    from fluxparity.models._match import call_order, slots_for
+    from fluxparity.testing._cli import _user_module
+
+    module = _user_module("tm5_ports:head_first")
+    assert call_order(module, torch.zeros(2, 2, 3)) == ["rnn", "head"]
+    slots = slots_for(parse_flux(MODEL).init(seed=0), module)
+    assert [s.torch_name for s in slots][:1] == ["rnn.weight_ih_l0"]

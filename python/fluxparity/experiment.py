@@ -134,6 +134,10 @@ def train_and_compare(runs: Sequence[RunSpec], backends: Mapping[str, object], *
     for r in runs:
         if not isinstance(r, RunSpec):
             raise TypeError(f"runs: expected fluxparity.run.RunSpec items, got {type(r).__name__}")
+    for backend in backends.values():  # a backend that can find bad input cheaply says so before any training
+        check = getattr(backend, "check_run", None)
+        for r in runs if check is not None else ():
+            check(r)
     all_results = run_runs_concurrently(runs, backends, workers=workers, progress=progress)
     done = [Run(spec, results, compare_results(spec.dtype, results, scales_for(spec)))
             for spec, results in zip(runs, all_results)]

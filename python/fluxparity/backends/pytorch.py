@@ -144,6 +144,20 @@ class TorchBackend:
     def unavailable_reason(self) -> Optional[str]:
         return None
 
+    def check_run(self, run: RunSpec) -> None:
+        """Before any training (``train_and_compare`` calls it): with ``module_factory``, build the module for
+        ``run``, load its weights and run one forward pass on the first batch, so that a module that fails or
+        does not fit raises its :class:`~fluxparity.backends.ModuleError` now, not after other backends trained."""
+        if self.module_factory is None:
+            return
+        from ._torch_models import torch_batch
+        from ._torch_user import user_leg
+
+        dtype = TORCH_DTYPES[run.dtype]
+        leg = user_leg(self.module_factory, self.module_label, self.batch_first, self.mapping)(run, dtype)
+        with torch.no_grad():
+            leg.predict(torch_batch(run.data.train_x, run.batches.epoch(0)[0], dtype))
+
     def train(self, run: RunSpec, progress: Optional[Progress] = None) -> RunResult:
         if not isinstance(run, RunSpec):
             raise TypeError(f"train takes a fluxparity.run.RunSpec, got {type(run).__name__}")

@@ -235,19 +235,29 @@ def _built_module(spec: str, target, option: str = "--module"):
 def _guard_forward(spec: str, module) -> None:
     """Wrap ``module.forward`` (this instance only): an exception or ``sys.exit`` in it, or an output that is
     neither a tensor nor a tuple/list starting with one, is the user's code failing, not a bug of ours."""
-    import torch
+    module.forward = _GuardedForward(spec, module, module.forward)
 
-    forward = module.forward
 
-    def guarded(*args, **kwargs):
-        y = _user_call(spec, "the forward pass", forward, *args, **kwargs)
+class _GuardedForward:
+    """:func:`_guard_forward`'s wrapper. An object holding the module (not a closure): a deep copy of the module
+    (the matcher's dry run, ``models._match.call_order``) gets a wrapper of its copy, so that the copy's own
+    layers run (and their forward hooks fire), not the original's."""
+
+    def __init__(self, spec: str, module, forward) -> None:
+        self.spec, self.module = spec, module
+        # the instance's own forward when it had one before the guard, else None: the class's, bound at call time
+        self.own = forward if getattr(forward, "__self__", None) is not module else None
+
+    def __call__(self, *args, **kwargs):
+        import torch
+
+        forward = self.own if self.own is not None else type(self.module).forward.__get__(self.module)
+        y = _user_call(self.spec, "the forward pass", forward, *args, **kwargs)
         first = y[0] if isinstance(y, (tuple, list)) and y else y
         if not isinstance(first, torch.Tensor):
-            raise _UserCodeFailed(f"--module {spec!r}: the forward pass returned a {type(y).__name__}, expected "
+            raise _UserCodeFailed(f"--module {self.spec!r}: the forward pass returned a {type(y).__name__}, expected "
                                   "a tensor (or a tuple/list whose first item is one)")
         return y
-
-    module.forward = guarded
 
 
 class _TimedOut(BaseException):
