@@ -359,3 +359,24 @@ def test_the_guarded_forward_of_fluxparity_check_keeps_the_call_order(here):
     assert call_order(module, torch.zeros(2, 2, 3)) == ["rnn", "head"]
     slots = slots_for(parse_flux(MODEL).init(seed=0), module)
     assert [s.torch_name for s in slots][:1] == ["rnn.weight_ih_l0"]
+
+
+@pytest.mark.parametrize("factory,code,said", [("time_first", 0, ""),
+                                               ("raising", 2, "the forward pass raised ValueError")])
+def test_the_console_script_imports_the_module_from_the_current_folder(here, factory, code, said):
+    """As a user starts it: a script elsewhere (its folder first on sys.path, not the current one)."""
+    import subprocess
+
+    from faults_support import marked_env, new_marker
+
+    (here / "bin").mkdir()
+    (here / "bin" / "fluxparity_script.py").write_text("import sys\nfrom fluxparity.cli import main\nsys.exit(main())\n")
+    done = subprocess.run([sys.executable, str(here / "bin" / "fluxparity_script.py"), "compare", "--data", "own.npz",
+                           "--model", MODEL, "--epochs", "1", "--dtype", "float64", "--backends", "torch,reference",
+                           "--quiet", "--workers", "1", "--torch-module", f"tm5_ports:{factory}", "--out", "rep"],
+                          cwd=here, env=marked_env(new_marker()), capture_output=True, text=True, timeout=600)
+    assert done.returncode == code, done.stderr
+    if said:
+        assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    else:
+        assert report(here)["runs"][0]["backends"]["torch"]["notes"]["module"].startswith("--torch-module")
