@@ -109,7 +109,9 @@ class Backend(Protocol):
     name: str
     # Optional, read by fluxparity.parallel: cost_rank (int, smaller = slower, started first; default 2) and
     # own_process (bool: the backend trains in a child process of its own, or must train in the main process
-    # (a user's module), so it is driven from the main one).
+    # (a user's module), so it is driven from the main one). Optional, read by fluxparity.experiment.train_and_compare:
+    # check_run(run) -> None, called for every run before any training, raising on bad input it can find cheaply
+    # (the torch backend on a user's module: builds, loads and runs it on one batch).
 
     def unavailable_reason(self) -> Optional[str]:
         """None when the backend can run here; otherwise one paragraph: why not, and how to enable it."""
