@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _limits
 from ._streams import forgiving_standard_streams
-from .backends import BACKEND_NAMES, BackendError, get_backend
+from .backends import BACKEND_NAMES, BackendError, ModuleError, get_backend
 from .compare import NOTHING_COMPARED
 from .experiment import ACTIVATIONS, DTYPES, MODELS
 from .models import LOSSES, READOUTS
@@ -299,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fast (default): the torch backend's batched path, bit-identical to plain (tested); plain: "
                         "the idiomatic nn.Module trained with autograd, ~10x slower. Models beyond the tutorial "
                         "always use plain (--torch-path fast is refused for them)")
+    c.add_argument("--torch-module", default=None, metavar="PKG.MOD:FACTORY",
+                   help="train YOUR torch module as the torch leg (does my port train like Flux?): a callable returning "
+                        "a fresh nn.Module (or an nn.Module), imported from the current folder; it gets the run's initial "
+                        "weights (matched as fluxparity check matches them), receives (len, batch, in) and returns every "
+                        "step (len, batch, out) or the last (batch, out)")
+    c.add_argument("--batch-first", action="store_true",
+                   help="with --torch-module: the module takes (batch, len, in) and returns (batch, len, out)")
+    c.add_argument("--mapping", type=Path, default=None, metavar="FILE",
+                   help="with --torch-module: Flux flat name -> module parameter name (JSON object or TOML table) when "
+                        "the automatic match fails (it prints one to edit)")
     c.add_argument("--verbose", action="store_true", help="print every table of every run (report.md has them all)")
     _add_training_arguments(c, "fluxparity-report", "report.json, report.md, losses.csv, loss_curves.png")
 
@@ -320,8 +330,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backend_options(name: str, args) -> dict:
-    return {"torch": {"optimizer": args.torch_optimizer, "path": args.torch_path},
-            "reference": {"tanh": args.reference_tanh}}.get(name, {})
+    torch = {"optimizer": args.torch_optimizer, "path": args.torch_path}
+    if getattr(args, "torch_module_factory", None) is not None:  # compare --torch-module: the user's module
+        torch = {"optimizer": args.torch_optimizer, "module_factory": args.torch_module_factory,
+                 "batch_first": args.batch_first, "mapping": args.torch_module_mapping,
+                 "module_label": f"--torch-module {args.torch_module!r}"}
+    return {"torch": torch, "reference": {"tanh": args.reference_tanh}}.get(name, {})
+
+
+def _settle_torch_module(args) -> None:
+    """``compare --torch-module PKG.MOD:FACTORY [--batch-first] [--mapping FILE]``: checked and imported (from
+    the current folder, as ``fluxparity check --module``) before anything runs; options that do not apply are
+    refused. Sets ``args.torch_module_factory`` (a fresh module per call) and ``args.torch_module_mapping``."""
+    args.torch_module_factory = args.torch_module_mapping = None
+    args.torch_path_of_module = False
+    if args.torch_module is None:
+        for option, given in (("--batch-first", args.batch_first), ("--mapping", args.mapping is not None)):
+            if given:
+                raise UsageError(f"{option} applies with --torch-module (your own module) only")
+        return
+    if args.backends != ("auto",) and "torch" not in args.backends:
+        raise UsageError(f"--torch-module trains your module as the torch backend, which does not run here "
+                         f"(--backends {','.join(args.backends)}); add torch")
+    if args.torch_path is not None:
+        raise UsageError(f"--torch-path {args.torch_path} applies to fluxparity's own torch port; --torch-module "
+                         "trains your module with autograd (leave --torch-path out)")
+    if _is_tutorial_shaped(args) and args.model == "rnn" and (args.activation is None or len(args.activation) > 1):
+        raise UsageError("--torch-module trains one module for every run: give --activation identity or tanh "
+                         "(your module's), not both")
+    import copy
+
+    from torch import nn
+
+    from .testing._cli import _Usage, _built_module, _factory, _mapping_file, _split_spec
+
+    try:
+        _split_spec(args.torch_module, "--torch-module")
+        mapping = _mapping_file(args.mapping) if args.mapping is not None else None
+    except _Usage as exc:
+        raise UsageError(str(exc)) from None
+    target = _factory(args.torch_module, "--torch-module")  # the user's import: a failure is exit 2, one line
+    spec = args.torch_module
+    if not callable(target):
+        _built_module(spec, target, "--torch-module")  # neither a factory nor a module: refused now
+    args.torch_module_factory = (lambda: copy.deepcopy(target)) if isinstance(target, nn.Module) else (
+        lambda: _built_module(spec, target, "--torch-module"))
+    args.torch_module_mapping = mapping
+    args.torch_path, args.torch_path_of_module = "plain", True  # what the torch leg runs: said in the report
 
 
 def _settle_options(args) -> None:
@@ -414,7 +469,8 @@ def _resolve_backends(args) -> tuple[dict, dict]:
 
 def _note_given(args) -> None:
     args.given_torch_optimizer = args.torch_optimizer is not None
-    args.given_torch_path = getattr(args, "torch_path", None) is not None
+    args.given_torch_path = getattr(args, "torch_path", None) is not None and not getattr(
+        args, "torch_path_of_module", False)
     args.given_reference_tanh = args.reference_tanh is not None
 
 
@@ -515,6 +571,7 @@ def _compare(args) -> int:
     from .report._files import FILES
 
     args.given_samples = args.samples is not None
+    _settle_torch_module(args)
     if _is_tutorial_shaped(args):
         args.samples = 1000 if args.samples is None else args.samples
         return _compare_tutorial(args)
@@ -700,6 +757,12 @@ def _main(argv) -> int:
         return command(args)
     except UsageError as exc:
         _say(f"fluxparity {args.command}: error: {exc}")
+        return EXIT_USAGE
+    except ModuleError as exc:  # the user's own module (compare --torch-module) failed or does not fit: their input
+        _say(f"fluxparity {args.command}: error: {exc}" + (" (a mapping to edit is printed on stdout; pass it with "
+                                                          "--mapping FILE)" if exc.template else ""))
+        if exc.template:
+            _emit(exc.template)
         return EXIT_USAGE
     except BackendError as exc:
         _say(f"fluxparity {args.command}: a backend failed: {exc}")

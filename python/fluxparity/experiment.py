@@ -122,13 +122,22 @@ def train_and_compare(runs: Sequence[RunSpec], backends: Mapping[str, object], *
                       progress: Optional[ExperimentProgress] = None, workers: int = DEFAULT_WORKERS,
                       settings: Optional[dict] = None) -> Experiment:
     """Train every run description in every backend and compare them pairwise: the experiment the report
-    is written from. ``runs`` share one data set (the report records ``runs[0].data``)."""
+    is written from. ``runs`` share one data set (the report records ``runs[0].data``).
+
+    ``backends``: name -> backend (``fluxparity.get_backend(name)``); results are paired by name. To train YOUR
+    torch module as the torch leg: ``get_backend("torch", module_factory=build, batch_first=True, mapping=None)``
+    (``build()`` returns a fresh ``nn.Module``; it receives ``(len, batch, in)`` or, batch_first, ``(batch, len,
+    in)`` and returns every step or the last, ``(batch, out)``; see ``fluxparity.backends.pytorch.TorchBackend``)."""
     runs = list(runs)
     if not runs:
         raise ValueError("runs: at least one fluxparity.run.RunSpec is needed")
     for r in runs:
         if not isinstance(r, RunSpec):
             raise TypeError(f"runs: expected fluxparity.run.RunSpec items, got {type(r).__name__}")
+    for backend in backends.values():  # a backend that can find bad input cheaply says so before any training
+        check = getattr(backend, "check_run", None)
+        for r in runs if check is not None else ():
+            check(r)
     all_results = run_runs_concurrently(runs, backends, workers=workers, progress=progress)
     done = [Run(spec, results, compare_results(spec.dtype, results, scales_for(spec)))
             for spec, results in zip(runs, all_results)]

@@ -38,7 +38,8 @@ UPDATES_PER_SECOND = 10
 #   cost_rank (int, default 2): smaller first, so that two workers finish together;
 #   own_process (bool): the backend already trains in a child process of its own (Flux: a Julia worker
 #     in its own process group, killed on timeout), so it is driven from this process, never from a pool
-#     worker — a pool worker stopped on failure must not orphan it.
+#     worker — a pool worker stopped on failure must not orphan it; or it must train here (the torch
+#     backend on the user's own module: its factory may come from the current folder, which workers drop).
 DEFAULT_WORKERS = 2
 # Starting a spawned worker (a fresh interpreter importing torch, numba's cached kernel) takes ~2 s; the
 # plain torch path does ~3,000 steps a second. Below this many Adam steps per run, a pool only costs time.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Backend, BackendError, BackendUnavailable, Progress, RunResult
+from .base import Backend, BackendError, BackendUnavailable, ModuleError, Progress, RunResult
 
 # name -> "module:factory". Order is the order of report columns.
 _REGISTRY = {
@@ -30,6 +30,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendUnavailable",
+    "ModuleError",
     "Progress",
     "RunResult",
     "get_backend",

@@ -4,12 +4,17 @@ for Dense), loaded from Flux-layout weights with ``bias_hh = 0`` frozen, trained
 autograd, the run's loss and the run's rule.
 
 Layout: the data's per-sample ``(len, in)`` arrays become PyTorch's ``(len, batch, in)`` here, once per batch.
+
+The loop (:func:`train_torch_model`) trains any :class:`TorchLeg`: this package's port of the Chain (the
+default) or the user's own module (``backends/_torch_user.py``), which differ only in how a batch goes in,
+how the readout comes out and how the trained weights are read back.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -30,53 +35,79 @@ def torch_targets(ys, idx, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(stacked if stacked.ndim == 2 else stacked.transpose(1, 0, 2), dtype=dtype)
 
 
+@dataclass
+class TorchLeg:
+    """What the training loop needs of a torch model. ``predict(x)``: a batch ``x (len, B, in)`` (PyTorch's
+    time-first layout, the run's dtype) -> the Chain's readout in PyTorch's layout, ``(B, out)`` (readout
+    ``last``) or ``(len, B, out)`` (``all``). ``backward(loss)``: ``loss.backward()``. ``final_params()``: the
+    trained weights as the run's Chain (float64, flat Flux names). ``notes``: facts for the result."""
+
+    module: torch.nn.Module
+    predict: Callable[[torch.Tensor], torch.Tensor]
+    final_params: Callable[[], object]
+    notes: dict = field(default_factory=dict)
+    backward: Callable[[torch.Tensor], None] = lambda loss: loss.backward()
+
+
+def chain_leg(run: RunSpec, dtype: torch.dtype) -> TorchLeg:
+    """This package's idiomatic port of ``run.model`` (``build_module``: Flux layout -> state_dict; ``bias_hh
+    = 0``, frozen)."""
+    from ..models import build_module, from_module, torch_readout
+
+    module = build_module(run.model, dtype=dtype)
+    return TorchLeg(module, lambda x: torch_readout(module(x), run.readout),
+                    lambda: from_module(module, dtype=np.float64),
+                    {"module": ", ".join(type(m).__name__ for m in module.layers), "path": "plain (batched autograd)"})
+
+
 @torch.no_grad()
-def _loss_sum(module, xs, ys, loss: str, readout: str, dtype: torch.dtype) -> float:
+def _loss_sum(predict, xs, ys, loss: str, dtype: torch.dtype) -> float:
     """Sum of the per-sample losses (each in ``dtype``), accumulated in float64; one batch per length."""
-    from ..models import torch_per_sample_losses, torch_readout
+    from ..models import torch_per_sample_losses
 
     total = 0.0
     for length, idx in length_groups(xs).items():
-        y_hat = torch_readout(module(torch_batch(xs, idx, dtype)), readout)
+        y_hat = predict(torch_batch(xs, idx, dtype))
         total += float(torch_per_sample_losses(loss, y_hat, torch_targets(ys, idx, dtype)).to(torch.float64).sum())
     return total
 
 
 @torch.no_grad()
-def _predictions(module, xs, readout: str, dtype: torch.dtype) -> np.ndarray:
-    from ..models import torch_readout
-
+def _predictions(predict, xs, dtype: torch.dtype) -> np.ndarray:
     out = []
     for i in range(len(xs)):
-        y = torch_readout(module(torch_batch(xs, [i], dtype)), readout)  # (1, out) or (len, 1, out)
+        y = predict(torch_batch(xs, [i], dtype))  # (1, out) or (len, 1, out)
         out.append((y[0] if y.ndim == 2 else y[:, 0]).to(torch.float64).numpy().ravel())
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def train_torch_model(run: RunSpec, make_optimizer, progress: Optional[Progress] = None) -> RunResult:
-    from ..models import build_module, from_module, torch_loss, torch_readout
+def train_torch_model(run: RunSpec, make_optimizer, progress: Optional[Progress] = None,
+                      leg: Optional[Callable[[RunSpec, torch.dtype], TorchLeg]] = None) -> RunResult:
+    """Train ``run`` batch by batch with autograd: ``leg(run, dtype)`` (default :func:`chain_leg`, this
+    package's port) gives the module; ``make_optimizer(params)`` the optimizer of ``run.rule``."""
+    from ..models import torch_loss
     from .pytorch import TORCH_DTYPES
 
     dtype = TORCH_DTYPES[run.dtype]
-    data, readout = run.data, run.readout
-    module = build_module(run.model, dtype=dtype)  # Flux layout -> state_dict; bias_hh = 0, frozen
-    opt = make_optimizer([p for p in module.parameters() if p.requires_grad])  # trains run.rule
+    data = run.data
+    leg = (leg or chain_leg)(run, dtype)
+    opt = make_optimizer([p for p in leg.module.parameters() if p.requires_grad])  # trains run.rule
     batches = run.batches
     per_epoch, epochs = batches.steps_per_epoch, run.epochs
     step_losses, epoch_test = np.zeros(batches.total_steps), np.zeros(epochs)
 
     start = time.perf_counter()
-    train_before = _loss_sum(module, data.train_x, data.train_y, run.loss, readout, dtype)
-    test_before = _loss_sum(module, data.test_x, data.test_y, run.loss, readout, dtype)
+    train_before = _loss_sum(leg.predict, data.train_x, data.train_y, run.loss, dtype)
+    test_before = _loss_sum(leg.predict, data.test_x, data.test_y, run.loss, dtype)
     for epoch in range(epochs):
         for i, idx in enumerate(batches.epoch(epoch)):
             x, y = torch_batch(data.train_x, idx, dtype), torch_targets(data.train_y, idx, dtype)
             opt.zero_grad()
-            loss = torch_loss(run.loss, torch_readout(module(x), readout), y)
-            loss.backward()
+            loss = torch_loss(run.loss, leg.predict(x), y)
+            leg.backward(loss)
             opt.step()
             step_losses[epoch * per_epoch + i] = loss.item()
-        epoch_test[epoch] = _loss_sum(module, data.test_x, data.test_y, run.loss, readout, dtype)
+        epoch_test[epoch] = _loss_sum(leg.predict, data.test_x, data.test_y, run.loss, dtype)
         if progress is not None:
             progress((epoch + 1) * per_epoch, epochs * per_epoch)
     return RunResult.from_training(
@@ -84,8 +115,8 @@ def train_torch_model(run: RunSpec, make_optimizer, progress: Optional[Progress]
         epoch_test_loss=epoch_test,
         train_loss_before=train_before,
         test_loss_before=test_before,
-        final_params=from_module(module, dtype=np.float64),
-        probe_predictions=_predictions(module, data.probe_x, readout, dtype),
+        final_params=leg.final_params(),
+        probe_predictions=_predictions(leg.predict, data.probe_x, dtype),
         seconds=time.perf_counter() - start,
-        notes={"module": ", ".join(type(m).__name__ for m in module.layers), "path": "plain (batched autograd)"},
+        notes=dict(leg.notes),
     )

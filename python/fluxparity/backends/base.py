@@ -25,6 +25,18 @@ class BackendError(RuntimeError):
     """The backend started but failed; the message names the failure (e.g. a Julia exception)."""
 
 
+class ModuleError(BackendError):
+    """The user's own torch module (``TorchBackend(module_factory=...)``) failed or does not fit the run: its
+    factory or forward raised (or called ``sys.exit``), it is not an ``nn.Module``, its parameters cannot hold
+    the run's model, or its output has the wrong shape. The message says which in one line; ``template`` (may
+    be empty) is a ready-to-edit mapping (``fluxparity.models._match.mapping_template``) when the parameters
+    could not be matched. The command line exits 2 for it (the user's input), not 3."""
+
+    def __init__(self, message: str, template: str = "") -> None:
+        super().__init__(message)
+        self.template = template
+
+
 def epoch_sums(step_losses: np.ndarray, epochs: int) -> np.ndarray:
     """Each epoch's step losses added one after the other in float64, in training order.
 
@@ -96,7 +108,10 @@ class Backend(Protocol):
 
     name: str
     # Optional, read by fluxparity.parallel: cost_rank (int, smaller = slower, started first; default 2) and
-    # own_process (bool: the backend trains in a child process of its own, so it is driven from the main one).
+    # own_process (bool: the backend trains in a child process of its own, or must train in the main process
+    # (a user's module), so it is driven from the main one). Optional, read by fluxparity.experiment.train_and_compare:
+    # check_run(run) -> None, called for every run before any training, raising on bad input it can find cheaply
+    # (the torch backend on a user's module: builds, loads and runs it on one batch).
 
     def unavailable_reason(self) -> Optional[str]:
         """None when the backend can run here; otherwise one paragraph: why not, and how to enable it."""

@@ -95,25 +95,81 @@ class TorchBackend:
     the plain path's in float32 and float64 (``tests/test_torch_fast.py``) and it is ~10x faster. Models
     beyond the tutorial always take the plain path. The fast path spells out Adam only: a run with another
     rule and ``path="fast"`` is refused (ValueError); use ``path="plain"``.
+
+    ``module_factory``: train YOUR module instead of this package's port ("does my port train like Flux?").
+    A zero-argument callable returning a fresh ``torch.nn.Module`` (called once per run; a module built in
+    another float type is converted to the run's dtype with ``module.to``, and the result's notes say so).
+    The run's initial weights are loaded into it by the matcher ``fluxparity.testing`` uses (its layers in
+    the order ``forward`` calls them, or ``mapping={flux flat name: torch parameter name}``; a two-bias
+    layer gets Flux's bias in ``bias_ih`` and ``bias_hh = 0``, frozen), it is trained by the same loop, loss
+    and rule as the port, and its trained weights are read back under the Chain's flat names. It receives
+    ``(len, batch, in)``, or ``(batch, len, in)`` with ``batch_first=True``, and must return every step
+    ``(len, batch, out)`` / ``(batch, len, out)`` (a tuple's first item is taken, as ``nn.LSTM``'s), or for
+    readout ``last`` just the last step ``(batch, out)``. Its failures, or a module that does not fit the run
+    (parameters, output shape), raise :class:`fluxparity.backends.ModuleError` in one line. ``path`` does not
+    apply to it (giving one is a ValueError). It trains in the calling process (never in a pool worker: the
+    factory may come from the current folder, which workers do not import from).
     """
 
     name = "torch"
     cost_rank = 0  # the slowest backend: start it first when runs are spread over processes
 
-    def __init__(self, optimizer: str = "torch", path: str = "fast") -> None:
+    def __init__(self, optimizer: str = "torch", path: Optional[str] = None, *, module_factory=None,
+                 batch_first: bool = False, mapping: Optional[dict] = None, module_label: Optional[str] = None) -> None:
         check_optimizer(optimizer)
-        if path not in PATHS:
-            raise ValueError(f"unknown torch path {path!r}; choose from {', '.join(PATHS)}")
+        if module_factory is None:
+            if batch_first or mapping is not None or module_label is not None:
+                raise ValueError("batch_first, mapping and module_label apply to module_factory= (your own module) only")
+            path = "fast" if path is None else path
+            if path not in PATHS:
+                raise ValueError(f"unknown torch path {path!r}; choose from {', '.join(PATHS)}")
+        else:
+            if path is not None:
+                raise ValueError(f"path {path!r} applies to this package's port; module_factory= trains your module "
+                                 "with autograd (leave path out)")
+            if not callable(module_factory):
+                raise TypeError(f"module_factory must be a zero-argument callable returning a torch.nn.Module, got "
+                                f"{type(module_factory).__name__}")
+            if mapping is not None and not (isinstance(mapping, dict) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+                raise TypeError(f"mapping must be a dict of Flux flat name -> torch parameter name, got {mapping!r}")
+            path = "plain"
+            self.own_process = True  # trained here, never in a pool worker (fluxparity.parallel)
         self.optimizer = optimizer
         self.path = path
+        self.module_factory, self.batch_first, self.mapping = module_factory, bool(batch_first), mapping
+        self.module_label = module_label or (None if module_factory is None else
+                                             f"module_factory {getattr(module_factory, '__qualname__', module_factory)!r}")
 
     def unavailable_reason(self) -> Optional[str]:
         return None
+
+    def check_run(self, run: RunSpec) -> None:
+        """Before any training (``train_and_compare`` calls it): with ``module_factory``, build the module for
+        ``run``, load its weights and run one forward pass on the first batch, so that a module that fails or
+        does not fit raises its :class:`~fluxparity.backends.ModuleError` now, not after other backends trained."""
+        if self.module_factory is None:
+            return
+        from ._torch_models import torch_batch
+        from ._torch_user import user_leg
+
+        dtype = TORCH_DTYPES[run.dtype]
+        leg = user_leg(self.module_factory, self.module_label, self.batch_first, self.mapping)(run, dtype)
+        with torch.no_grad():
+            leg.predict(torch_batch(run.data.train_x, run.batches.epoch(0)[0], dtype))
 
     def train(self, run: RunSpec, progress: Optional[Progress] = None) -> RunResult:
         if not isinstance(run, RunSpec):
             raise TypeError(f"train takes a fluxparity.run.RunSpec, got {type(run).__name__}")
         torch.set_num_threads(1)  # tiny tensors: threads only add overhead
+        if self.module_factory is not None:
+            from ._torch_models import train_torch_model
+            from ._torch_user import user_leg
+
+            result = train_torch_model(run, lambda params: make_optimizer(self.optimizer, params, run.rule), progress,
+                                       user_leg(self.module_factory, self.module_label, self.batch_first, self.mapping))
+            result.notes["optimizer"] = self.optimizer
+            return result
         if not run.fits_tutorial_kernels:  # SumRNN and the fast path serve only the tutorial's shape
             from ._torch_models import train_torch_model
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.base import ModuleError
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -106,29 +108,32 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else f"{text[: limit // 2]} … {text[-(limit // 2):]}"
 
 
-class _UserCodeFailed(Exception):
-    """The user's code (import, factory, forward) failed: exit 2, one line, the report written with the reason."""
+class _UserCodeFailed(ModuleError):
+    """The user's code (import, factory, forward) failed: exit 2, one line, the report written with the reason.
+    A :class:`fluxparity.backends.ModuleError`: ``compare --torch-module`` loads the module with these helpers,
+    and its torch backend passes the message on unchanged."""
 
 
-def _split_spec(spec: str) -> tuple[str, str]:
+# ``option``: the command-line option that named the module (``--module``; ``compare`` has ``--torch-module``).
+def _split_spec(spec: str, option: str = "--module") -> tuple[str, str]:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise _Usage(f"--module {_one_line(repr(spec), 120)} is not PKG.MOD:FACTORY (e.g. myport.models:build)")
+        raise _Usage(f"{option} {_one_line(repr(spec), 120)} is not PKG.MOD:FACTORY (e.g. myport.models:build)")
     return module_name, attr
 
 
-def _failure(spec: str, what: str, exc: BaseException) -> _UserCodeFailed:
+def _failure(spec: str, what: str, exc: BaseException, option: str = "--module") -> _UserCodeFailed:
     if isinstance(exc, SystemExit):
-        return _UserCodeFailed(f"--module {spec!r}: {what} called sys.exit({exc.code!r})")
-    return _UserCodeFailed(f"--module {spec!r}: {what} raised {type(exc).__name__}: {_one_line(exc)}")
+        return _UserCodeFailed(f"{option} {spec!r}: {what} called sys.exit({exc.code!r})")
+    return _UserCodeFailed(f"{option} {spec!r}: {what} raised {type(exc).__name__}: {_one_line(exc)}")
 
 
-def _user_call(spec: str, what: str, call, *args):
+def _user_call(spec: str, what: str, call, *args, option: str = "--module"):
     """``call(*args)``, the user's code: any exception, or ``sys.exit``, becomes :class:`_UserCodeFailed`."""
     try:
         return call(*args)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: whatever it raised, say what
-        raise _failure(spec, what, exc) from None
+        raise _failure(spec, what, exc, option) from None
 
 
 def _import_here(module_name: str):
@@ -140,11 +145,11 @@ def _import_here(module_name: str):
     return importlib.import_module(module_name)
 
 
-def _factory(spec: str):
-    module_name, attr = _split_spec(spec)
-    mod = _user_call(spec, f"importing {module_name!r}", _import_here, module_name)
+def _factory(spec: str, option: str = "--module"):
+    module_name, attr = _split_spec(spec, option)
+    mod = _user_call(spec, f"importing {module_name!r}", _import_here, module_name, option=option)
     if not hasattr(mod, attr):
-        raise _UserCodeFailed(f"--module {spec!r}: {module_name!r} has no attribute {attr!r}")
+        raise _UserCodeFailed(f"{option} {spec!r}: {module_name!r} has no attribute {attr!r}")
     return getattr(mod, attr)
 
 
@@ -206,37 +211,53 @@ def _optimizer(spec, module):
 
 def _user_module(spec: str):
     """The ``nn.Module`` that ``--module`` names, built; its forward guarded by :func:`_guard_forward`."""
+    module = _built_module(spec, _factory(spec))
+    _guard_forward(spec, module)
+    return module
+
+
+def _built_module(spec: str, target, option: str = "--module"):
+    """``target`` (what ``spec`` names: a factory, or an ``nn.Module``) as an ``nn.Module`` with values: the
+    factory called (its failure, or anything but a module on the CPU, is :class:`_UserCodeFailed`)."""
     from torch import nn
 
-    target = _factory(spec)
     module = target if isinstance(target, nn.Module) or not callable(target) else _user_call(
-        spec, "calling it", target)
+        spec, "calling it", target, option=option)
     if not isinstance(module, nn.Module):
-        raise _UserCodeFailed(f"--module {spec!r} gave a {type(module).__name__}, not a torch.nn.Module")
+        raise _UserCodeFailed(f"{option} {spec!r} gave a {type(module).__name__}, not a torch.nn.Module")
     on_meta = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.device.type == "meta"]
     if on_meta:
-        raise _UserCodeFailed(f"--module {spec!r}: the module's {on_meta[0]} is on the meta device (no values); "
+        raise _UserCodeFailed(f"{option} {spec!r}: the module's {on_meta[0]} is on the meta device (no values); "
                               "build it on the CPU, or call .to_empty(device='cpu') and initialise it")
-    _guard_forward(spec, module)
     return module
 
 
 def _guard_forward(spec: str, module) -> None:
     """Wrap ``module.forward`` (this instance only): an exception or ``sys.exit`` in it, or an output that is
     neither a tensor nor a tuple/list starting with one, is the user's code failing, not a bug of ours."""
-    import torch
+    module.forward = _GuardedForward(spec, module, module.forward)
 
-    forward = module.forward
 
-    def guarded(*args, **kwargs):
-        y = _user_call(spec, "the forward pass", forward, *args, **kwargs)
+class _GuardedForward:
+    """:func:`_guard_forward`'s wrapper. An object holding the module (not a closure): a deep copy of the module
+    (the matcher's dry run, ``models._match.call_order``) gets a wrapper of its copy, so that the copy's own
+    layers run (and their forward hooks fire), not the original's."""
+
+    def __init__(self, spec: str, module, forward) -> None:
+        self.spec, self.module = spec, module
+        # the instance's own forward when it had one before the guard, else None: the class's, bound at call time
+        self.own = forward if getattr(forward, "__self__", None) is not module else None
+
+    def __call__(self, *args, **kwargs):
+        import torch
+
+        forward = self.own if self.own is not None else type(self.module).forward.__get__(self.module)
+        y = _user_call(self.spec, "the forward pass", forward, *args, **kwargs)
         first = y[0] if isinstance(y, (tuple, list)) and y else y
         if not isinstance(first, torch.Tensor):
-            raise _UserCodeFailed(f"--module {spec!r}: the forward pass returned a {type(y).__name__}, expected "
+            raise _UserCodeFailed(f"--module {self.spec!r}: the forward pass returned a {type(y).__name__}, expected "
                                   "a tensor (or a tuple/list whose first item is one)")
         return y
-
-    module.forward = guarded
 
 
 class _TimedOut(BaseException):
