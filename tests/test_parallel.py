@@ -1,5 +1,8 @@
 """run_runs_concurrently: spawned workers return what the sequential loop returns, and name failures."""
 
+import signal
+import threading
+
 import numpy as np
 import pytest
 
@@ -88,3 +91,36 @@ def test_a_failing_run_in_a_worker_names_backend_and_run():
     with pytest.raises(BackendError, match=r"backend '(torch|torch2)' failed on momentum/float64: ValueError"):
         run_runs_concurrently(tasks, {"torch": TorchBackend(path="fast"), "torch2": TorchBackend(path="fast")},
                               workers=2, min_steps=0)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX threads")
+@pytest.mark.parametrize("waiting", ["result_of", "wait_any"])
+def test_a_signal_received_by_another_thread_interrupts_the_wait_for_the_workers(waiting):
+    # The kernel may hand a process-directed SIGTERM/SIGHUP to any thread of the process (the pool's manager
+    # and queue threads too). Its Python handler runs in the main thread only when that thread executes
+    # bytecode: a wait with no timeout held a sweep for as long as its workers trained (issue 17, HUP under load).
+    from concurrent.futures import Future
+
+    from fluxparity import parallel
+
+    class Stopped(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Stopped
+
+    future = Future()
+    bystander = threading.Thread(target=threading.Event().wait, args=(60,), daemon=True)
+    bystander.start()
+    previous = signal.signal(signal.SIGUSR1, handler)
+    # The ceiling: without the fix the wait ends only here, when the "workers" finish, and the handler runs late.
+    finisher = threading.Timer(60, future.set_result, ("finished",))
+    finisher.start()
+    threading.Timer(0.2, signal.pthread_kill, (bystander.ident, signal.SIGUSR1)).start()
+    try:
+        with pytest.raises(Stopped):
+            parallel.result_of(future) if waiting == "result_of" else parallel.wait_any({future})
+        assert not future.done(), "the handler ran only once the workers had finished"
+    finally:
+        finisher.cancel()
+        signal.signal(signal.SIGUSR1, previous)

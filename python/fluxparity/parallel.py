@@ -45,6 +45,29 @@ DEFAULT_WORKERS = 2
 # plain torch path does ~3,000 steps a second. Below this many Adam steps per run, a pool only costs time.
 MIN_STEPS_FOR_WORKERS = 10_000
 
+# How often the main thread, while it waits for the workers, wakes to run the Python handler of a signal. The
+# kernel may deliver a process-directed SIGTERM/SIGHUP to any thread (the pool's manager or queue threads
+# too); its C handler only flags it, and the Python handler runs when the MAIN thread next executes bytecode.
+# A wait without a timeout would never return to do so: the run would ignore the signal until it ended.
+SIGNAL_POLL_SECONDS = 0.25
+
+
+def result_of(future: Future):
+    """``future.result()``, waiting in :data:`SIGNAL_POLL_SECONDS` slices so that a signal received by another
+    thread of this process interrupts the wait (its handler runs here, and what it raises propagates)."""
+    while not future.done():
+        wait((future,), timeout=SIGNAL_POLL_SECONDS)
+    return future.result()
+
+
+def wait_any(pending):
+    """``wait(pending, return_when=FIRST_COMPLETED)`` -> ``(done, not_done)``, in the same slices as
+    :func:`result_of`, for the same reason."""
+    while True:
+        done, pending = wait(pending, timeout=SIGNAL_POLL_SECONDS, return_when=FIRST_COMPLETED)
+        if done:
+            return done, pending
+
 
 _PARENT_POLL_SECONDS = 0.2
 
@@ -384,7 +407,7 @@ def run_runs_concurrently(tasks: Sequence[RunSpec],
                     run_here(t, name)
                 pending = set(futures)
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done, pending = wait_any(pending)  # wakes for signals other threads received
                     for future in done:
                         t, name = futures[future]
                         exc = future.exception()

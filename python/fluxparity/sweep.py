@@ -310,7 +310,7 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
     options = (torch_optimizer, reference_tanh, batch, keep_results)
     outcomes: list = [None] * len(configs)
     if workers > 1 and len(configs) > 1 and samples * epochs >= min_steps:
-        from .parallel import spawn_pool, stop_pool
+        from .parallel import result_of, spawn_pool, stop_pool
 
         # slowest first (tanh and float32 take more torch ops per step), so that the workers end together
         order = sorted(range(len(configs)), key=lambda i: (configs[i].activation != "tanh", configs[i].dtype != "float32"))
@@ -319,7 +319,7 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
             try:  # a signal may come while submitting, too: the workers must then be stopped, not awaited
                 futures = {i: pool.submit(_sweep_run, configs[i], seed_list, samples, None, *options) for i in order}
                 for i in order:
-                    outcomes[i] = futures[i].result()
+                    outcomes[i] = result_of(futures[i])  # wakes for signals other threads received
             except BaseException:
                 stop_pool(pool)
                 raise
