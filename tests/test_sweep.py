@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,6 +177,8 @@ def test_sweep_takes_a_flux_expression_a_data_file_batches_and_shuffle(tmp_path,
     assert (settings["seeds"], settings["data"], settings["loss"], settings["batch_size"], settings["shuffle"],
             settings["steps"], settings["torch_path"]) == ([3, 4], str(own_data), "mse", 8, True, 6, "plain")
     rows = doc["seeds"]
+    documented = (Path(__file__).parents[1] / "docs" / "report-format.md").read_text().split("## sweep.json")[1]
+    assert [key for key in [*settings, *rows[0]] if f"`{key}`" not in documented] == []
     assert [(r["seed"], r["run"], r["model"], r["activation"]) for r in rows] == [
         (s, f"{EXPR}/float64", EXPR, None) for s in (3, 4)]
     csv_rows = list(csv.DictReader(open(tmp_path / "s" / "sweep.csv")))
@@ -255,6 +258,8 @@ def test_sweep_runs_takes_run_descriptions_as_train_and_compare_does(own_data):
         np.testing.assert_array_equal(row.results["reference"].step_losses,
                                       ReferenceBackend().train(run).step_losses)
     assert (f"torch {name}", 2, 2) in seen and (f"reference {name}", 2, 2) in seen
+    pooled = sweep_runs(runs, workers=2, min_steps=0)  # spawned workers: the same rows
+    assert [r.to_dict() for r in pooled.rows] == [r.to_dict() for r in sweep.rows]
     with pytest.raises(ValueError, match="has seed 0 twice"):
         sweep_runs([runs[0], runs[0]])
     with pytest.raises(ValueError, match="mixes dtypes or models"):
