@@ -47,6 +47,9 @@ def test_each_seed_equals_the_single_seed_compare(sweep, seed):
             np.testing.assert_array_equal(row.results[name].step_losses, run.results[name].step_losses)
         step = next(c for c in run.parity.checks if c.quantity == "step_losses")
         assert row.step_loss_max_rel == step.max_rel
+        labels = np.tile(experiment.data.train_labels, SMALL["epochs"])  # the tutorial's step scale: |label|
+        assert row.step_loss_max_label_scaled == np.max(
+            np.abs(run.results["torch"].step_losses - run.results["reference"].step_losses) / np.abs(labels))
         assert row.first_divergent_step == step.first_divergent_step
         assert row.test_loss_after["reference"] == run.results["reference"].test_loss_after
 
