@@ -73,3 +73,60 @@ def test_bad_input_on_every_new_option_is_one_line_and_exit_2(argv, message, tmp
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "rep").exists()
+
+
+def _golden(path, expression, n_in):
+    """A golden file of ``expression`` (the NumPy reference as producer): its chain holds the initial weights."""
+    from fluxparity.testing import record_golden
+
+    rng = np.random.default_rng(1)
+    chain = parse_flux(expression).init(seed=5)
+    return record_golden(path, chain, rng.normal(size=(n_in, 4, 3)), rng.normal(size=(chain.output_size, 3)),
+                         steps=1)
+
+
+def test_a_golden_file_gives_the_initial_weights_and_the_chain(tmp_path, own_data, capsys):
+    golden = _golden(tmp_path / "g.npz", "Chain(GRU(3 => 3), Dense(3 => 2, tanh))", 3)
+    out = tmp_path / "rep"
+    code = main(["compare", "--model", str(tmp_path / "g.npz"), "--data", str(own_data), "--epochs", "1",
+                 "--dtype", "float64", "--backends", "torch,reference", "--quiet", "--workers", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr()
+    run = json.loads((out / "report.json").read_text())["runs"][0]
+    assert run["model"] == "Chain(GRU(3 => 3), Dense(3 => 2, tanh))"
+    for name, array in golden.chain.arrays().items():
+        assert run["initial_params"][name] == array.tolist(), name
+
+
+@pytest.mark.parametrize("entry,value,message", [
+    ("golden.format", "fluxparity-golden/9", "golden.format"),
+    ("golden.loss", "huber", "golden.loss"),
+])
+def test_a_golden_file_with_a_bad_golden_part_is_refused_naming_the_file(tmp_path, own_data, capsys, entry, value,
+                                                                       message):
+    _golden(tmp_path / "g.npz", "Chain(GRU(3 => 3), Dense(3 => 2))", 3)
+    with np.load(tmp_path / "g.npz") as f:
+        entries = dict(f)
+    entries[entry] = np.frombuffer(value.encode("ascii"), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **entries)
+    for command in (["compare", "--backends", "reference"], ["sweep", "--shuffle"]):
+        code = main([*command, "--model", str(tmp_path / "bad.npz"), "--data", str(own_data), "--quiet",
+                     "--out", str(tmp_path / "rep")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"--model {str(tmp_path / 'bad.npz')!r}" in err and message in err and value in err, err
+        assert not (tmp_path / "rep").exists()
+
+
+def test_a_golden_file_starts_every_seed_of_a_sweep_on_new_sum_data(tmp_path, capsys):
+    _golden(tmp_path / "g.npz", "Chain(GRU(1 => 2), Dense(2 => 1))", 1)
+    argv = ["--model", str(tmp_path / "g.npz"), "--samples", "6", "--epochs", "1", "--dtype", "float64",
+            "--workers", "1", "--quiet"]
+    assert main(["sweep", *argv, "--seeds", "2", "--out", str(tmp_path / "s")]) == 0, capsys.readouterr()
+    rows = json.loads((tmp_path / "s" / "sweep.json").read_text())["seeds"]
+    assert [(r["seed"], r["run"], r["verdict"]) for r in rows] == [
+        (s, "Chain(GRU(1 => 2), Dense(2 => 1))/float64", "pass") for s in (0, 1)]
+    assert main(["compare", *argv, "--seed", "1", "--backends", "torch,reference", "--out", str(tmp_path / "c")]) == 0
+    run = json.loads((tmp_path / "c" / "report.json").read_text())["runs"][0]
+    assert rows[1]["checks"] == run["parity"]["checks"]
+    assert rows[1]["test_loss_after"]["torch"] == run["backends"]["torch"]["test_loss_after"]
+    assert rows[0]["test_loss_after"]["torch"] != rows[1]["test_loss_after"]["torch"]  # each seed's own sum data

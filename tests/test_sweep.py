@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from fluxparity.backends.pytorch import TorchBackend
 from fluxparity.backends.reference import ReferenceBackend
 from fluxparity.experiment import run_experiment
 from fluxparity.cli import main
+from fluxparity.models import parse_flux
 from fluxparity.sweep import CSV_COLUMNS, FILES, run_sweep, write_sweep
 
 SMALL = dict(samples=30, epochs=2, lr=1e-3)
@@ -45,6 +47,9 @@ def test_each_seed_equals_the_single_seed_compare(sweep, seed):
             np.testing.assert_array_equal(row.results[name].step_losses, run.results[name].step_losses)
         step = next(c for c in run.parity.checks if c.quantity == "step_losses")
         assert row.step_loss_max_rel == step.max_rel
+        labels = np.tile(experiment.data.train_labels, SMALL["epochs"])  # the tutorial's step scale: |label|
+        assert row.step_loss_max_label_scaled == np.max(
+            np.abs(run.results["torch"].step_losses - run.results["reference"].step_losses) / np.abs(labels))
         assert row.first_divergent_step == step.first_divergent_step
         assert row.test_loss_after["reference"] == run.results["reference"].test_loss_after
 
@@ -138,3 +143,132 @@ def test_unwritable_out_is_refused_before_training(tmp_path, capsys):
     blocker.write_text("")
     assert main(["sweep", "--seeds", "1", "--out", str(blocker / "sub")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ compare's run options
+EXPR = "Chain(LSTM(3 => 4), Dense(4 => 2, relu))"
+
+
+@pytest.fixture
+def own_data(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 4, 3))
+    path = tmp_path / "own.npz"
+    np.savez(path, x=x, y=np.tanh(x.sum(axis=1)[:, :2]))
+    return path
+
+
+def _report_run(tmp_path, argv, seed):
+    """What ``compare --seed seed`` finds for the same options: its one run in report.json."""
+    out = tmp_path / f"compare{seed}"
+    assert main(["compare", *argv, "--seed", str(seed), "--backends", "torch,reference", "--quiet",
+                 "--out", str(out)]) == 0
+    (run,) = json.loads((out / "report.json").read_text())["runs"]
+    return run
+
+
+def test_sweep_takes_a_flux_expression_a_data_file_batches_and_shuffle(tmp_path, own_data, capsys):
+    argv = ["--model", EXPR, "--data", str(own_data), "--batch-size", "8", "--shuffle", "--epochs", "2",
+            "--dtype", "float64", "--workers", "1"]
+    code = main(["sweep", *argv, "--seeds", "2", "--first-seed", "3", "--quiet", "--out", str(tmp_path / "s")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"{EXPR}/float64" in out and f"data {own_data}, loss mse, batch 8, shuffled each epoch" in out
+    doc = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert doc["format"] == "fluxparity-sweep/2"
+    settings = doc["settings"]
+    assert (settings["seeds"], settings["data"], settings["loss"], settings["batch_size"], settings["shuffle"],
+            settings["steps"], settings["torch_path"]) == ([3, 4], str(own_data), "mse", 8, True, 6, "plain")
+    rows = doc["seeds"]
+    documented = (Path(__file__).parents[1] / "docs" / "report-format.md").read_text().split("## sweep.json")[1]
+    assert [key for key in [*settings, *rows[0]] if f"`{key}`" not in documented] == []
+    assert [(r["seed"], r["run"], r["model"], r["activation"]) for r in rows] == [
+        (s, f"{EXPR}/float64", EXPR, None) for s in (3, 4)]
+    csv_rows = list(csv.DictReader(open(tmp_path / "s" / "sweep.csv")))
+    assert [(r["run"], r["seed"], r["verdict"]) for r in csv_rows] == [(f"{EXPR}/float64", str(r["seed"]), r["verdict"])
+                                                                       for r in rows]
+    # each seed is compare --seed S with the same options: same verdict, same trained outcome in both backends
+    for row in rows:
+        run = _report_run(tmp_path, argv, row["seed"])
+        assert row["verdict"] == run["parity"]["verdict"] == "pass"
+        assert row["checks"] == run["parity"]["checks"]  # every check, number for number
+        for backend in ("torch", "reference"):
+            assert row["test_loss_after"][backend] == run["backends"][backend]["test_loss_after"]
+    # the data file is the same for every seed; the initial weights (and the order) are the seed's own
+    assert rows[0]["test_loss_after"]["reference"] != rows[1]["test_loss_after"]["reference"]
+
+
+def test_sweep_of_a_shorthand_on_the_sum_task_is_compares_run_per_seed(tmp_path, capsys):
+    argv = ["--model", "gru", "--hidden", "2", "--samples", "6", "--epochs", "1", "--dtype", "float64",
+            "--workers", "1"]
+    assert main(["sweep", *argv, "--seeds", "2", "--quiet", "--out", str(tmp_path / "s")]) == 0, capsys.readouterr()
+    rows = json.loads((tmp_path / "s" / "sweep.json").read_text())["seeds"]
+    assert [(r["seed"], r["run"], r["activation"]) for r in rows] == [(s, "gru-h2/gated/float64", "gated") for s in (0, 1)]
+    for row in rows:
+        run = _report_run(tmp_path, argv, row["seed"])
+        assert row["test_loss_after"]["reference"] == run["backends"]["reference"]["test_loss_after"]
+        assert row["test_loss_after"]["torch"] == run["backends"]["torch"]["test_loss_after"]
+        assert row["checks"] == run["parity"]["checks"]
+    assert rows[0]["test_loss_after"]["reference"] != rows[1]["test_loss_after"]["reference"]  # new data, weights
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", EXPR, "--data", "DATA", "--samples", "10"], "--samples applies to --data sum only"),
+    (["--model", EXPR, "--data", "DATA", "--hidden", "3"], "--hidden applies to the shorthand models only"),
+    (["--model", EXPR, "--data", "DATA", "--activation", "tanh"], "--activation does not apply to a Flux expression"),
+    (["--model", EXPR, "--data", "DATA", "--readout", "all"],
+     "data entry 'y' holds one target per sample (readout last), the model's readout is 'all'"),
+    (["--model", "Chain(LSTM(2 => 4), Dense(4 => 2))", "--data", "DATA"], "data entry 'x' has 3 input(s) per step"),
+    (["--model", "lstm", "--data", "DATA", "--activation", "both"], "--activation both applies to the tutorial's"),
+    (["--model", "lstm", "--activation", "tanh"], "--activation does not apply to --model lstm"),
+    (["--model", "WEIGHTS", "--data", "DATA"], "every seed would train the same run; add --shuffle"),
+    (["--model", "WEIGHTS", "--data", "DATA", "--shuffle", "--readout", "all"], "--readout all does not apply"),
+    (["--data", "sum", "--batch-size", "4"], "batch_size 4: the sequences vary in length"),
+    (["--data", "MISSING"], "no such file"),
+    (["--loss", "huber"], "argument --loss: invalid choice: 'huber'"),
+    (["--model", "Chain(LSTM(3 => 8), Dense(8 =>"], "argument --model: 'Chain(LSTM(3 => 8), Dense(8 =>' is not rnn"),
+    (["--model", EXPR, "--data", "DATA", "--reference-tanh", "fast", "--loss", "mae", "--optimizer", "accumgrad:n=99"],
+     "--optimizer AccumGrad.n=99 is more than the run's"),
+])
+def test_sweep_refuses_options_that_do_not_apply_as_compare_does(argv, message, tmp_path, own_data, capsys):
+    from fluxparity.models import save_npz
+
+    save_npz(tmp_path / "w.npz", parse_flux("Chain(GRU(3 => 3), Dense(3 => 2))").init(seed=1))
+    argv = [str(own_data) if a == "DATA" else str(tmp_path / "missing.npz") if a == "MISSING"
+            else str(tmp_path / "w.npz") if a == "WEIGHTS" else a for a in argv]
+    try:
+        code = main(["sweep", *argv, "--seeds", "2", "--quiet", "--out", str(tmp_path / "s")])
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_sweep_runs_takes_run_descriptions_as_train_and_compare_does(own_data):
+    from fluxparity import RunSpec, load_npz_data, sweep_runs
+
+    data = load_npz_data(own_data)
+    model = parse_flux("Chain(GRU(3 => 2), Dense(2 => 2))")
+    runs = [RunSpec(model.init(seed=s), data, loss="mae", dtype="float64", epochs=1, batch_size=5, seed=s)
+            for s in (0, 1)]
+    seen = []
+    sweep = sweep_runs(runs, workers=1, keep_results=True, progress=lambda *a: seen.append(a))
+    name = "Chain(GRU(3 => 2), Dense(2 => 2))/float64"
+    assert [(r.seed, r.label, r.verdict) for r in sweep.rows] == [(0, name, "pass"), (1, name, "pass")]
+    assert sweep.settings["loss"] == "mae" and sweep.settings["steps"] == 4
+    for row, run in zip(sweep.rows, runs):  # each row is the comparison of that description, trained as given
+        np.testing.assert_array_equal(row.results["reference"].step_losses,
+                                      ReferenceBackend().train(run).step_losses)
+    assert (f"torch {name}", 2, 2) in seen and (f"reference {name}", 2, 2) in seen
+    pooled = sweep_runs(runs, workers=2, min_steps=0)  # spawned workers: the same rows
+    assert [r.to_dict() for r in pooled.rows] == [r.to_dict() for r in sweep.rows]
+    with pytest.raises(ValueError, match="has seed 0 twice"):
+        sweep_runs([runs[0], runs[0]])
+    with pytest.raises(ValueError, match="mixes dtypes or models"):
+        sweep_runs([runs[0], RunSpec(parse_flux("Chain(LSTM(3 => 2), Dense(2 => 2))").init(seed=1), data,
+                                     dtype="float64", label=name, seed=1)])
+    with pytest.raises(TypeError, match="RunSpec"):
+        sweep_runs(["float64"])
+    with pytest.raises(ValueError, match="at least one"):
+        sweep_runs([])

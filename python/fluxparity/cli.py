@@ -269,6 +269,34 @@ def _add_training_arguments(p: argparse.ArgumentParser, out: str, files: str) ->
                         "report.json, notes.warnings)")
 
 
+def _add_run_arguments(p: argparse.ArgumentParser, seed: str) -> None:
+    """What ``compare`` and ``sweep`` share to describe a run: the model, the data, the loss, the batches
+    (``seed``: where the drawn numbers come from, in the help's words). They become run descriptions in one
+    place, :func:`_own_run_maker` (or ``experiment.shorthand_runs`` for the tutorial's shape)."""
+    sweep = seed != "--seed"
+    p.add_argument("--model", type=_model_option, default="rnn", metavar="MODEL",
+                   help="rnn (default, the tutorial's), lstm, gru or gruv3 with --hidden (a Dense head reads the last "
+                        "step of every model but the one-unit rnn); or a Flux expression, e.g. "
+                        f"'Chain(LSTM(3 => 16), Dense(16 => 2, relu))' (weights drawn as Flux does from {seed}); or a "
+                        "weights file (.npz: fluxparity-weights, e.g. from julia/weights.jl, or a golden file): its "
+                        "weights start the run" + (" of every seed" if sweep else ""))
+    p.add_argument("--data", default="sum", metavar="sum|FILE.npz",
+                   help="sum (default: the tutorial's task, --samples" + (", new data for each seed" if sweep else "")
+                        + ") or a .npz with x (N, len, in) and y (N, out) for readout last or (N, len, out) for all; "
+                        "optional x_test, y_test; for logitcrossentropy y holds one-hot rows or integer class labels "
+                        "(docs/porting.md)" + ("; a FILE's data are the same for every seed: only the initial weights "
+                                               "(and the --shuffle order) change" if sweep else ""))
+    p.add_argument("--loss", choices=LOSSES, default=None,
+                   help="default abs_sum for --data sum (the tutorial's), mse otherwise; Flux's losses with agg = mean")
+    p.add_argument("--readout", choices=READOUTS, default=None,
+                   help="last (output = last step) or all (every step); default: what the data's y holds")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="samples per step (default 1 for --data sum, 32 for a file); the last batch keeps the rest")
+    p.add_argument("--shuffle", action="store_true",
+                   help=f"a new order each epoch, drawn from {seed} and handed to every backend (default: in order)")
+    p.add_argument("--hidden", type=_positive_int, default=1, help="hidden size (default 1, the tutorial's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fluxparity", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -276,24 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="train the tutorial's model in every backend and compare")
     c.add_argument("--backends", type=_backend_list, default=("auto",),
                    help=f"comma list of {', '.join(BACKEND_NAMES)}; 'auto' (default) = every backend available here")
-    c.add_argument("--model", type=_model_option, default="rnn", metavar="MODEL",
-                   help="rnn (default, the tutorial's), lstm, gru or gruv3 with --hidden (a Dense head reads the last "
-                        "step of every model but the one-unit rnn); or a Flux expression, e.g. "
-                        "'Chain(LSTM(3 => 16), Dense(16 => 2, relu))' (weights drawn as Flux does from --seed); or a "
-                        "weights file (.npz, fluxparity-weights, e.g. from julia/weights.jl): its weights start the run")
-    c.add_argument("--data", default="sum", metavar="sum|FILE.npz",
-                   help="sum (default: the tutorial's task, --samples) or a .npz with x (N, len, in) and y (N, out) "
-                        "for readout last or (N, len, out) for all; optional x_test, y_test; for logitcrossentropy y "
-                        "holds one-hot rows or integer class labels (docs/porting.md)")
-    c.add_argument("--loss", choices=LOSSES, default=None,
-                   help="default abs_sum for --data sum (the tutorial's), mse otherwise; Flux's losses with agg = mean")
-    c.add_argument("--readout", choices=READOUTS, default=None,
-                   help="last (output = last step) or all (every step); default: what the data's y holds")
-    c.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="samples per step (default 1 for --data sum, 32 for a file); the last batch keeps the rest")
-    c.add_argument("--shuffle", action="store_true",
-                   help="a new order each epoch, drawn from --seed and handed to every backend (default: in order)")
-    c.add_argument("--hidden", type=_positive_int, default=1, help="hidden size (default 1, the tutorial's)")
+    _add_run_arguments(c, "--seed")
     c.add_argument("--seed", type=_nonnegative_int, default=0, help="fixes data and initial weights; default 0")
     c.add_argument("--torch-path", choices=("fast", "plain"), default=None,
                    help="fast (default): the torch backend's batched path, bit-identical to plain (tested); plain: "
@@ -312,10 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verbose", action="store_true", help="print every table of every run (report.md has them all)")
     _add_training_arguments(c, "fluxparity-report", "report.json, report.md, losses.csv, loss_curves.png")
 
-    w = sub.add_parser("sweep", help="torch vs reference over many seeds: is parity luck?")
+    w = sub.add_parser("sweep", help="torch vs reference over many seeds: is parity luck? (compare's run options)")
     w.add_argument("--seeds", type=_positive_int, default=8,
-                   help="how many seeds: --first-seed .. --first-seed + N - 1 (default 8)")
+                   help="how many seeds: --first-seed .. --first-seed + N - 1 (default 8); each seed draws its own "
+                        "initial weights (and --data sum's data, and the --shuffle order) as compare --seed does")
     w.add_argument("--first-seed", type=_nonnegative_int, default=0, help="default 0")
+    _add_run_arguments(w, "each seed")
     _add_training_arguments(w, "fluxparity-sweep", "sweep.json, sweep.csv, sweep.png")
 
     sub.add_parser("doctor", help="what is installed, whether Julia and Flux can run here, and what to do next")
@@ -493,28 +506,48 @@ def _is_tutorial_shaped(args) -> bool:
             and args.readout in (None, "last") and args.batch_size in (None, 1) and not args.shuffle)
 
 
-def _own_runs(args) -> list:
-    """The run descriptions of a user's own run (a model, data or loss beyond the tutorial's): one per dtype."""
+def _load_model_file(path: Path):
+    """--model FILE: a weights file (``models.load_npz``) or a golden file (``testing.load_golden``, checked whole:
+    its initial weights and chain); a bad file is a UsageError naming the file and what is wrong."""
+    from ._npzio import npz_headers
+    from .models import load_npz as load_weights
+
+    try:
+        if any(name.startswith("golden.") for name in npz_headers(path)):
+            from .testing import load_golden
+
+            return load_golden(path).chain
+        return load_weights(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--model {str(path)!r}: {' '.join(str(exc).split())}") from None
+
+
+def _own_run_maker(args):
+    """The run descriptions of a user's own run (a model, data or loss beyond the tutorial's shape), for any seed.
+
+    The one place ``compare`` and ``sweep`` turn --model, --data, --loss, --readout, --batch-size, --shuffle,
+    --hidden, --activation, --dtype, --epochs and --lr/--optimizer into :class:`~fluxparity.run.RunSpec` s:
+    refuses what does not apply (UsageError), reads the files once, and returns ``runs(seed)``: that seed's
+    descriptions, one per dtype (raising UsageError when they do not fit together). A seed draws the initial
+    weights of a shorthand or an expression and the sum task's data (``seeds_for``) and the shuffle order
+    (``RunSpec.seed``); a data file and a weights file stay the same for every seed.
+    """
     from .data import generate_dataset, load_npz_data
     from .experiment import GATED, seeds_for
-    from .models import ModelSpec, load_npz as load_weights
+    from .models import ModelSpec
     from .run import RunSpec
 
-    data_seed, param_seed = seeds_for(args.seed)
     model = args.model
     chain = None
     if isinstance(model, Path):
-        try:
-            chain = load_weights(model)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--model {str(model)!r}: {' '.join(str(exc).split())}") from None
+        chain = _load_model_file(model)
         if args.readout is not None and args.readout != chain.readout:
             raise UsageError(f"--readout {args.readout} does not apply: the weights file {str(model)!r} is read at "
                              f"{chain.readout!r}")
+    file_data = None
     if args.data == "sum":
         if args.given_samples is False:
             args.samples = 1000
-        data = generate_dataset(args.samples, data_seed)
     else:
         if args.given_samples:
             raise UsageError(f"--samples applies to --data sum only; {args.data!r} holds its own samples")
@@ -523,23 +556,19 @@ def _own_runs(args) -> list:
             classes = chain.output_size if chain is not None else (
                 model.output_size if isinstance(model, ModelSpec) else None)
         try:
-            data = load_npz_data(args.data, classes=classes)
+            file_data = load_npz_data(args.data, classes=classes)
         except FileNotFoundError:
             raise UsageError(f"--data {args.data!r}: no such file (give sum or a .npz file)") from None
         except (OSError, ValueError) as exc:
             raise UsageError(f"--data: {' '.join(str(exc).split())}") from None
-    readout = args.readout or (chain.readout if chain is not None else data.readout)
     if isinstance(model, str):  # a shorthand: <model>(in => hidden), Dense(hidden => out) sized from the data
         if len(args.activation or ()) > 1:
             raise UsageError("--activation both applies to the tutorial's runs; give identity or tanh")
         activation = (args.activation or ("tanh",))[0] if model == "rnn" else None
-        spec = ModelSpec(data.input_size, ((model, args.hidden, activation),), ((data.output_size, "identity", True),))
-        chain = spec.init(param_seed, readout=readout)
         label_activation = activation or GATED
     elif isinstance(model, ModelSpec):
         if args.activation is not None:
             raise UsageError("--activation does not apply to a Flux expression: write the activation in it")
-        chain = model.init(param_seed, readout=readout)
         label_activation = None
     else:
         label_activation = None
@@ -552,17 +581,39 @@ def _own_runs(args) -> list:
         from .optim import rule as make_rule
 
         rule = make_rule("Adam", eta=args.lr)
-    runs = []
-    for dtype in args.dtype:
-        label = dtype if label_activation is None else f"{model}-h{args.hidden}/{label_activation}/{dtype}"
-        try:
-            runs.append(RunSpec(chain, data, loss=loss, rule=rule, dtype=dtype, epochs=args.epochs,
-                                batch_size=batch_size, shuffle=args.shuffle, seed=args.seed, label=label,
-                                notes={} if label_activation is None else {"activation": label_activation,
-                                                                          "model": model, "hidden": args.hidden}))
-        except ValueError as exc:
-            raise UsageError(" ".join(str(exc).split())) from None
+
+    def runs(seed: int) -> list:
+        data_seed, param_seed = seeds_for(seed)
+        data = file_data if file_data is not None else generate_dataset(args.samples, data_seed)
+        readout = args.readout or (chain.readout if chain is not None else data.readout)
+        if isinstance(model, str):
+            spec = ModelSpec(data.input_size, ((model, args.hidden, activation),), ((data.output_size, "identity", True),))
+            initial = spec.init(param_seed, readout=readout)
+        elif isinstance(model, ModelSpec):
+            initial = model.init(param_seed, readout=readout)
+        else:
+            initial = chain
+        described = []
+        for dtype in args.dtype:
+            label = dtype if label_activation is None else f"{model}-h{args.hidden}/{label_activation}/{dtype}"
+            try:
+                described.append(RunSpec(initial, data, loss=loss, rule=rule, dtype=dtype, epochs=args.epochs,
+                                         batch_size=batch_size, shuffle=args.shuffle, seed=seed, label=label,
+                                         notes={} if label_activation is None else {
+                                             "activation": label_activation, "model": model, "hidden": args.hidden}))
+            except ValueError as exc:
+                raise UsageError(" ".join(str(exc).split())) from None
+        return described
+
     return runs
+
+
+def _check_own_runs(args, runs) -> None:
+    """What compare and sweep check of a user's own runs once they are described (exit 2 when not)."""
+    if args.given_reference_tanh and not any(
+            getattr(layer, "activation", None) == "tanh" or layer.kind != "dense" for layer in runs[0].model.layers):
+        raise UsageError("--reference-tanh applies only to runs with tanh")
+    _check_optimizer(args.optimizer, args.dtype, runs[0].total_steps)
 
 
 def _compare(args) -> int:
@@ -577,10 +628,8 @@ def _compare(args) -> int:
         return _compare_tutorial(args)
     _note_given(args)
     _settle_optimizer(args)
-    runs = _own_runs(args)
-    if args.given_reference_tanh and not any(
-            getattr(layer, "activation", None) == "tanh" or layer.kind != "dense" for layer in runs[0].model.layers):
-        raise UsageError("--reference-tanh applies only to runs with tanh")
+    runs = _own_run_maker(args)(args.seed)
+    _check_own_runs(args, runs)
     if args.torch_path == "fast" and not all(r.fits_tutorial_kernels for r in runs):
         raise UsageError("--torch-path fast applies only to the tutorial's shape (Chain(RNN(1 => 1)), abs_sum, "
                          "batch 1, in order); this run always uses the plain path")
@@ -667,6 +716,9 @@ def _sweep(args) -> int:
     from .progress import progress_display
     from .sweep import FILES, MAX_BATCH, format_sweep, run_sweep, write_sweep
 
+    args.given_samples = args.samples is not None
+    if not (_is_tutorial_shaped(args) and args.model == "rnn" and args.hidden == 1):
+        return _sweep_runs(args)
     args.samples = 1000 if args.samples is None else args.samples
     _note_given(args)
     _settle_options(args)
@@ -690,6 +742,71 @@ def _sweep(args) -> int:
                               args.lr, args.activation, args.dtype, torch_optimizer=args.torch_optimizer,
                               reference_tanh=args.reference_tanh, workers=args.workers, optimizer=args.optimizer,
                               progress=None if progress is None else progress.update)
+        paths = _write(lambda: write_sweep(sweep, args.out), args.out)
+    finally:
+        lock.release()
+    _emit(format_sweep(sweep))
+    _emit("\nWrote " + ", ".join(str(p) for p in paths))
+    return _verdict_exit(sweep.verdict)
+
+
+def _sweep_run_maker(args):
+    """``runs(seed)`` for a sweep that is not the tutorial's: the shorthand models on the sum task as
+    ``compare`` runs them (``experiment.shorthand_runs``), anything else as compare's own runs (:func:`_own_run_maker`)."""
+    if _is_tutorial_shaped(args):
+        from .experiment import GATED, shorthand_runs
+        from .optim import rule as make_rule
+
+        args.samples = 1000 if args.samples is None else args.samples
+        _settle_options(args)
+        rule = args.optimizer if args.optimizer is not None else make_rule("Adam", eta=args.lr)
+        activations = args.activation if args.model == "rnn" else (GATED,)
+        return lambda seed: shorthand_runs(args.samples, seed, args.epochs, rule, args.model, args.hidden,
+                                           activations, args.dtype)
+    _settle_optimizer(args)
+    return _own_run_maker(args)
+
+
+def _sweep_runs(args) -> int:
+    """``sweep`` with compare's run options beyond the tutorial's shape: every seed's runs as ``compare --seed S``
+    describes them, torch (plain path) vs the reference, compared seed by seed (``sweep.sweep_runs``)."""
+    from .progress import progress_display
+    from .sweep import FILES, format_sweep, sweep_runs, write_sweep
+
+    _note_given(args)
+    if isinstance(args.model, Path) and args.data != "sum" and not args.shuffle:
+        raise UsageError(f"--seeds: the weights file {str(args.model)!r} and the data file {args.data!r} are the same "
+                         "for every seed, so every seed would train the same run; add --shuffle (a new order per "
+                         "seed), give a Flux expression or a shorthand as --model, or use compare")
+    runs_for = _sweep_run_maker(args)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    first = runs_for(seeds[0])  # every bad option is refused here, before anything is trained or written
+    _check_own_runs(args, first)
+    args.torch_optimizer = args.torch_optimizer or "torch"
+    args.reference_tanh = args.reference_tanh or "exact"
+    _check_lr(args.lr, args.dtype)
+    _check_torch_equivalent(args)  # a sweep always runs torch
+    _quiet_libraries(args.quiet)
+    n = first[0].data.n_train
+    hidden = max(layer.hidden_size if hasattr(layer, "hidden_size") else layer.output_size
+                 for layer in first[0].model.layers)
+    _check_resources(args.out, _limits.compare_memory(n, args.epochs, hidden, "lstm", len(first), 2, args.workers)
+                     + args.seeds * len(first) * 4096,
+                     _limits.report_disk(1, args.seeds, len(first), 8),
+                     f"--seeds {args.seeds} --data {args.data} --epochs {args.epochs}")
+    lock = _prepare_out(args.out, FILES)
+    try:
+        runs = first + [spec for seed in seeds[1:] for spec in runs_for(seed)]
+        if not args.quiet:
+            rule_name = first[0].rule.name
+            print(f"sweep: {args.seeds} seeds x {len(first)} runs, {first[0].total_steps:,} {rule_name} steps per "
+                  "seed, run and backend", file=sys.stderr, flush=True)
+        with progress_display(sys.stderr, quiet=args.quiet, unit="seeds") as progress:
+            # the maker's runs are consistent by construction (distinct seeds, one dtype and model per run name)
+            sweep = sweep_runs(runs, torch_optimizer=args.torch_optimizer, reference_tanh=args.reference_tanh,
+                               workers=args.workers, progress=None if progress is None else progress.update,
+                               settings={"model_option": str(args.model) if isinstance(args.model, (str, Path))
+                                         else args.model.to_flux()})
         paths = _write(lambda: write_sweep(sweep, args.out), args.out)
     finally:
         lock.release()

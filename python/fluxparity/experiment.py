@@ -89,6 +89,23 @@ def shorthand_label(model: str, hidden: int, activation: str, dtype: str) -> str
     return f"{model}-h{hidden}/{activation}/{dtype}"
 
 
+def shorthand_runs(samples: int, seed: int, epochs: int, rule: Rule, model: str, hidden: int,
+                   activations: Sequence[str], dtypes: Sequence[str]) -> list[RunSpec]:
+    """The run descriptions of ``compare --seed seed`` for a shorthand model on the sum task: one per
+    (activation, dtype), all on the data and initial weights ``seed`` draws (``seeds_for``); ``abs_sum``,
+    batch 1, in order. Gated models take ``activations = ("gated",)``."""
+    data_seed, param_seed = seeds_for(seed)
+    data = generate_dataset(samples, data_seed)
+    for activation in activations:
+        allowed = ACTIVATIONS if model == "rnn" else (GATED,)
+        if activation not in allowed:
+            raise ValueError(f"activation {activation!r} is not one of {', '.join(allowed)} for {model}")
+    return [RunSpec(shorthand_chain(model, hidden, activation, param_seed), data, loss="abs_sum", rule=rule,
+                    dtype=dtype, epochs=epochs, seed=seed, label=shorthand_label(model, hidden, activation, dtype),
+                    notes={"activation": activation, "model": model, "hidden": hidden})
+            for activation in activations for dtype in dtypes]
+
+
 def scales_for(run: RunSpec) -> Scales:
     """The comparison's scales for ``run`` (``RunSpec.scales``) and, for a run trained with Adam on the sum
     task, the float32 outcome tolerance of ``OUTCOME_STEPS`` Adam steps of jitter (judged only for the
@@ -169,18 +186,9 @@ def run_experiment(*, samples: int, seed: int, epochs: int, lr: float, activatio
     if not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     rule = optimizer if optimizer is not None else make_rule("Adam", eta=lr)
-    data_seed, param_seed = seeds_for(seed)
-    data = generate_dataset(samples, data_seed)
     if model != "rnn":
         activations = (GATED,)  # gated cells have no activation option
-    for activation in activations:
-        allowed = ACTIVATIONS if model == "rnn" else (GATED,)
-        if activation not in allowed:
-            raise ValueError(f"activation {activation!r} is not one of {', '.join(allowed)} for {model}")
-    runs = [RunSpec(shorthand_chain(model, hidden, activation, param_seed), data, loss="abs_sum", rule=rule,
-                    dtype=dtype, epochs=epochs, seed=seed, label=shorthand_label(model, hidden, activation, dtype),
-                    notes={"activation": activation, "model": model, "hidden": hidden})
-            for activation in activations for dtype in dtypes]
+    runs = shorthand_runs(samples, seed, epochs, rule, model, hidden, activations, dtypes)
     settings = dict(samples=samples, lr=lr if optimizer is None else None, model=model, hidden=hidden,
                     activations=list(activations), **(options or {}))
     return train_and_compare(runs, backends, skipped=skipped, progress=progress, workers=workers, settings=settings)

@@ -8,12 +8,17 @@ last bit (float32 too). Each seed's pair is then compared by ``compare_results``
 ``compare`` reports. The (activation, dtype) runs are independent and go to two spawned worker processes.
 
     fluxparity sweep --seeds 64      # seeds 0..63: sweep.json, sweep.csv, sweep.png in ./fluxparity-sweep
+
+Any other run (a user's model, data, loss, batches: ``compare``'s options) sweeps through :func:`sweep_runs`,
+which takes :class:`~fluxparity.run.RunSpec` descriptions as :func:`fluxparity.train_and_compare` does and
+trains each in the plain torch backend and the reference (in ``workers`` processes), compared as above.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +30,14 @@ from .backends.base import BackendError, RunResult
 from .compare import RTOL_FLOAT32, RTOL_FLOAT64, Parity, compare_results
 from .data import generate_dataset
 from .experiment import ACTIVATIONS, DTYPES, scales_for
-from .models import tutorial_chain
+from .models import flux_expression, tutorial_chain
 from .optim import Rule, rule as make_rule, to_dict as rule_to_dict
 from .run import DEFAULT_LR, RunSpec
 from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS, relayed_progress, worker_progress
 from .report._json import finite_json
 
 FILES = ("sweep.json", "sweep.csv", "sweep.png")
+FORMAT = "fluxparity-sweep/2"  # 2: every seed row has "run" and "model"; settings has "steps" (docs/report-format.md)
 BACKENDS = ("torch", "reference")  # compared as "torch vs reference", the pair compare reports
 MAX_BATCH = 64  # seeds per batched torch computation (memory grows with the batch; time hardly does)
 
@@ -57,10 +63,11 @@ def _worker_sweep_progress() -> Optional[SweepProgress]:
 
 @dataclass
 class SeedResult:
-    """One seed of one (activation, dtype) run: what compare would say about torch vs reference."""
+    """One seed of one run (the tutorial's: an (activation, dtype) pair): what compare would say about torch vs
+    reference."""
 
     seed: int
-    activation: str
+    activation: Optional[str]  # the tutorial's identity/tanh, "gated", or None (the activations are in the model)
     dtype: str
     verdict: str
     step_loss_max_rel: float  # the step_losses check's max |a-b| / max(|a|, |b|)
@@ -71,13 +78,16 @@ class SeedResult:
     failed_checks: list
     parity: Parity = field(repr=False)
     results: dict = field(repr=False, default_factory=dict)  # backend -> RunResult
+    run: Optional[str] = None  # the run's name; None: the tutorial's "<activation>/<dtype>"
+    model: str = ""  # the model's Flux expression (architecture only), e.g. "Chain(RNN(1 => 1))"
 
     @property
     def label(self) -> str:
-        return f"{self.activation}/{self.dtype}"
+        return self.run or f"{self.activation}/{self.dtype}"
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "activation": self.activation, "dtype": self.dtype, "verdict": self.verdict,
+        return {"seed": self.seed, "run": self.label, "model": self.model, "activation": self.activation,
+                "dtype": self.dtype, "verdict": self.verdict,
                 "step_loss_max_rel": self.step_loss_max_rel, "step_loss_max_abs": self.step_loss_max_abs,
                 "step_loss_max_label_scaled": self.step_loss_max_label_scaled,
                 "first_divergent_step": self.first_divergent_step, "test_loss_after": dict(self.test_loss_after),
@@ -127,7 +137,7 @@ class Sweep:
 
     def to_dict(self) -> dict:
         """JSON-ready; non-finite numbers (a diverged run, an unbounded tolerance ratio) become null."""
-        return finite_json({"format": "fluxparity-sweep/1", "settings": self.settings, "verdict": self.verdict,
+        return finite_json({"format": FORMAT, "settings": self.settings, "verdict": self.verdict,
                 "summary": self.summary(), "seconds": self.seconds, "seeds": [r.to_dict() for r in self.rows]})
 
 
@@ -268,21 +278,29 @@ def _sweep_run(config: _SweepRun, seed_list: Sequence[int], samples: int, inputs
             raise BackendError(f"backend 'torch' ({path} path) failed on {label}: {type(exc).__name__}: {exc}") from exc
         report(f"torch {label}", len(torch_results), n)
     seconds[f"torch {label}"] = time.perf_counter() - start
-    rows = []
-    for s, (data, param_seed), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results):
-        results = {"torch": t_res, "reference": r_res}
-        parity = compare_results(config.dtype, results, scales_for(config.spec(data, param_seed, s)))
-        step = next(c for c in parity.checks if c.quantity == "step_losses")
-        scaled = np.abs(t_res.step_losses - r_res.step_losses) / np.abs(np.tile(data.train_labels, config.epochs))
-        rows.append(SeedResult(
-            seed=s, activation=config.activation, dtype=config.dtype, verdict=parity.verdict,
-            step_loss_max_rel=step.max_rel, step_loss_max_abs=step.max_abs,
-            step_loss_max_label_scaled=float(scaled.max()),
-            first_divergent_step=step.first_divergent_step,
-            test_loss_after={k: float(v.test_loss_after) for k, v in results.items()},
-            failed_checks=[c.quantity for c in parity.failed()], parity=parity,
-            results=results if keep_results else {}))
+    rows = [_seed_row(config.spec(data, param_seed, s), {"torch": t_res, "reference": r_res}, config.activation,
+                      None, keep_results)
+            for s, (data, param_seed), t_res, r_res in zip(seed_list, inputs, torch_results, ref_results)]
     return rows, seconds
+
+
+def _seed_row(spec: RunSpec, results: dict, activation: Optional[str], run: Optional[str],
+              keep_results: bool) -> SeedResult:
+    """One seed's comparison of torch vs reference, by ``compare_results`` with compare's scales. The
+    step-loss difference is also scaled by each step's natural magnitude (``RunSpec.scales``: for the tutorial
+    the step's |label|), the measure compare's rule bounds by rtol."""
+    scales = scales_for(spec)
+    parity = compare_results(spec.dtype, results, scales)
+    step = next(c for c in parity.checks if c.quantity == "step_losses")
+    scaled = np.abs(results["torch"].step_losses - results["reference"].step_losses) / np.abs(scales.step)
+    return SeedResult(
+        seed=int(spec.seed), activation=activation, dtype=spec.dtype, verdict=parity.verdict,
+        step_loss_max_rel=step.max_rel, step_loss_max_abs=step.max_abs,
+        step_loss_max_label_scaled=float(scaled.max()),
+        first_divergent_step=step.first_divergent_step,
+        test_loss_after={k: float(v.test_loss_after) for k, v in results.items()},
+        failed_checks=[c.quantity for c in parity.failed()], parity=parity,
+        results=results if keep_results else {}, run=run, model=flux_expression(spec.model))
 
 
 def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int = 50, lr: float = 1e-3,
@@ -332,12 +350,109 @@ def run_sweep(seeds: Union[int, Sequence[int]], samples: int = 1000, epochs: int
         rows.extend(run_rows)
         seconds.update(run_seconds)
     rule = configs[0].rule
-    settings = dict(seeds=seed_list, samples=int(samples), epochs=epochs, lr=lr if optimizer is None else None,
+    settings = dict(seeds=seed_list, samples=int(samples), epochs=epochs, steps=int(samples) * epochs,
+                    lr=lr if optimizer is None else None,
                     activations=list(activations), dtypes=list(dtypes), backends=list(BACKENDS),
                     torch_optimizer=torch_optimizer, reference_tanh=reference_tanh,
                     torch_path="fast (batched; identical to the plain path)" if rule.name == "Adam" else "plain",
                     optimizer=rule_to_dict(rule))
     return Sweep(settings, rows, seconds)
+
+
+def _run_name(spec: RunSpec) -> str:
+    """A run's name in a sweep: its label, or, for the default label (the dtype), ``<Flux expression>/<dtype>``."""
+    return f"{flux_expression(spec.model)}/{spec.dtype}" if spec.label == spec.dtype else spec.label
+
+
+def sweep_runs(runs: Sequence[RunSpec], *, torch_optimizer: str = "torch", reference_tanh: str = "exact",
+               keep_results: bool = False, workers: int = DEFAULT_WORKERS, min_steps: int = MIN_STEPS_FOR_WORKERS,
+               progress: Optional[SweepProgress] = None, settings: Optional[dict] = None) -> Sweep:
+    """Train every run description in torch (the plain ``nn.Module`` path) and in the reference, and compare
+    each pair as ``compare`` does: the sweep of any run, as :func:`fluxparity.train_and_compare` is the
+    comparison of any run.
+
+    ``runs``: :class:`~fluxparity.run.RunSpec` s, one per seed and run, each holding its seed's data,
+    initial weights and (``shuffle``) permutation seed ``RunSpec.seed``; ``fluxparity sweep`` builds them as
+    ``compare --seed S`` does for every S. Rows group by run name: the RunSpec's ``label``, or for the default
+    label (the dtype) ``"<Flux expression>/<dtype>"`` (e.g. ``"Chain(LSTM(3 => 4), Dense(4 => 2))/float64"``);
+    within a run, seeds must not repeat, and the dtype and model architecture must agree. ``settings`` adds to
+    (or replaces) what the sweep records about the runs. The trainings go to ``workers`` spawned processes
+    when runs have at least ``min_steps`` steps (``fluxparity.parallel.run_runs_concurrently``: the same
+    results). ``progress(what, done, total)`` counts seeds per ``"torch <run>"`` / ``"reference <run>"``.
+    Raises ValueError/TypeError before any training for an inconsistent list.
+    """
+    from dataclasses import replace
+
+    from .backends.pytorch import TorchBackend
+    from .backends.reference import ReferenceBackend
+    from .parallel import run_runs_concurrently
+
+    runs = list(runs)
+    if not runs:
+        raise ValueError("runs: at least one fluxparity.run.RunSpec is needed")
+    for r in runs:
+        if not isinstance(r, RunSpec):
+            raise TypeError(f"runs: expected fluxparity.run.RunSpec items, got {type(r).__name__}")
+    if torch_optimizer not in ("torch", "optimisers"):
+        raise ValueError(f"torch_optimizer must be 'torch' or 'optimisers', got {torch_optimizer!r}")
+    if reference_tanh not in ("exact", "fast"):
+        raise ValueError(f"reference_tanh must be 'exact' or 'fast', got {reference_tanh!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    names = [_run_name(r) for r in runs]
+    groups: dict = {}
+    for name, r in zip(names, runs):
+        groups.setdefault(name, []).append(r)
+    for name, group in groups.items():
+        seeds = [int(r.seed) for r in group]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"runs: run {name!r} has seed {next(s for s in seeds if seeds.count(s) > 1)} twice")
+        kinds = {(r.dtype, flux_expression(r.model)) for r in group}
+        if len(kinds) > 1:
+            raise ValueError(f"runs: run {name!r} mixes dtypes or models ({', '.join(sorted(map(str, kinds)))}); "
+                             "give each run its own label")
+    if torch_optimizer == "torch":
+        from .optim import torch_mapping
+
+        for rule in {id(r.rule): r.rule for r in runs}.values():
+            torch_mapping(rule)  # NoTorchEquivalent (a ValueError saying why) before any training
+    # Each training gets its own label ("<run> seed <s>"), so that progress can tell the seeds apart.
+    tasks = [replace(r, label=f"{name} seed {r.seed}") for name, r in zip(names, runs)]
+    where = {t.label: (name, len(groups[name])) for name, t in zip(names, tasks)}
+    fraction: dict = {}  # (backend, training label) -> its part done
+    seeds_done: dict = {}  # (backend, run name) -> the sum of its trainings' parts
+
+    def relay(backend: str, label: str, done: int, total: int) -> None:
+        name, n = where[label]
+        part = min(done / total, 1.0) if total else 1.0
+        key = (backend, name)
+        seeds_done[key] = seeds_done.get(key, 0.0) + part - fraction.get((backend, label), 0.0)
+        fraction[(backend, label)] = part
+        progress(f"{backend} {name}", min(round(seeds_done[key], 9), n), n)  # float sums: 3, not 2.9999999
+
+    backends = {"torch": TorchBackend(torch_optimizer, "plain"), "reference": ReferenceBackend(tanh=reference_tanh)}
+    results = run_runs_concurrently(tasks, backends, workers=workers, min_steps=min_steps,
+                                    progress=None if progress is None else relay)
+    seconds: dict = {}  # "torch <run>" -> the seeds' training seconds, summed (each backend's own clock)
+    rows_of: dict = {name: [] for name in groups}
+    for name, spec, result in zip(names, runs, results):
+        for b in BACKENDS:
+            seconds[f"{b} {name}"] = seconds.get(f"{b} {name}", 0.0) + float(result[b].seconds)
+        rows_of[name].append(_seed_row(spec, {b: result[b] for b in BACKENDS}, spec.notes.get("activation"), name,
+                                       keep_results))
+    rows = [row for name in groups for row in rows_of[name]]
+    first = runs[0]
+    rule = first.rule
+    recorded = dict(seeds=list(dict.fromkeys(int(r.seed) for r in runs)), samples=int(first.data.n_train),
+                    epochs=int(first.epochs), steps=int(first.total_steps), lr=first.lr,
+                    activations=list(dict.fromkeys(r.notes.get("activation") for r in runs)),
+                    dtypes=list(dict.fromkeys(r.dtype for r in runs)), backends=list(BACKENDS),
+                    torch_optimizer=torch_optimizer, reference_tanh=reference_tanh, torch_path="plain",
+                    optimizer=rule_to_dict(rule), runs=list(groups),
+                    models=list(dict.fromkeys(flux_expression(r.model) for r in runs)), data=first.data.source,
+                    loss=first.loss, readout=first.readout, batch_size=int(first.batch_size),
+                    shuffle=bool(first.shuffle))
+    return Sweep({**recorded, **(settings or {})}, rows, seconds)
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -352,26 +467,37 @@ def _optimizer_words(settings: dict) -> str:
     return ""
 
 
+def _run_words(settings: dict) -> str:
+    """", data <source>, loss <loss>, batch <n>[, shuffled]" for a sweep that is not the tutorial's."""
+    if "data" not in settings:
+        return ""
+    shuffled = ", shuffled each epoch" if settings.get("shuffle") else ""
+    return f", data {settings['data']}, loss {settings['loss']}, batch {settings['batch_size']}{shuffled}"
+
+
 def format_sweep(sweep: Sweep) -> str:
-    header = (f"{'run':16s} {'seeds':>5s} {'pass':>5s} {'median rel':>10s} {'worst rel':>10s} {'worst seed':>10s}"
+    width = max([16, *map(len, sweep.runs())])
+    header = (f"{'run':{width}s} {'seeds':>5s} {'pass':>5s} {'median rel':>10s} {'worst rel':>10s} {'worst seed':>10s}"
               f" {'worst |d|/label':>15s}"
               f" {'diverged':>8s} {'earliest div':>12s}  failed seeds")
     lines = [f"Sweep: torch vs reference, {len(sweep.settings['seeds'])} seeds, "
-             f"{sweep.settings['samples']} samples x {sweep.settings['epochs']} epochs{_optimizer_words(sweep.settings)}",
+             f"{sweep.settings['samples']} samples x {sweep.settings['epochs']} epochs{_optimizer_words(sweep.settings)}"
+             f"{_run_words(sweep.settings)}",
              header, "-" * len(header)]
     for label, s in sweep.summary().items():
         earliest = "-" if s["first_divergent_step_earliest"] is None else str(s["first_divergent_step_earliest"])
         failed = ", ".join(map(str, s["failed_seeds"][:12])) + (" ..." if len(s["failed_seeds"]) > 12 else "")
-        lines.append(f"{label:16s} {s['seeds']:5d} {s['passed']:5d} {s['step_loss_max_rel_median']:10.2e} "
+        lines.append(f"{label:{width}s} {s['seeds']:5d} {s['passed']:5d} {s['step_loss_max_rel_median']:10.2e} "
                      f"{s['step_loss_max_rel_worst']:10.2e} {s['worst_seed']:10d} "
                      f"{s['step_loss_max_label_scaled_worst']:15.2e} {s['diverged_seeds']:8d} "
                      f"{earliest:>12s}  {failed or '-'}")
+    scale = "|label|" if "data" not in sweep.settings else "the step's scale"
     lines.append(f"Verdict: {sweep.verdict.upper()}. Step losses: rel = max |a-b|/max(|a|,|b|); |d|/label = "
-                 "max |a-b|/|label| (what compare's rule bounds); divergence: first step beyond that rule.")
+                 f"max |a-b|/{scale} (what compare's rule bounds); divergence: first step beyond that rule.")
     return "\n".join(lines)
 
 
-CSV_COLUMNS = ("seed", "activation", "dtype", "verdict", "step_loss_max_rel", "step_loss_max_abs",
+CSV_COLUMNS = ("run", "model", "seed", "activation", "dtype", "verdict", "step_loss_max_rel", "step_loss_max_abs",
                "step_loss_max_label_scaled",
                "first_divergent_step", "test_loss_after_torch", "test_loss_after_reference", "failed_checks")
 
@@ -381,7 +507,7 @@ def write_sweep_csv(sweep: Sweep, path) -> None:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for r in sweep.rows:
-            writer.writerow([r.seed, r.activation, r.dtype, r.verdict, repr(r.step_loss_max_rel),
+            writer.writerow([r.label, r.model, r.seed, "" if r.activation is None else r.activation, r.dtype, r.verdict, repr(r.step_loss_max_rel),
                              repr(r.step_loss_max_abs), repr(r.step_loss_max_label_scaled), "" if r.first_divergent_step is None else r.first_divergent_step,
                              repr(r.test_loss_after["torch"]), repr(r.test_loss_after["reference"]),
                              ";".join(r.failed_checks)])
@@ -397,7 +523,7 @@ def plot_sweep(sweep: Sweep, path) -> None:
     floor = 1e-18  # exact agreement, drawn below float64's resolution
     labels = sweep.runs()
     fig, axes = plt.subplots(2, len(labels), figsize=(4.2 * len(labels), 6.5), squeeze=False)
-    n_steps = sweep.settings["samples"] * sweep.settings["epochs"]
+    n_steps = sweep.settings.get("steps", sweep.settings["samples"] * sweep.settings["epochs"])
     for col, label in enumerate(labels):
         rows = [r for r in sweep.rows if r.label == label]
         seeds = np.array([r.seed for r in rows])
@@ -406,12 +532,13 @@ def plot_sweep(sweep: Sweep, path) -> None:
         top, bottom = axes[0, col], axes[1, col]
         top.scatter(seeds[ok], rel[ok], s=14, color="tab:green", label="pass")
         top.scatter(seeds[~ok], rel[~ok], s=18, color="tab:red", marker="x", label="fail")
-        top.axhline(RTOL_FLOAT64 if label.endswith("float64") else RTOL_FLOAT32, color="grey", ls="--", lw=0.8,
+        top.axhline(RTOL_FLOAT64 if rows[0].dtype == "float64" else RTOL_FLOAT32, color="grey", ls="--", lw=0.8,
                     label="compare's rtol")
         top.set_yscale("log")
         top.set_ylim(bottom=floor / 3)
-        top.set_title(label)
-        top.set_ylabel("step losses: max |a-b| / |label|")
+        top.set_title(textwrap.fill(label, 40), fontsize=9 if len(label) > 24 else None)
+        top.set_ylabel("step losses: max |a-b| / |label|" if "data" not in sweep.settings
+                       else "step losses: max |a-b| / step scale")
         top.xaxis.set_major_locator(MaxNLocator(integer=True))
         bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
         top.grid(True, which="both", alpha=0.3)
