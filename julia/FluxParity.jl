@@ -315,11 +315,13 @@ function train_and_evaluate!(
     steps::AbstractVector,
     epochs::Integer,
     rule::Optimisers.AbstractRule,
-    lossf,
-    readf;
+    lossf::F,
+    readf::R;
     progress = nothing,
     progress_every::Integer = 1000,
-)
+) where {F, R}
+    # `where {F, R}`: specialised on the two functions (Julia does not specialise on a function argument it
+    # only passes on, here into the gradient's closure).
     (; train, test, probe) = data
     started = time_ns()
     train_loss_before = set_loss(model, lossf, readf, train)

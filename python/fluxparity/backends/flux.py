@@ -108,12 +108,12 @@ def check_trainable(run: RunSpec) -> None:
         raise TypeError(f"train takes a fluxparity.run.RunSpec, got {type(run).__name__}")
 
 
-def batch_major(samples, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample ``(len_i, k)`` arrays as one C-order float64 ``(N, length, k)`` array, each sample's steps
-    first and zeros after them, and its int64 ``lengths (N,)``: the layout the inputs (and per-step targets)
-    cross to Julia in, which ``FluxParity.training_data`` permutes into Flux's ``(k, len, N)``."""
+def batch_major(samples, length: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ``(len_i, width)`` arrays as one C-order float64 ``(N, length, width)`` array, each sample's
+    steps first and zeros after them, and its int64 ``lengths (N,)``: the layout the inputs (and per-step
+    targets) cross to Julia in, which ``FluxParity.training_data`` permutes into Flux's ``(width, len, N)``."""
     lengths = np.array([len(s) for s in samples], dtype=np.int64)
-    out = np.zeros((len(samples), length, samples[0].shape[1]), dtype=np.float64)
+    out = np.zeros((len(samples), length, width), dtype=np.float64)
     for i, s in enumerate(samples):
         out[i, : len(s)] = s
     return out, lengths
@@ -128,11 +128,11 @@ def batch_order(batches: Batches) -> tuple[np.ndarray, np.ndarray]:
     return order, np.array([len(s) for s in steps], dtype=np.int64)
 
 
-def _targets(ys, length: int) -> np.ndarray:
-    """Targets batch-major: ``(N, out)`` (one per sample) or ``(N, length, out)`` (one per step, zero-padded)."""
-    if ys[0].ndim == 1:
-        return np.ascontiguousarray(np.stack(ys), dtype=np.float64)
-    return batch_major(ys, length)[0]
+def _targets(ys, length: int, width: int, readout: str) -> np.ndarray:
+    """Targets batch-major: ``(N, out)`` (readout "last") or ``(N, length, out)`` ("all", zero-padded)."""
+    if readout == "last":
+        return np.array(ys, dtype=np.float64).reshape(len(ys), width)
+    return batch_major(ys, length, width)[0]
 
 
 def _write_inputs(workdir: Path, run: RunSpec, source: str, total_steps: int) -> None:
@@ -142,9 +142,9 @@ def _write_inputs(workdir: Path, run: RunSpec, source: str, total_steps: int) ->
     # steps only); targets (N, out) or (N, len_max, out), classification targets already one-hot rows
     # (fluxparity.data.load_npz_data). One len_max for all three sets.
     length = max(len(x) for xs in (data.train_x, data.test_x, data.probe_x) for x in xs)
-    train_x, train_lengths = batch_major(data.train_x, length)
-    test_x, test_lengths = batch_major(data.test_x, length)
-    probe_x, probe_lengths = batch_major(data.probe_x, length)
+    train_x, train_lengths = batch_major(data.train_x, length, data.input_size)
+    test_x, test_lengths = batch_major(data.test_x, length, data.input_size)
+    probe_x, probe_lengths = batch_major(data.probe_x, length, data.input_size)
     order, batch_sizes = batch_order(config.batches)
     # Boundary with the worker (and on to Julia): float64 arrays, int64 lengths and indices; Julia converts to
     # the run's dtype. Weights in Flux's layout, (out, in) matrices as NumPy (rows, cols) arrays:
@@ -159,10 +159,10 @@ def _write_inputs(workdir: Path, run: RunSpec, source: str, total_steps: int) ->
         **{name: np.asarray(array, dtype=np.float64) for name, array in weights.items()},
         train_x=train_x,
         train_lengths=train_lengths,
-        train_y=_targets(data.train_y, length),
+        train_y=_targets(data.train_y, length, data.output_size, run.readout),
         test_x=test_x,
         test_lengths=test_lengths,
-        test_y=_targets(data.test_y, length),
+        test_y=_targets(data.test_y, length, data.output_size, run.readout),
         probe_x=probe_x,
         probe_lengths=probe_lengths,
         order=order,
