@@ -1,10 +1,13 @@
 """
     FluxParity
 
-The training loop of the tutorial in Flux 0.16 — Adam, one sample at a time, on the loss
-`|last output - label|` — for any `Chain` of recurrent layers (RNN, LSTM, GRU, GRUv3) and Dense layers,
-the tutorial's `RNN(1 => 1, σ)` being one of them. Python calls [`train_chain`](@ref) once per run
-(python/fluxparity/backends/_flux_worker.py); julia/tutorial.jl reuses the small helpers.
+Flux 0.16's training loop for any run description of python/fluxparity/run.py: a `Chain` of recurrent
+layers (RNN, LSTM, GRU, GRUv3) then Dense layers (with or without bias), read at the last step or every
+step, a loss of `LOSSES` (Flux's, `agg = mean`, or the tutorial's `abs(sum(ŷ .- y))`), any Optimisers.jl
+rule, on the batches Python cut (`Flux.setup`, then per batch `withgradient` + `update!`). The tutorial —
+`RNN(1 => 1, σ)`, Adam, one sample at a time, in order, `|last output - label|` — is one such run. Python
+calls [`train_chain`](@ref) once per run (python/fluxparity/backends/_flux_worker.py); julia/tutorial.jl
+reuses the small helpers `predict`, `loss`, `loss_sum`.
 
 Load it with `include("julia/FluxParity.jl")` from an environment that has Flux, Optimisers and Zygote
 (this repository's Project.toml, or juliacall's environment built from python/fluxparity/juliapkg.json).
@@ -79,44 +82,184 @@ function loss_sum(model, xs::AbstractVector, ys::AbstractVector)
 end
 
 """
-    train_step!(opt_state, model, x, y) -> loss before the update
+    LOSSES
 
-One Adam step on one sample: explicit gradient of the loss with respect to the model, then an in-place
-update of the model's arrays and of `opt_state` (from `Flux.setup`).
+The losses a run trains with, by the names python/fluxparity/models `LOSSES` uses: Flux's, with their
+default `agg = mean` (Flux src/losses/functions.jl:21 `mae`, :45 `mse`, :270 `logitcrossentropy`, whose
+classes run along `dims = 1`), and the tutorial's `abs(sum(ŷ .- y))`. Each takes the readout `ŷ` and the
+targets `y` of one batch, both `(out, B)` (readout "last") or `(out, len, B)` (readout "all").
 """
-function train_step!(opt_state, model, x::AbstractMatrix, y::Real)
-    l, grads = Flux.withgradient(m -> loss(m, x, y), model)
-    Flux.update!(opt_state, model, grads[1])
-    return l
-end
-
-"""
-    sequences(T, values, lengths) -> Vector{Matrix{T}}
-
-Undo `fluxparity.data.pack`: `values (total,)` holds the sequences one after another, `lengths (n,)`
-their lengths. Each sequence becomes a `1 × len` matrix of `T`, the layout Flux's `RNN` takes
-(features × time).
-"""
-function sequences(
-    T::Type{<:AbstractFloat},
-    values::AbstractVector,
-    lengths::AbstractVector,
+const LOSSES = Dict{String, Function}(
+    "abs_sum" => (ŷ, y) -> abs(sum(ŷ .- y)),
+    "mse" => Flux.Losses.mse,
+    "mae" => Flux.Losses.mae,
+    "logitcrossentropy" => (ŷ, y) -> Flux.Losses.logitcrossentropy(ŷ, y; dims = 1),
 )
-    total = sum(lengths)
-    total == length(values) ||
-        throw(DimensionMismatch(
-            "lengths add up to $total, but there are $(length(values)) values",
+
+"""
+    loss_function(name) -> Function
+
+The loss of [`LOSSES`](@ref) called `name`; an `ArgumentError` naming the allowed ones otherwise.
+"""
+function loss_function(name::AbstractString)
+    haskey(LOSSES, name) ||
+        throw(ArgumentError(
+            "loss must be one of $(join(sort!(collect(keys(LOSSES))), ", ")), got $(repr(name))",
         ))
-    all(>=(1), lengths) || throw(ArgumentError("every sequence needs at least one value"))
-    stops = cumsum(lengths)
-    starts = stops .- lengths .+ 1
-    return [reshape(T.(values[a:b]), 1, :) for (a, b) in zip(starts, stops)]
+    return LOSSES[name]
 end
 
-function check_labels(xs::AbstractVector, ys::AbstractVector, set::AbstractString)
-    length(xs) == length(ys) ||
-        throw(DimensionMismatch("$(length(xs)) $set sequences but $(length(ys)) labels"))
-    return nothing
+"""
+    readout_function(name) -> Function
+
+"last": every step's output `(out, len, B)` -> the last step's `(out, B)` (`m(x)[:, end, :]`);
+"all": every step, unchanged.
+"""
+function readout_function(name::AbstractString)
+    name == "last" && return out -> out[:, end, :]
+    name == "all" && return identity
+    throw(ArgumentError("readout must be \"last\" or \"all\", got $(repr(name))"))
+end
+
+# The boundary's layouts. Python sends batch-major, C-order NumPy arrays: inputs `(N, len, in)`, targets
+# `(N, out)` or `(N, len, out)`. PythonCall's PyArray indexes them as NumPy does (same shape,
+# `A[i, t, f] == a[i-1, t-1, f-1]`, docs/julia-names.md), and `permutedims(A, perm)` returns `B` with
+# `size(B, k) == size(A, perm[k])`. Both permutations are their own inverse, so `B[f, t, i] == A[i, t, f]`:
+# Flux's `(in, len, N)` (and `(out, len, N)`) from `(N, len, in)`, and `(out, N)` from `(N, out)`.
+const BATCH_MAJOR_TO_FLUX = (3, 2, 1)
+const TARGETS_TO_FLUX = (2, 1)
+
+"""
+    flux_layout(T, a) -> Array{T}
+
+A batch-major array from Python, copied once into an `Array{T}` in Flux's layout: `(N, len, k)` ->
+`(k, len, N)` by `BATCH_MAJOR_TO_FLUX`, `(N, k)` -> `(k, N)` by `TARGETS_TO_FLUX`.
+"""
+function flux_layout(T::Type{<:AbstractFloat}, a::AbstractArray)
+    ndims(a) == 3 && return permutedims(Array{T}(a), BATCH_MAJOR_TO_FLUX)
+    ndims(a) == 2 && return permutedims(Array{T}(a), TARGETS_TO_FLUX)
+    throw(DimensionMismatch("expected an (N, len, k) or (N, k) array, got size $(size(a))"))
+end
+
+"""
+    data_split(T, x, lengths, y, set) -> NamedTuple (x, lengths, y)
+
+One set of samples in Flux's layout: `x (in, len_max, N)` (from Python's `(N, len_max, in)`),
+`lengths (N,)` (sample `i` is `x[:, 1:lengths[i], i]`; any later steps are padding, never read) and `y`
+`(out, N)` or `(out, len_max, N)` (from `(N, out)`, `(N, len_max, out)`), or `nothing` (the probes).
+"""
+function data_split(
+    T::Type{<:AbstractFloat},
+    x::AbstractArray,
+    lengths::AbstractVector,
+    y,
+    set::AbstractString,
+)
+    ndims(x) == 3 ||
+        throw(DimensionMismatch("$set inputs must be (N, len, in), got size $(size(x))"))
+    X = flux_layout(T, x)
+    lens = Vector{Int}(lengths)
+    n = size(X, 3)
+    length(lens) == n ||
+        throw(DimensionMismatch("$n $set samples but $(length(lens)) lengths"))
+    all(l -> 1 <= l <= size(X, 2), lens) ||
+        throw(ArgumentError("$set lengths must be between 1 and $(size(X, 2))"))
+    Y = y === nothing ? nothing : flux_layout(T, y)
+    Y === nothing ||
+        size(Y)[end] == n ||
+        throw(DimensionMismatch("$n $set samples but $(size(Y)[end]) targets"))
+    return (; x = X, lengths = lens, y = Y)
+end
+
+"""
+    batch(split, idx) -> (x, y)
+
+The samples `idx` of a [`data_split`](@ref) as one batch: `x (in, len, B)` and `y (out, B)` or
+`(out, len, B)` (`nothing` without targets). The samples of a batch must share one length.
+"""
+function batch(split::NamedTuple, idx::AbstractVector{<:Integer})
+    (; x, lengths, y) = split
+    len = lengths[first(idx)]
+    all(i -> lengths[i] == len, idx) ||
+        throw(DimensionMismatch(
+            "a batch holds samples of one length; got lengths $(lengths[idx])",
+        ))
+    xb = x[:, 1:len, idx]
+    y === nothing && return (xb, nothing)
+    yb = ndims(y) == 2 ? y[:, idx] : y[:, 1:len, idx]
+    return (xb, yb)
+end
+
+"""
+    sample_count(split) -> Int
+
+The number of samples of a [`data_split`](@ref).
+"""
+function sample_count(split::NamedTuple)
+    (; lengths) = split
+    return length(lengths)
+end
+
+"""
+    set_loss(model, lossf, readf, split) -> Float64
+
+The sum of a set's per-sample losses: each sample a batch of one, its loss computed in the model's float
+type, added in Float64 in the set's order.
+"""
+function set_loss(model, lossf, readf, split::NamedTuple)
+    total = 0.0
+    for i in 1:sample_count(split)
+        x, y = batch(split, i:i)
+        total += Float64(lossf(readf(model(x)), y))
+    end
+    return total
+end
+
+"""
+    predictions(model, readf, split) -> Vector{Float64}
+
+Each sample's readout, alone (a batch of one), flattened sample after sample: `(out,)` for readout
+"last", `out × len` for "all" (column-major, which is Python's C-order `(len, out)`).
+"""
+function predictions(model, readf, split::NamedTuple)
+    out = Float64[]
+    for i in 1:sample_count(split)
+        x, _ = batch(split, i:i)
+        append!(out, Float64.(vec(readf(model(x)))))
+    end
+    return out
+end
+
+"""
+    batch_steps(order, batch_sizes, n, epochs) -> Vector{Vector{Int}}
+
+Each training step's sample indices. `order` holds every epoch's visit order, one epoch after the other,
+as 1-based indices of the `n` training samples; step `k` takes the next `batch_sizes[k]` of them. Python
+draws the order and cuts the batches (python/fluxparity/data/_batches.py): Julia draws nothing. The steps
+split into `epochs` epochs of equally many steps.
+"""
+function batch_steps(
+    order::AbstractVector,
+    batch_sizes::AbstractVector,
+    n::Integer,
+    epochs::Integer,
+)
+    ord = Vector{Int}(order)
+    sizes = Vector{Int}(batch_sizes)
+    all(>=(1), sizes) || throw(ArgumentError("every batch needs at least one sample"))
+    sum(sizes) == length(ord) ||
+        throw(DimensionMismatch(
+            "the batch sizes add up to $(sum(sizes)), but the order has $(length(ord)) indices",
+        ))
+    all(i -> 1 <= i <= n, ord) ||
+        throw(ArgumentError("order must hold 1-based indices of the $n training samples"))
+    length(sizes) % epochs == 0 ||
+        throw(ArgumentError(
+            "$(length(sizes)) steps do not split into $epochs equal epochs",
+        ))
+    stops = cumsum(sizes)
+    starts = stops .- sizes .+ 1
+    return [ord[a:b] for (a, b) in zip(starts, stops)]
 end
 
 function check_settings(epochs::Integer, lr::Real, progress_every::Integer)
@@ -128,80 +271,85 @@ function check_settings(epochs::Integer, lr::Real, progress_every::Integer)
 end
 
 """
-    training_data(T, train_values, train_lengths, train_labels, test_values, test_lengths,
-                  test_labels, probe_values, probe_lengths) -> NamedTuple
+    training_data(T, train_x, train_lengths, train_y, test_x, test_lengths, test_y,
+                  probe_x, probe_lengths) -> NamedTuple (train, test, probe)
 
-Copy the data arrays, once, into Julia arrays of `T`: `train_x`, `test_x`, `probe_x` (vectors of
-`1 × len` matrices) and `train_y`, `test_y`.
+Copy the data arrays, once, into Julia arrays of `T` in Flux's layout ([`data_split`](@ref)).
 """
 function training_data(
     T::Type{<:AbstractFloat},
-    train_values::AbstractVector,
+    train_x::AbstractArray,
     train_lengths::AbstractVector,
-    train_labels::AbstractVector,
-    test_values::AbstractVector,
+    train_y::AbstractArray,
+    test_x::AbstractArray,
     test_lengths::AbstractVector,
-    test_labels::AbstractVector,
-    probe_values::AbstractVector,
+    test_y::AbstractArray,
+    probe_x::AbstractArray,
     probe_lengths::AbstractVector,
 )
-    train_x = sequences(T, Vector{Float64}(train_values), Vector{Int}(train_lengths))
-    test_x = sequences(T, Vector{Float64}(test_values), Vector{Int}(test_lengths))
-    probe_x = sequences(T, Vector{Float64}(probe_values), Vector{Int}(probe_lengths))
-    train_y = Vector{T}(train_labels)
-    test_y = Vector{T}(test_labels)
-    check_labels(train_x, train_y, "training")
-    check_labels(test_x, test_y, "test")
-    return (; train_x, train_y, test_x, test_y, probe_x)
+    train = data_split(T, train_x, train_lengths, train_y, "training")
+    test = data_split(T, test_x, test_lengths, test_y, "test")
+    probe = data_split(T, probe_x, probe_lengths, nothing, "probe")
+    ndims(train[:y]) == ndims(test[:y]) ||
+        throw(DimensionMismatch("the training and test targets differ in rank"))
+    return (; train, test, probe)
 end
 
 """
-    train_and_evaluate!(model, data, epochs, rule; progress, progress_every) -> NamedTuple
+    train_and_evaluate!(model, data, steps, epochs, rule, lossf, readf; progress, progress_every)
+        -> NamedTuple
 
-The loop both entry points share: loss sums before training, `epochs` passes of one `rule` step
-(an Optimisers.jl rule, the tutorial's `Adam(lr)` by default in [`train_chain`](@ref)) per
-sample in the data's order, the test-set loss sum after each epoch, then the probes' predictions.
-`model`'s arrays are updated in place. `data` comes from [`training_data`](@ref).
+The training loop: the loss sums before training ([`set_loss`](@ref)); `Flux.setup(rule, model)`; per
+step, `Flux.withgradient` of `lossf(readf(m(x)), y)` on that step's batch (`steps` from
+[`batch_steps`](@ref)), then `Flux.update!`; the test-set loss sum after each epoch; the probes'
+predictions. `model`'s arrays are updated in place. `data` comes from [`training_data`](@ref).
 
-Returns Float64 `step_losses (epochs * n_train,)`, `epoch_train_loss (epochs,)`,
-`epoch_test_loss (epochs,)`, `probe_predictions (n_probes,)` and the scalars `train_loss_before`,
-`test_loss_before`, `test_loss_after`, `seconds`.
+Returns Float64 `step_losses (total steps,)` (each step's batch loss, before its update),
+`epoch_train_loss (epochs,)` (their sums, added in order), `epoch_test_loss (epochs,)`,
+`probe_predictions` ([`predictions`](@ref)) and the scalars `train_loss_before`, `test_loss_before`,
+`test_loss_after`, `seconds`.
 """
 function train_and_evaluate!(
     model,
     data::NamedTuple,
+    steps::AbstractVector,
     epochs::Integer,
-    rule::Optimisers.AbstractRule;
+    rule::Optimisers.AbstractRule,
+    lossf::F,
+    readf::R;
     progress = nothing,
     progress_every::Integer = 1000,
-)
-    (; train_x, train_y, test_x, test_y, probe_x) = data
+) where {F, R}
+    # `where {F, R}`: specialised on the two functions (Julia does not specialise on a function argument it
+    # only passes on, here into the gradient's closure).
+    (; train, test, probe) = data
     started = time_ns()
-    train_loss_before = loss_sum(model, train_x, train_y)
-    test_loss_before = loss_sum(model, test_x, test_y)
+    train_loss_before = set_loss(model, lossf, readf, train)
+    test_loss_before = set_loss(model, lossf, readf, test)
 
     # The rule's numbers stay Float64 here: Optimisers converts them to T at every step, as for any user.
     opt_state = Flux.setup(rule, model)
-    n = length(train_x)
-    total_steps = epochs * n
+    total_steps = length(steps)
+    per_epoch = total_steps ÷ epochs
     step_losses = Vector{Float64}(undef, total_steps)
     epoch_train_loss = zeros(Float64, epochs)
     epoch_test_loss = zeros(Float64, epochs)
     step = 0
     for epoch in 1:epochs
-        # The data's order, no shuffling: one Adam step per sample.
-        for (x, y) in zip(train_x, train_y)
-            l = Float64(train_step!(opt_state, model, x, y))
+        for _ in 1:per_epoch
             step += 1
-            step_losses[step] = l
-            epoch_train_loss[epoch] += l
+            x, y = batch(train, steps[step])
+            l, grads = Flux.withgradient(m -> lossf(readf(m(x)), y), model)
+            Flux.update!(opt_state, model, grads[1])
+            step_losses[step] = Float64(l)
+            epoch_train_loss[epoch] += Float64(l)
             if progress !== nothing && (step % progress_every == 0 || step == total_steps)
                 progress(step, total_steps)
             end
         end
-        epoch_test_loss[epoch] = loss_sum(model, test_x, test_y)
+        epoch_test_loss[epoch] = set_loss(model, lossf, readf, test)
     end
-    probe_predictions = Float64[Float64(predict(model, x)) for x in probe_x]
+    probe_predictions = predictions(model, readf, probe)
     seconds = (time_ns() - started) / 1.0e9
     return (;
         step_losses,
@@ -250,9 +398,24 @@ function layer_fields(kind::AbstractString)
 end
 
 """
+    layer_arrays(kind, i, params) -> Tuple of (flat-name suffix, Flux field) pairs
+
+The arrays layer `i` reads from `params`: [`layer_fields`](@ref), less a Dense's `bias` when `params` has
+no `layers[i].bias`. Such a Dense is Flux's `Dense(weight, false, σ)`, whose `bias` field holds `false`
+(`create_bias`, Flux src/utils.jl:537–539; src/layers/basic.jl:183–186): python/fluxparity/models names a
+bias-free Dense's arrays `layers[i].weight` alone.
+"""
+function layer_arrays(kind::AbstractString, i::Integer, params::AbstractDict)
+    fields = layer_fields(kind)
+    kind == "dense" && !haskey(params, "layers[$i].bias") && return fields[1:1]
+    return fields
+end
+
+"""
     build_layer(T, kind, activation, i, params) -> RNN | LSTM | GRU | GRUv3 | Dense
 
-Layer `i` (1-based) with copies, in `Array{T}`, of the arrays `params["layers[i].<suffix>"]`.
+Layer `i` (1-based) with copies, in `Array{T}`, of the arrays `params["layers[i].<suffix>"]`
+([`layer_arrays`](@ref): a Dense with no `layers[i].bias` is built with `bias = false`).
 `activation` is the RNN's σ (a name of `RNN_ACTIVATIONS`) or the Dense's (`DENSE_ACTIVATIONS`), both in
 julia/activations.jl; for LSTM, GRU and GRUv3 it must be "" (their nonlinearities are fixed).
 """
@@ -265,7 +428,7 @@ function build_layer(
 )
     a = Dict(
         field => Array{T}(params["layers[$i].$suffix"])
-        for (suffix, field) in layer_fields(kind)
+        for (suffix, field) in layer_arrays(kind, i, params)
     )
     if kind in ("lstm", "gru", "gruv3") && !isempty(activation)
         throw(ArgumentError(
@@ -282,6 +445,8 @@ function build_layer(
     kind == "lstm" && return LSTM(LSTMCell(a[:Wi], a[:Wh], a[:bias]))
     kind == "gru" && return GRU(GRUCell(a[:Wi], a[:Wh], a[:b]))
     kind == "gruv3" && return GRUv3(GRUv3Cell(a[:Wi], a[:Wh], a[:b], a[:Wh_h̃]))
+    haskey(a, :bias) ||
+        return Dense(a[:weight], false, activation_function(activation, DENSE_ACTIVATIONS))
     return Dense(a[:weight], a[:bias], activation_function(activation, DENSE_ACTIVATIONS))
 end
 
@@ -305,7 +470,7 @@ function build_chain(
     expected = sort!([
         "layers[$i].$suffix"
         for (i, kind) in enumerate(kinds)
-        for (suffix, _) in layer_fields(kind)
+        for (suffix, _) in layer_arrays(kind, i, params)
     ])
     found = sort!([string(k) for k in keys(params)])
     found == expected ||
@@ -321,14 +486,15 @@ end
 """
     chain_arrays(model::Chain) -> Dict{String, Array{Float64}}
 
-Float64 copies of every array of `model`, by the flat names [`build_chain`](@ref) reads.
+Float64 copies of every array of `model`, by the flat names [`build_chain`](@ref) reads (no `bias` for a
+Dense built with `bias = false`).
 """
 function chain_arrays(model::Chain)
     named = Dict{String, Array{Float64}}()
     for (i, layer) in enumerate(model.layers)
         if layer isa Dense
             named["layers[$i].weight"] = Array{Float64}(layer.weight)
-            named["layers[$i].bias"] = Array{Float64}(layer.bias)
+            layer.bias === false || (named["layers[$i].bias"] = Array{Float64}(layer.bias))
         else
             kind = layer isa RNN ?
                 "rnn" :
@@ -342,27 +508,35 @@ function chain_arrays(model::Chain)
 end
 
 """
-    train_chain(kinds, activations, dtype, epochs, lr, params,
-                train_values, train_lengths, train_labels,
-                test_values, test_lengths, test_labels,
-                probe_values, probe_lengths;
+    train_chain(kinds, activations, dtype, epochs, lr, params, loss_name, readout,
+                train_x, train_lengths, train_y, test_x, test_lengths, test_y,
+                probe_x, probe_lengths, order, batch_sizes;
                 rule = nothing, progress = nothing, progress_every = 1000) -> NamedTuple
 
 The one training entry point Python calls (python/fluxparity/backends/_flux_worker.py), for the
-tutorial and for every other model: build `Chain(layers...)` from `params` ([`build_chain`](@ref)),
-then train it per sample with Adam on `|model(x)[1, end] - y|` (the sum task reads the last step).
-`rule`: any `Optimisers.AbstractRule` to train with instead (e.g. `optimisers_rule(dict)` from
+tutorial and for every other run description (python/fluxparity/run.py `RunSpec`): build
+`Chain(layers...)` from `params` ([`build_chain`](@ref)), then train it with `Flux.setup(rule, model)` and,
+per batch, `Flux.withgradient` + `Flux.update!` on `LOSSES[loss_name]` of the model's readout
+([`train_and_evaluate!`](@ref)). `rule`: any `Optimisers.AbstractRule` (e.g. `optimisers_rule(dict)` from
 julia/optimisers.jl); `nothing` (the default) is the tutorial's `Adam(lr)`, `lr` a Float64.
 
 - `kinds`: one per layer, "rnn", "lstm", "gru", "gruv3" or "dense", recurrent layers first.
 - `activations`: one per layer: the RNN's or the Dense's σ name, "" for LSTM/GRU/GRUv3.
 - `dtype`: "float32" or "float64". `params`: flat name => array (Float64, Flux's shapes), e.g.
-  `layers[1].cell.Wi (G·hidden, in)`, `layers[2].weight (out, in)`.
-- The data: as in [`training_data`](@ref). `progress(done, total)` (any callable) is called every
-  `progress_every` steps and after the last one.
+  `layers[1].cell.Wi (G·hidden, in)`, `layers[2].weight (out, in)`; a Dense without `layers[i].bias` has
+  `bias = false`.
+- `loss_name`: "abs_sum", "mse", "mae" or "logitcrossentropy" ([`LOSSES`](@ref)); `readout`: "last"
+  (`m(x)[:, end, :]`) or "all" (every step).
+- The data, batch-major as Python holds it (converted once by [`training_data`](@ref)): `*_x (N, len_max,
+  in)`, `*_lengths (N,)` (a shorter sample is zero-padded after its last step), `train_y`/`test_y`
+  `(N, out)` (readout "last") or `(N, len_max, out)` ("all"), classification targets as one-hot rows.
+- The batches ([`batch_steps`](@ref)): `order`, every epoch's visit order one after the other, 1-based;
+  `batch_sizes`, each step's number of samples (the last batch of an epoch may be partial).
+- `progress(done, total)` (any callable) is called every `progress_every` steps and after the last one.
 
-The tutorial is `kinds = ["rnn"]`, `activations = ["identity"]` (or "tanh"), with arrays
-`layers[1].cell.Wi (1, 1)`, `layers[1].cell.Wh (1, 1)`, `layers[1].cell.bias (1,)`.
+The tutorial is `kinds = ["rnn"]`, `activations = ["identity"]` (or "tanh"), arrays
+`layers[1].cell.Wi (1, 1)`, `layers[1].cell.Wh (1, 1)`, `layers[1].cell.bias (1,)`, loss "abs_sum",
+readout "last", `order = repeat(1:n, epochs)`, every batch size 1.
 
 Returns the fields of [`train_and_evaluate!`](@ref) (Float64), the version strings, and `params`: a
 `Dict{String, Array{Float64}}` of the trained arrays under the same names and shapes.
@@ -374,26 +548,33 @@ function train_chain(
     epochs::Integer,
     lr::Real,
     params::AbstractDict,
-    train_values::AbstractVector,
+    loss_name::AbstractString,
+    readout::AbstractString,
+    train_x::AbstractArray,
     train_lengths::AbstractVector,
-    train_labels::AbstractVector,
-    test_values::AbstractVector,
+    train_y::AbstractArray,
+    test_x::AbstractArray,
     test_lengths::AbstractVector,
-    test_labels::AbstractVector,
-    probe_values::AbstractVector,
-    probe_lengths::AbstractVector;
+    test_y::AbstractArray,
+    probe_x::AbstractArray,
+    probe_lengths::AbstractVector,
+    order::AbstractVector,
+    batch_sizes::AbstractVector;
     rule::Union{Nothing, Optimisers.AbstractRule} = nothing,
     progress = nothing,
     progress_every::Integer = 1000,
 )
     T = element_type(dtype)
     check_settings(epochs, lr, progress_every)
+    lossf = loss_function(string(loss_name))
+    readf = readout_function(string(readout))
 
     # Boundary with Python. `kinds` and `activations` may arrive as PythonCall list wrappers: `string`
     # makes each element a Julia String. `params` is a Julia Dict{String, Any} built by the worker
     # whose values are PythonCall `PyArray` views of C-order NumPy Float64 arrays; a PyArray indexes
-    # as NumPy does (same shape), so no transpose is involved. Everything is copied here, once, into
-    # Julia arrays of T, the data too (Flux's recurrent cells do not convert Float64 input).
+    # as NumPy does (same shape), so the weights need no transpose. The data arrays are PyArrays too,
+    # batch-major: `training_data` permutes them into Flux's layout. Everything is copied here, once, into
+    # Julia arrays of T (Flux's recurrent cells do not convert Float64 input).
     model = build_chain(
         T,
         [string(k) for k in kinds],
@@ -402,17 +583,28 @@ function train_chain(
     )
     data = training_data(
         T,
-        train_values,
+        train_x,
         train_lengths,
-        train_labels,
-        test_values,
+        train_y,
+        test_x,
         test_lengths,
-        test_labels,
-        probe_values,
+        test_y,
+        probe_x,
         probe_lengths,
     )
+    steps = batch_steps(order, batch_sizes, sample_count(data[:train]), epochs)
     opt_rule = rule === nothing ? Adam(Float64(lr)) : rule
-    outcome = train_and_evaluate!(model, data, epochs, opt_rule; progress, progress_every)
+    outcome = train_and_evaluate!(
+        model,
+        data,
+        steps,
+        epochs,
+        opt_rule,
+        lossf,
+        readf;
+        progress,
+        progress_every,
+    )
     return merge(outcome, (params = chain_arrays(model),), versions())
 end
 

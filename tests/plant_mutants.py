@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = "python/fluxparity/backends/_flux_worker.py"
+FLUX_PY = "python/fluxparity/backends/flux.py"
 COMPARE = "python/fluxparity/compare.py"
 FLUX_TESTS = ["tests/test_flux_backend.py"]
 TOLERANCE_TESTS = ["tests/test_tolerances.py", "tests/test_compare.py"]
@@ -29,9 +30,22 @@ CROSS = ["tests/test_julia_cross_language.py"]
 
 # (what, file, original text, planted text, tests that must catch it)
 BUGS = [
-    ("worker sends train and test labels swapped", WORKER,
-     '"train_values", "train_lengths", "train_labels",\n    "test_values", "test_lengths", "test_labels",',
-     '"train_values", "train_lengths", "test_labels",\n    "test_values", "test_lengths", "train_labels",', FLUX_TESTS),
+    ("worker sends train and test targets swapped", WORKER,
+     '"train_x", "train_lengths", "train_y",\n    "test_x", "test_lengths", "test_y",',
+     '"train_x", "train_lengths", "test_y",\n    "test_x", "test_lengths", "train_y",', FLUX_TESTS),
+    ("worker sends the batches and the probes swapped", WORKER,
+     '"probe_x", "probe_lengths",\n    "order", "batch_sizes",', '"order", "batch_sizes",\n    "probe_x", "probe_lengths",',
+     FLUX_TESTS),
+    ("worker sends a 0-based batch order", FLUX_PY, "order = np.concatenate(steps).astype(np.int64) + 1",
+     "order = np.concatenate(steps).astype(np.int64)", FLUX_TESTS),
+    ("worker sends every epoch in the first epoch's order", FLUX_PY, "order = np.concatenate(steps)",
+     "order = np.tile(batches.orders[0], batches.epochs)", FLUX_TESTS),
+    ("worker sends x time-major", FLUX_PY, "    return out, lengths\n",
+     "    return np.ascontiguousarray(out.transpose(1, 0, 2)), lengths\n", FLUX_TESTS),
+    ("worker always sends loss abs_sum", WORKER, 'str(request["loss_name"])', '"abs_sum"', FLUX_TESTS),
+    ("worker always sends readout last", FLUX_PY, '"readout": config.readout,', '"readout": "last",', FLUX_TESTS),
+    ("Julia permutes x into (len, in, N)", FLUXPARITY_JL, "const BATCH_MAJOR_TO_FLUX = (3, 2, 1)",
+     "const BATCH_MAJOR_TO_FLUX = (2, 3, 1)", FLUX_TESTS),
     ("worker sends the default lr", WORKER, 'float(request["lr"])', "1e-3", FLUX_TESTS),
     ("worker always asks for float64", WORKER, 'settings = (request["dtype"]', 'settings = ("float64"', FLUX_TESTS),
     ("worker transposes a model's weights", WORKER, "params[name] = array", "params[name] = array.T", FLUX_TESTS),

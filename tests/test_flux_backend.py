@@ -6,9 +6,14 @@ as Julia's methods would and train the NumPy reference on exactly what they rece
 marshalling is checked bit for bit against the reference run in this process; a Julia exception becomes
 a BackendError naming it, a crashed or hung worker becomes a BackendError too and leaves no process behind.
 
+Any run description (issue 19): stacked models, every loss, readout "all", minibatches with a partial last
+batch, shuffled epochs, a bias-free Dense, other Optimisers.jl rules — the fake rebuilds the run from what
+``train_chain`` received and must match the reference bit for bit; the batches and the data's layout are
+checked as they reach Julia.
+
 With Julia (marked ``julia``; skipped with the probe's reason when there is none, failed instead under
-FLUXPARITY_REQUIRE_JULIA=1): Flux against the reference and torch backends on a small run, and
-julia/tutorial.jl end to end.
+FLUXPARITY_REQUIRE_JULIA=1): Flux against the reference and torch backends on a small run, stacked minibatch
+runs against the reference at every step in float64, and julia/tutorial.jl end to end.
 """
 
 from __future__ import annotations
@@ -232,25 +237,243 @@ def test_a_julia_exception_in_a_model_run_becomes_a_backend_error(fake_julia, tm
         backend.train(run_of(data, initial, dtype="float64", epochs=1))
 
 
-def test_the_flux_backend_refuses_a_run_it_does_not_train_and_anything_but_a_description(tmp_path, small_inputs):
+def test_the_flux_backend_takes_only_a_run_description(tmp_path, small_inputs):
     data, tutorial_initial = small_inputs
     backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
-    with pytest.raises(ValueError, match=r"the flux backend trains .* this run has loss mse, batch 1"):
-        backend.train(run_of(data, tutorial_initial, dtype="float64", epochs=1, loss="mse"))
-    with pytest.raises(ValueError, match=r"this run has loss abs_sum, batch 1, shuffled"):
-        backend.train(run_of(data, tutorial_initial, dtype="float64", epochs=1, shuffle=True))
     with pytest.raises(TypeError, match="takes a fluxparity.run.RunSpec, got tuple"):
         backend.train((data, tutorial_initial))
     with pytest.raises(TypeError, match="model must be a fluxparity.models.Chain, got RNNParams"):
         run_of(data, tutorial_initial.layers[0])
 
 
+# ---------------------------------------------------------------------------------------------------
+# Any run description (issue 19 item 6): the fake Julia rebuilds the run from what it received
+# ---------------------------------------------------------------------------------------------------
+
+
+def npz_data(tmp_path, n: int, length: int, n_in: int, n_out: int, *, readout: str = "last", classes: bool = False,
+             n_test: int = 6, seed: int = 0):
+    """A user's data through ``fluxparity.data.load_npz_data``: ``x (N, len, in)``; ``y`` float targets, or
+    integer class labels (made one-hot by the loader) for a classifier."""
+    from fluxparity.data import load_npz_data
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n + n_test, length, n_in))
+    if classes:
+        y = (x[:, :, 0].sum(axis=1) > 0).astype(np.int64) + (x[:, -1, -1] > 0.5)
+    elif readout == "last":
+        y = np.tanh(x.sum(axis=1)[:, :n_out])
+    else:
+        y = np.tanh(np.cumsum(x, axis=1)[:, :, :n_out])
+    path = tmp_path / "data.npz"
+    np.savez(path, x=x[:n], y=y[:n], x_test=x[n:], y_test=y[n:])
+    return load_npz_data(path, classes=n_out if classes else None)
+
+
+# (model, readout, loss, data options, run options): n = 23 training samples, so batch 4 leaves a partial last
+# batch of 3; shuffled runs see a new permutation every epoch.
+GENERAL_RUNS = {
+    "lstm+lstm+dense relu, mse, batch 4 shuffled": (
+        "Chain(LSTM(3 => 5), LSTM(5 => 4), Dense(4 => 2, relu))", "last", "mse", {},
+        dict(batch_size=4, shuffle=True, seed=3)),
+    "gru+dense, readout all, mse": ("Chain(GRU(3 => 4), Dense(4 => 2))", "all", "mse", {},
+                                    dict(batch_size=5, shuffle=True, seed=1)),
+    "lstm classifier, logitcrossentropy, integer labels": (
+        "Chain(LSTM(3 => 4), Dense(4 => 3))", "last", "logitcrossentropy", dict(classes=True),
+        dict(batch_size=4, shuffle=True, seed=2)),
+    "bias-free dense, mae": ("Chain(RNN(3 => 4, relu), Dense(4 => 2, tanh; bias = false))", "last", "mae", {},
+                             dict(batch_size=6)),
+    "momentum, float32": ("Chain(GRUv3(3 => 3), Dense(3 => 2))", "last", "mse", {},
+                          dict(batch_size=4, shuffle=True, seed=4, rule="momentum:eta=0.01,rho=0.9",
+                               dtype="float32")),
+    "chain of rules, abs_sum, batch 3": ("Chain(RNN(3 => 2), Dense(2 => 1))", "last", "abs_sum", {},
+                                         dict(batch_size=3, rule="chain:clipnorm=1,adamw")),
+}
+
+
+def general_run(tmp_path, case: str):
+    from fluxparity.models import parse_flux
+    from fluxparity.optim import parse_spec
+    from fluxparity.run import RunSpec
+
+    expression, readout, loss, data_options, options = GENERAL_RUNS[case]
+    options = dict(options)
+    model = parse_flux(expression).init(seed=5, readout=readout)
+    data = npz_data(tmp_path, 23, 4, 3, model.output_size, readout=readout, **data_options)
+    rule = parse_spec(options.pop("rule", "adam:eta=0.01"))
+    return RunSpec(model, data, loss=loss, rule=rule, dtype=options.pop("dtype", "float64"), epochs=3, **options)
+
+
+@pytest.mark.parametrize("case", GENERAL_RUNS)
+def test_the_flux_leg_trains_any_run_description_exactly_as_the_reference(fake_julia, tmp_path, case):
+    # The fake Julia rebuilds the run from exactly what train_chain received (data in the layout the Julia code
+    # reads, the batches Julia cuts from order and batch_sizes, loss, readout, rule, dtype, weights) and trains
+    # it with the reference: every step, loss sum, prediction and weight must equal the reference's run of the
+    # very description in this process, bit for bit (a stronger claim than the float64 1e-9 rule).
+    fake_julia()
+    run = general_run(tmp_path, case)
+    seen = []
+    result = FluxBackend(timeout=120, environment=ready_environment(tmp_path)).train(
+        run, progress=lambda done, total: seen.append((done, total)))
+    reference = ReferenceBackend(tanh="fast").train(run)
+    assert_same_run(result, reference)
+    assert result.step_losses.shape == (run.total_steps,) and seen[-1] == (run.total_steps, run.total_steps)
+    assert not np.array_equal(flat_params(result.final_params)["layers[1].cell.Wi"],
+                              flat_params(run.model)["layers[1].cell.Wi"])  # it trained
+    if run.readout == "all":
+        assert result.probe_predictions.shape == (sum(x.shape[0] for x in run.data.probe_x) * run.model.output_size,)
+
+
+def test_the_flux_leg_of_the_same_run_with_another_seed_is_another_run(fake_julia, tmp_path):
+    # The batches cross: the same description with another shuffle seed trains other batches in Julia too.
+    import dataclasses
+
+    fake_julia()
+    run = general_run(tmp_path, "lstm+lstm+dense relu, mse, batch 4 shuffled")
+    other = dataclasses.replace(run, seed=run.seed + 1)
+    backend = FluxBackend(timeout=120, environment=ready_environment(tmp_path))
+    a, b = backend.train(run), backend.train(other)
+    assert a.step_losses[0] != b.step_losses[0]
+    assert_same_run(b, ReferenceBackend(tanh="fast").train(other))
+
+
+def run_worker_in_this_process(tmp_path, monkeypatch, run):
+    """The worker with the fake juliacall in this process: ``(fake module, RunResult)``."""
+    fake = load_fake_juliacall()
+    monkeypatch.setitem(sys.modules, "juliacall", fake)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    tmp_path.mkdir(exist_ok=True)
+    _write_inputs(tmp_path, run, str(juliaprobe.flux_source_path()), run.total_steps)
+    assert _flux_worker.run(tmp_path) == 0, (tmp_path / "error.json").read_text()
+    return fake, _read_result(tmp_path, 0, deque(), run.model)
+
+
+def test_the_worker_hands_julia_the_batches_of_the_description_and_x_in_the_documented_layout(
+        tmp_path, monkeypatch, capsys):
+    from fluxparity.backends._reference_models import flux_batch, flux_targets
+
+    run = general_run(tmp_path, "lstm+lstm+dense relu, mse, batch 4 shuffled")
+    fake, result = run_worker_in_this_process(tmp_path / "work", monkeypatch, run)
+    assert_same_run(result, ReferenceBackend(tanh="fast").train(run))
+    got = {name: array for name, (array, _, _) in fake.received["data"].items()}
+    assert all(c_order for _, _, c_order in fake.received["data"].values())
+    assert (fake.received["loss_name"], fake.received["readout"], fake.received["rule"]) == ("mse", "last", None)
+    # The batches: every epoch's order of RunSpec.batches, one after the other, 1-based; each step's size
+    # (23 samples in batches of 4: five of 4, then the partial one of 3).
+    steps = run.batches.all_steps()
+    np.testing.assert_array_equal(got["order"], np.concatenate(run.batches.orders) + 1)
+    np.testing.assert_array_equal(got["batch_sizes"], [len(s) for s in steps])
+    assert list(got["batch_sizes"][:6]) == [4, 4, 4, 4, 4, 3] and len(got["batch_sizes"]) == 3 * 6
+    assert got["order"].dtype == np.int64 and not np.array_equal(run.batches.orders[0], run.batches.orders[1])
+    # x crosses batch-major, (N, len, in), as the Dataset holds it: x[i, t, f] = sample i's step t, input f ...
+    np.testing.assert_array_equal(got["train_x"], np.stack(run.data.train_x))
+    np.testing.assert_array_equal(got["train_y"], np.stack(run.data.train_y))
+    assert got["train_x"].shape == (23, 4, 3) and got["probe_x"].shape == (len(run.data.probe_x), 4, 3)
+    # ... and the permutations julia/FluxParity.jl states (read from its syntax tree by the fake) turn a step's
+    # columns into Flux's (in, len, B) batch and (out, B) targets, the layout the reference trains on.
+    flux_x = np.transpose(got["train_x"], fake.BATCH_MAJOR_TO_FLUX)
+    flux_y = np.transpose(got["train_y"], fake.TARGETS_TO_FLUX)
+    assert fake.BATCH_MAJOR_TO_FLUX == (2, 1, 0) and fake.TARGETS_TO_FLUX == (1, 0)
+    for idx in steps[:7]:
+        np.testing.assert_array_equal(flux_x[:, :, idx], flux_batch(run.data.train_x, idx, np.float64))
+        np.testing.assert_array_equal(flux_y[:, idx], flux_targets(run.data.train_y, idx, np.float64))
+
+
+def test_the_worker_in_this_process_hands_julia_the_rule_built_by_optimisers_rule(tmp_path, monkeypatch, capsys):
+    # A rule other than the tutorial's Adam(lr) reaches train_chain as the value of the worker's
+    # `FluxParity.optimisers_rule(...)` source, which the fake evaluates with fluxparity.optim.from_dict.
+    run = general_run(tmp_path, "chain of rules, abs_sum, batch 3")
+    fake, result = run_worker_in_this_process(tmp_path / "work", monkeypatch, run)
+    assert isinstance(fake.received["rule"], fake.OptimisersRule) and fake.received["rule"].rule == run.rule
+    assert_same_run(result, ReferenceBackend(tanh="fast").train(run))
+
+
+def test_variable_length_sequences_cross_zero_padded_with_their_lengths(tmp_path, monkeypatch, capsys):
+    data, initial = make_inputs(9, seed=3)
+    run = run_of(data, initial, dtype="float64", epochs=2, lr=0.01)
+    fake, result = run_worker_in_this_process(tmp_path, monkeypatch, run)
+    assert_same_run(result, ReferenceBackend(tanh="fast").train(run))
+    got = {name: array for name, (array, _, _) in fake.received["data"].items()}
+    longest = max(len(x) for xs in (data.train_x, data.test_x, data.probe_x) for x in xs)
+    for which, xs in (("train", data.train_x), ("test", data.test_x), ("probe", data.probe_x)):
+        lengths = got[f"{which}_lengths"]
+        np.testing.assert_array_equal(lengths, [len(x) for x in xs])
+        assert got[f"{which}_x"].shape == (len(xs), longest, 1)
+        for i, x in enumerate(xs):
+            np.testing.assert_array_equal(got[f"{which}_x"][i, :lengths[i]], x)
+            assert not got[f"{which}_x"][i, lengths[i]:].any()  # zero padding, never read
+    np.testing.assert_array_equal(got["order"], np.tile(np.arange(1, 10), 2))
+    np.testing.assert_array_equal(got["batch_sizes"], np.ones(18))
+
+
+def test_a_run_without_probes_crosses_as_an_empty_batch_major_array(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    run = general_run(tmp_path, "gru+dense, readout all, mse")
+    data = dataclasses.replace(run.data, probe_x=(), probe_y=(), probe_names=())
+    run = dataclasses.replace(run, data=data)
+    fake, result = run_worker_in_this_process(tmp_path / "work", monkeypatch, run)
+    assert fake.received["data"]["probe_x"][0].shape == (0, 4, 3) and result.probe_predictions.shape == (0,)
+    assert_same_run(result, ReferenceBackend(tanh="fast").train(run))
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ("0-based order", "ArgumentError: order must hold 1-based indices of the 23 training samples"),
+    ("batches of another size", "DimensionMismatch: the batch sizes add up to"),
+    ("x time-major", "DimensionMismatch"),
+])
+def test_a_worker_that_hands_julia_the_wrong_batches_or_layout_fails(tmp_path, monkeypatch, mistake, message):
+    # The fake Julia checks what julia/FluxParity.jl's batch_steps and data_split check: a worker bug there is
+    # a Julia exception, not a quiet pass.
+    from fluxparity.backends import flux
+
+    run = general_run(tmp_path, "lstm+lstm+dense relu, mse, batch 4 shuffled")
+    if mistake == "0-based order":
+        right = flux.batch_order
+        monkeypatch.setattr(flux, "batch_order", lambda batches: (right(batches)[0] - 1, right(batches)[1]))
+    elif mistake == "batches of another size":
+        right = flux.batch_order
+        monkeypatch.setattr(flux, "batch_order", lambda batches: (right(batches)[0], right(batches)[1] + 1))
+    else:
+        right_major = flux.batch_major
+
+        def time_major(samples, length, width):
+            x, lengths = right_major(samples, length, width)
+            return np.ascontiguousarray(x.transpose(1, 0, 2)), lengths
+
+        monkeypatch.setattr(flux, "batch_major", time_major)
+    fake = load_fake_juliacall()
+    monkeypatch.setitem(sys.modules, "juliacall", fake)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    _write_inputs(tmp_path, run, str(juliaprobe.flux_source_path()), run.total_steps)
+    assert _flux_worker.run(tmp_path) == 1
+    error = json.loads((tmp_path / "error.json").read_text())
+    assert error["kind"] == "julia" and f"{error['type']}: {error['message']}".startswith(message), error
+
+
+def test_the_fake_julia_builds_the_rule_the_worker_evaluates_with_optimisers_rule():
+    from fluxparity.optim import parse_spec, to_dict
+
+    fake = load_fake_juliacall()
+    fake.Main.include(str(juliaprobe.flux_source_path()))
+    for spec in ("momentum:eta=0.01,rho=0.9", "chain:clipnorm=1,adamw", "rmsprop:centred=true", "accumgrad:n=3",
+                 "adamw:lambda=0.5,couple=false"):
+        source = _flux_worker.julia_rule_source({"optimizer": to_dict(parse_spec(spec)), "lr": 0.001})
+        built = fake.Main.seval(source)
+        assert isinstance(built, fake.OptimisersRule) and built.rule == parse_spec(spec), spec
+    # Julia's optimisers_rule wants every field: the fake too (fluxparity.optim.from_dict would fill defaults)
+    with pytest.raises(fake.JuliaError) as caught:
+        fake.Main.seval('FluxParity.optimisers_rule(Dict{String,Any}("rule" => "Momentum", "eta" => 0.01))')
+    assert caught.value.exception.type_name == "ArgumentError"
+
+
 @pytest.mark.parametrize("behaviour,message", [
     ("julia-error", r"Julia raised DimensionMismatch: layers\[1\]\.cell\.Wh must be \(16, 4\)"),
     # A keyword call's MethodError is Core.kwcall's, so PythonCall raises it as JuliaError (see the fake).
     ("old-signature", r"Julia raised MethodError: no method matching train_chain\(::PyList\{Any\}, "
-                      r"::PyList\{Any\}, ::String, ::Int64, ::Float64, ::Dict\{String, Any\}, "
-                      r"::PyArray\{Float64, 1\}.*; progress::Py, progress_every::Int64\)"),
+                      r"::PyList\{Any\}, ::String, ::Int64, ::Float64, ::Dict\{String, Any\}, ::String, ::String, "
+                      r"::PyArray\{Float64, 3\}, ::PyArray\{Int64, 1\}, ::PyArray\{Float64, 2\}.*"
+                      r"; progress::Py, progress_every::Int64\)"),
 ], ids=["exception", "method-error"])
 def test_a_julia_exception_becomes_a_backend_error_naming_it(fake_julia, tmp_path, small_inputs, behaviour, message):
     fake_julia(behaviour)
@@ -375,6 +598,26 @@ def test_flux_model_runs_pass_the_parity_policy_against_the_reference(flux_backe
               for c in parity.failed()]
     assert parity.verdict == "pass", failed
     assert_documented_step_rule(results["flux"], results["reference"], data, "float64")
+
+
+@pytest.mark.julia
+@pytest.mark.parametrize("case", [case for case in GENERAL_RUNS if "float32" not in case])
+def test_flux_trains_a_stacked_minibatch_run_as_the_reference_at_every_step(flux_backend, tmp_path, case):  # noqa: F811
+    # Flux itself (Flux.setup, withgradient + update! per batch, Flux.Losses with agg = mean) on the batches
+    # Python cut, against the hand-written reference with NNlib's fast activations, judged by the report's own
+    # rules (fluxparity.compare, docs/parity.md): float64, every step within 1e-9 of its scale.
+    from fluxparity.experiment import scales_for
+
+    run = general_run(tmp_path, case)
+    assert run.dtype == "float64"
+    results = {"flux": flux_backend.train(run), "reference": get_backend("reference", tanh="fast").train(run)}
+    assert results["flux"].step_losses.shape == (run.total_steps,)
+    parity = compare_results("float64", results, scales_for(run))
+    failed = [f"{c.a} vs {c.b}: {c.quantity}[{c.worst_index}] max abs {c.max_abs:.3e} breaks {c.rule}"
+              for c in parity.failed()]
+    assert parity.verdict == "pass", failed
+    steps = next(c for c in parity.checks if c.quantity == "step_losses")
+    assert steps.judged and steps.first_divergent_step is None
 
 
 @pytest.mark.julia

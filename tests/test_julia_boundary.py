@@ -111,9 +111,11 @@ def test_the_fake_julia_refuses_a_sigmoid_rnn_with_julias_list():
     juliacall.Main.include(str(ROOT / "julia" / "FluxParity.jl"))
     params = {"layers[1].cell.Wi": np.ones((1, 1)), "layers[1].cell.Wh": np.ones((1, 1)),
               "layers[1].cell.bias": np.ones(1)}
-    data = [np.ones(2), np.array([1, 1]), np.ones(2)] * 2 + [np.ones(1), np.array([1])]
+    # two samples of one step (N, len, in), their lengths and targets (N, out), twice; one probe; the batches
+    data = [np.ones((2, 1, 1)), np.array([1, 1]), np.ones((2, 1))] * 2 + [np.ones((1, 1, 1)), np.array([1])]
+    batches = [np.array([1, 2]), np.array([1, 1])]
     with pytest.raises(juliacall.JuliaError) as caught:
-        juliacall.Main.FluxParity.train_chain(["rnn"], ["sigmoid"], "float64", 1, 0.01, params, *data,
-                                              progress=None, progress_every=1)
+        juliacall.Main.FluxParity.train_chain(["rnn"], ["sigmoid"], "float64", 1, 0.01, params, "abs_sum", "last",
+                                              *data, *batches, progress=None, progress_every=1)
     assert caught.value.exception.type_name == "ArgumentError"
     assert caught.value.exception.message == 'activation "sigmoid" is not one of identity, tanh, relu'

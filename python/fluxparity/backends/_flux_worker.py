@@ -6,8 +6,9 @@ not take the caller with it. It imports juliacall and never torch.
 
 Files in WORKDIR (the parent writes the first two, this worker the rest):
 
-- ``request.json``: ``{"kinds", "activations", "weights", "dtype", "epochs", "lr", "optimizer", "source",
-  "progress_every"}``. ``optimizer`` is the run's Optimisers.jl rule as ``fluxparity.optim.to_dict`` writes
+- ``request.json``: ``{"kinds", "activations", "weights", "dtype", "epochs", "lr", "optimizer", "loss_name",
+  "readout", "source", "progress_every"}``. ``loss_name`` is the run's loss (``fluxparity.models.LOSSES``, Julia's
+  ``FluxParity.LOSSES``), ``readout`` ``"last"`` or ``"all"``. ``optimizer`` is the run's Optimisers.jl rule as ``fluxparity.optim.to_dict`` writes
   it (absent: the tutorial's ``Adam(lr)``); a rule other than ``Adam(lr)`` reaches ``train_chain`` as its
   keyword ``rule``, built in Julia by julia/optimisers.jl's ``optimisers_rule`` from ``to_julia``'s source. ``kinds`` has one entry per layer of the Chain, ``"rnn" | "lstm" | "gru" | "gruv3" |
   "dense"``; ``activations`` one per layer, the RNN's or the Dense's σ name, ``""`` for LSTM/GRU/GRUv3;
@@ -16,9 +17,12 @@ Files in WORKDIR (the parent writes the first two, this worker the rest):
 - ``inputs.npz``: the weights, float64, in Flux's layout (``(out, in)`` matrices as NumPy ``(rows, cols)``,
   C order) under the Chain's flat names (:meth:`fluxparity.models.Chain.arrays`: ``layers[1].cell.Wi``,
   ``layers[1].cell.Wh``, ``layers[1].cell.bias`` or ``.b``, ``layers[1].cell.Wh_htilde``,
-  ``layers[2].weight``, ``layers[2].bias``, ...); float64 ``{train,test,probe}_values (total,)``,
-  ``{train,test}_labels (n,)``; int64 ``{train,test,probe}_lengths (n,)`` — the layout of
-  :func:`fluxparity.data.pack`.
+  ``layers[2].weight``, ``layers[2].bias`` (none for a bias-free Dense), ...); the data batch-major, C order
+  (:func:`fluxparity.backends.flux.batch_major`): float64 ``{train,test,probe}_x (N, len_max, in)`` (a shorter
+  sample zero-padded after its ``lengths[i]`` steps), int64 ``{train,test,probe}_lengths (N,)``, float64
+  ``{train,test}_y`` ``(N, out)`` or ``(N, len_max, out)``; and the batches
+  (:func:`fluxparity.backends.flux.batch_order`): int64 ``order`` (every epoch's visit order, 1-based) and
+  ``batch_sizes`` (one per step). They are passed to ``train_chain`` in :data:`DATA_ORDER`.
 - ``result.npz``: float64 ``step_losses``, ``epoch_train_loss``, ``epoch_test_loss``,
   ``probe_predictions``, and the trained weights under the names and shapes they came in with; and
   ``result.json``: float scalars and ``notes``. ``result.json`` is written last: its presence means success.
@@ -48,11 +52,12 @@ PHASES = ("starting Julia", "loading Flux (precompiles the first time)", "traini
 ARRAY_FIELDS = ("step_losses", "epoch_train_loss", "epoch_test_loss", "probe_predictions")
 SCALAR_FIELDS = ("train_loss_before", "test_loss_before", "test_loss_after", "seconds")
 VERSION_FIELDS = ("julia_version", "flux_version", "optimisers_version", "zygote_version")
-# The data: the last positional arguments of FluxParity.train_chain.
+# The data and the batches: the last positional arguments of FluxParity.train_chain, in its order.
 DATA_ORDER = (
-    "train_values", "train_lengths", "train_labels",
-    "test_values", "test_lengths", "test_labels",
-    "probe_values", "probe_lengths",
+    "train_x", "train_lengths", "train_y",
+    "test_x", "test_lengths", "test_y",
+    "probe_x", "probe_lengths",
+    "order", "batch_sizes",
 )
 # The Julia type of train_chain's `params`: a Julia Dict the worker fills by name. Each value assigned from
 # Python is converted to the Dict's value type Any, which makes a NumPy array a PyArray (a view with
@@ -149,7 +154,8 @@ def run(workdir: Path) -> int:
         kinds, activations = list(request["kinds"]), list(request["activations"])
         if rule_source is not None:  # a Julia value: PythonCall passes it back to train_chain unconverted
             options["rule"] = jl.seval(rule_source)
-        result = jl.FluxParity.train_chain(kinds, activations, *settings, params, *data, **options)
+        result = jl.FluxParity.train_chain(kinds, activations, *settings, params, str(request["loss_name"]),
+                                           str(request["readout"]), *data, **options)
         trained = result.params  # a Julia Dict{String, Array{Float64}}, by the same names
         if len(trained) != len(weight_names) or not all(name in trained for name in weight_names):
             raise KeyError(f"train_chain returned the arrays {sorted(trained)}, expected {sorted(weight_names)}")

@@ -8,9 +8,11 @@ imports juliacall and never torch (the two must not share a process). A Julia ex
 :class:`BackendError` naming it; a worker that dies or outlives its timeout is killed with everything it
 started, and also becomes a :class:`BackendError`.
 
-Every run — the tutorial too — calls ``FluxParity.train_chain`` on a :class:`fluxparity.models.Chain`: its
-layer kinds and activations cross as two lists of strings, its arrays by their flat names
-(:meth:`~fluxparity.models.Chain.arrays`), and they come back under the same names.
+Every run — the tutorial too — calls ``FluxParity.train_chain`` with the whole run description
+(:class:`fluxparity.run.RunSpec`): the Chain's layer kinds and activations as two lists of strings, its arrays
+by their flat names (:meth:`~fluxparity.models.Chain.arrays`; they come back under the same names), the loss
+and readout by name, the data batch-major as Python holds it (:func:`batch_major`) and the batches of
+:attr:`RunSpec.batches` as 1-based indices (:func:`batch_order`): Julia draws no random number.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .. import juliaprobe
 from .._npzio import Expect, NpzError, read_npz
 from .._subprocess import run_streaming
 from ..optim import to_dict as rule_to_dict
-from ..data import pack
+from ..data import Batches
 from ..models import Chain, DenseParams, RNNParams, flat_params, with_flat_params
 from ..run import DEFAULT_LR, RunSpec
 from ._flux_worker import ARRAY_FIELDS, PHASE_TAG, PROGRESS_TAG
@@ -101,41 +103,70 @@ def layer_strings(chain: Chain) -> tuple[list[str], list[str]]:
 
 
 def check_trainable(run: RunSpec) -> None:
-    """What ``FluxParity.train_chain`` trains: a Chain on one-input, one-output sequences read at the last
-    step, one sample per step in the data's order, loss ``abs_sum``. Any other run: ValueError saying so."""
+    """``FluxParity.train_chain`` trains every run description; anything else is a TypeError."""
     if not isinstance(run, RunSpec):
         raise TypeError(f"train takes a fluxparity.run.RunSpec, got {type(run).__name__}")
-    if (run.loss, run.batch_size, run.shuffle, run.data.input_size, run.data.output_size, run.readout) != (
-            "abs_sum", 1, False, 1, 1, "last"):
-        raise ValueError("the flux backend trains one-input, one-output sequences read at the last step with loss "
-                         f"abs_sum, batch 1, in order; this run has loss {run.loss}, batch {run.batch_size}"
-                         f"{', shuffled' if run.shuffle else ''}, {run.data.input_size} input(s) and "
-                         f"{run.data.output_size} output(s) read at {run.readout!r}")
+
+
+def batch_major(samples, length: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ``(len_i, width)`` arrays as one C-order float64 ``(N, length, width)`` array, each sample's
+    steps first and zeros after them, and its int64 ``lengths (N,)``: the layout the inputs (and per-step
+    targets) cross to Julia in, which ``FluxParity.training_data`` permutes into Flux's ``(width, len, N)``."""
+    lengths = np.array([len(s) for s in samples], dtype=np.int64)
+    out = np.zeros((len(samples), length, width), dtype=np.float64)
+    for i, s in enumerate(samples):
+        out[i, : len(s)] = s
+    return out, lengths
+
+
+def batch_order(batches: Batches) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, batch_sizes)``, int64: every epoch's visit order one after the other as 1-BASED indices, and
+    each step's batch size — step ``k`` takes the next ``batch_sizes[k]`` indices (``FluxParity.batch_steps``),
+    so Julia trains exactly :meth:`Batches.all_steps`, in order."""
+    steps = batches.all_steps()
+    order = np.concatenate(steps).astype(np.int64) + 1
+    return order, np.array([len(s) for s in steps], dtype=np.int64)
+
+
+def _targets(ys, length: int, width: int, readout: str) -> np.ndarray:
+    """Targets batch-major: ``(N, out)`` (readout "last") or ``(N, length, out)`` ("all", zero-padded)."""
+    if readout == "last":
+        return np.array(ys, dtype=np.float64).reshape(len(ys), width)
+    return batch_major(ys, length, width)[0]
 
 
 def _write_inputs(workdir: Path, run: RunSpec, source: str, total_steps: int) -> None:
     config, data, initial = run, run.data, run.model
-    train_values, train_lengths = pack(data.train_sequences)
-    test_values, test_lengths = pack(data.test_sequences)
-    probe_values, probe_lengths = pack(data.probes)
-    # Boundary with the worker (and on to Julia): float64 arrays, int64 lengths; Julia converts to the
-    # run's dtype. Weights in Flux's layout, (out, in) matrices as NumPy (rows, cols) arrays:
+    # Data: batch-major, as the Dataset holds it. Inputs x (N, len_max, in) with lengths (N,) (the sum task's
+    # samples differ in length: shorter ones are zero-padded, and Julia reads sample i's first lengths[i]
+    # steps only); targets (N, out) or (N, len_max, out), classification targets already one-hot rows
+    # (fluxparity.data.load_npz_data). One len_max for all three sets.
+    length = max(len(x) for xs in (data.train_x, data.test_x, data.probe_x) for x in xs)
+    train_x, train_lengths = batch_major(data.train_x, length, data.input_size)
+    test_x, test_lengths = batch_major(data.test_x, length, data.input_size)
+    probe_x, probe_lengths = batch_major(data.probe_x, length, data.input_size)
+    order, batch_sizes = batch_order(config.batches)
+    # Boundary with the worker (and on to Julia): float64 arrays, int64 lengths and indices; Julia converts to
+    # the run's dtype. Weights in Flux's layout, (out, in) matrices as NumPy (rows, cols) arrays:
     #   the Chain's flat names, e.g. layers[1].cell.Wi (G*hidden, 1), layers[1].cell.Wh (G*hidden, hidden),
     #   layers[1].cell.bias or .b (G*hidden,), layers[1].cell.Wh_htilde (hidden, hidden),
-    #   layers[2].weight (1, hidden), layers[2].bias (1,); the tutorial: layers[1].cell.{Wi, Wh} (1, 1), .bias (1,).
+    #   layers[2].weight (out, hidden), layers[2].bias (out,) (absent for Dense(...; bias = false));
+    #   the tutorial: layers[1].cell.{Wi, Wh} (1, 1), .bias (1,).
     weights = flat_params(initial)
     kinds, activations = layer_strings(initial)
     np.savez(
         workdir / "inputs.npz",
         **{name: np.asarray(array, dtype=np.float64) for name, array in weights.items()},
-        train_values=train_values,
+        train_x=train_x,
         train_lengths=train_lengths,
-        train_labels=np.asarray(data.train_labels, dtype=np.float64),
-        test_values=test_values,
+        train_y=_targets(data.train_y, length, data.output_size, run.readout),
+        test_x=test_x,
         test_lengths=test_lengths,
-        test_labels=np.asarray(data.test_labels, dtype=np.float64),
-        probe_values=probe_values,
+        test_y=_targets(data.test_y, length, data.output_size, run.readout),
+        probe_x=probe_x,
         probe_lengths=probe_lengths,
+        order=order,
+        batch_sizes=batch_sizes,
     )
     request = {
         "kinds": kinds,  # FluxParity.train_chain's first two arguments
@@ -145,6 +176,8 @@ def _write_inputs(workdir: Path, run: RunSpec, source: str, total_steps: int) ->
         "epochs": config.epochs,
         "lr": config.lr if config.is_adam else DEFAULT_LR,  # the worker passes it on; the rule decides
         "optimizer": rule_to_dict(config.rule),  # the Optimisers.jl rule, fluxparity.optim.to_dict's form
+        "loss_name": config.loss,  # FluxParity.LOSSES
+        "readout": config.readout,  # "last" | "all"
         "source": source,
         "progress_every": max(1, total_steps // 100),
     }

@@ -1,12 +1,19 @@
 """A fake ``juliacall`` for the Flux worker's process when no Julia is installed: a Julia that computes.
 
-``Main.FluxParity.train_chain`` — the one entry point, for the tutorial and every model — checks its
+``Main.FluxParity.train_chain`` — the one entry point, for the tutorial and every run description — checks its
 arguments as the Julia method of julia/FluxParity.jl would (method signature first, then the conversions
-and checks its body does: ``element_type``, ``check_settings``, ``build_chain``, ``training_data``) and then
-trains with the NumPy reference backend on exactly the arrays it received, converted as Julia converts
-them (``Array{T}(params[name])``, ``Vector{Int}(lengths)``, ``Vector{T}(labels)``). So a worker that swaps,
-transposes, retypes or drops an argument gets a different result or a Julia-like error, and the tests
-compare the result with the reference backend run in the test's own process, bit for bit.
+and checks its body does: ``element_type``, ``check_settings``, ``loss_function``, ``readout_function``,
+``build_chain``, ``training_data``, ``batch_steps``), rebuilds a :class:`fluxparity.run.RunSpec` from exactly
+the arguments it received — the weights as ``Array{T}(params[name])``, the data permuted into Flux's layout by
+the permutations julia/FluxParity.jl states (``BATCH_MAJOR_TO_FLUX``, ``TARGETS_TO_FLUX``, read from its syntax
+tree) and read back per sample as Julia's ``batch`` reads them, the batches cut from ``order`` (1-based) and
+``batch_sizes`` as ``batch_steps`` cuts them, the loss and readout by name, the rule — and trains it with the
+NumPy reference backend. So a worker that swaps, transposes, retypes, reorders or drops an argument gets a
+different result or a Julia-like error, and the tests compare the result with the reference backend run in
+the test's own process, bit for bit. ``FluxParity.optimisers_rule(Dict{String,Any}(...))``, which the worker
+``seval``s for any rule but the tutorial's ``Adam(lr)``, is evaluated too: the literal is read from its
+syntax tree and ``optimisers_rule``'s body maps it back to a ``fluxparity.optim`` Rule with
+``fluxparity.optim.from_dict``.
 
 Errors follow PythonCall (v0.9.34 source, JuliaPy/PythonCall.jl commit 34d3f55):
 - src/JlWrap/any.jl:41-57 ``pyjlany_call``: a call with keywords runs ``self(args...; kwargs...)``; a
@@ -226,27 +233,98 @@ def _convert(array, element_type):
     return converted
 
 
-def _dataset(T, train_values, train_lengths, train_labels, test_values, test_lengths, test_labels,
-             probe_values, probe_lengths):
-    """``training_data``: the sequences as Julia unpacks them, labels as ``Vector{T}``."""
-    from fluxparity.data import sum_dataset
+def _permutation(name: str) -> tuple:
+    """A ``const NAME = (3, 2, 1)`` permutation of julia/FluxParity.jl, 0-based for ``numpy.transpose`` (which,
+    like Julia's ``permutedims(A, perm)``, gives result axis k = the argument's axis ``perm[k]``)."""
+    tree = julia_syntax.constants(FLUXPARITY_JL)[name]
+    return tuple(int(axis) - 1 for axis in tree.args)
 
-    def sequences(values, lengths):
-        values, lengths = _convert(values, np.dtype(np.float64)), _convert(lengths, np.dtype(np.int64))
-        if lengths.sum() != len(values):
-            _throw("DimensionMismatch", f"lengths add up to {lengths.sum()}, but there are {len(values)} values")
-        if not (lengths >= 1).all():
-            _throw("ArgumentError", "every sequence needs at least one value")
-        # T.(values[a:b]) as float64 holders of T values: the reference converts to T again, exactly.
-        return tuple(s.astype(T).astype(np.float64) for s in np.split(values, np.cumsum(lengths)[:-1]))
 
-    train_x, test_x = sequences(train_values, train_lengths), sequences(test_values, test_lengths)
-    probe_x = sequences(probe_values, probe_lengths)
-    train_y, test_y = (_convert(y, T).astype(np.float64) for y in (train_labels, test_labels))
-    for xs, ys, which in ((train_x, train_y, "training"), (test_x, test_y, "test")):
-        if len(xs) != len(ys):
-            _throw("DimensionMismatch", f"{len(xs)} {which} sequences but {len(ys)} labels")
-    return sum_dataset(train_x, train_y, test_x, test_y, probe_x)
+def _flux_layout(T, a):
+    """``flux_layout``: ``permutedims(Array{T}(a), BATCH_MAJOR_TO_FLUX or TARGETS_TO_FLUX)``, with the
+    permutations read from julia/FluxParity.jl; ``a`` is indexed as a PyArray indexes the NumPy array (as
+    NumPy does). Values rounded to T, held as float64."""
+    a = _convert(a, T).astype(np.float64)
+    if a.ndim == 3:
+        return np.transpose(a, BATCH_MAJOR_TO_FLUX)
+    if a.ndim == 2:
+        return np.transpose(a, TARGETS_TO_FLUX)
+    _throw("DimensionMismatch", f"expected an (N, len, k) or (N, k) array, got size {a.shape}")
+
+
+def _data_split(T, x, lengths, y, which):
+    """``data_split``: ``x (in, len_max, N)``, ``lengths``, ``y (out, N)`` / ``(out, len_max, N)`` / None."""
+    if np.ndim(x) != 3:
+        _throw("DimensionMismatch", f"{which} inputs must be (N, len, in), got size {np.shape(x)}")
+    X = _flux_layout(T, x)
+    lens = _convert(lengths, np.dtype(np.int64))
+    n = X.shape[2]
+    if len(lens) != n:
+        _throw("DimensionMismatch", f"{n} {which} samples but {len(lens)} lengths")
+    if not ((lens >= 1) & (lens <= X.shape[1])).all():
+        _throw("ArgumentError", f"{which} lengths must be between 1 and {X.shape[1]}")
+    Y = None if y is None else _flux_layout(T, y)
+    if Y is not None and Y.shape[-1] != n:
+        _throw("DimensionMismatch", f"{n} {which} samples but {Y.shape[-1]} targets")
+    return X, lens, Y
+
+
+def _samples(X, lens, Y):
+    """A split's samples as fluxparity.data.Dataset holds them: ``x (len, in)`` = Julia's ``X[:, 1:len, i]``
+    transposed, ``y (out,)`` = ``Y[:, i]`` or ``(len, out)`` = ``Y[:, 1:len, i]`` transposed."""
+    xs = tuple(X[:, :n, i].T for i, n in enumerate(lens))
+    if Y is None:
+        return xs, tuple(np.zeros(0) for _ in xs)
+    ys = tuple(Y[:, i] if Y.ndim == 2 else Y[:, :n, i].T for i, n in enumerate(lens))
+    return xs, ys
+
+
+def _training_data(T, train_x, train_lengths, train_y, test_x, test_lengths, test_y, probe_x, probe_lengths):
+    """``training_data``: the three splits in Flux's layout, back as a Dataset (probe targets: the probes'
+    own predictions are all Julia computes for them, so any shape serves; the reference needs one per probe)."""
+    from fluxparity.data import Dataset
+
+    train = _samples(*_data_split(T, train_x, train_lengths, train_y, "training"))
+    test = _samples(*_data_split(T, test_x, test_lengths, test_y, "test"))
+    probe_xs, _ = _samples(*_data_split(T, probe_x, probe_lengths, None, "probe"))
+    if train[1][0].ndim != test[1][0].ndim:
+        _throw("DimensionMismatch", "the training and test targets differ in rank")
+    probe_ys = tuple(train[1][0] if train[1][0].ndim == 1 else np.zeros((len(x), train[1][0].shape[1]))
+                     for x in probe_xs)
+    return Dataset(*train, *test, probe_xs, probe_ys, source="julia")
+
+
+class _Steps:
+    """``batch_steps``: step k takes the next ``batch_sizes[k]`` of ``order`` (1-based), epochs of equally many
+    steps — duck-typed as fluxparity.data.Batches for the reference's training loop."""
+
+    def __init__(self, order, batch_sizes, n, epochs):
+        order, sizes = _convert(order, np.dtype(np.int64)), _convert(batch_sizes, np.dtype(np.int64))
+        if not (sizes >= 1).all():
+            _throw("ArgumentError", "every batch needs at least one sample")
+        if sizes.sum() != len(order):
+            _throw("DimensionMismatch", f"the batch sizes add up to {sizes.sum()}, but the order has {len(order)} "
+                                        "indices")
+        if not ((order >= 1) & (order <= n)).all():
+            _throw("ArgumentError", f"order must hold 1-based indices of the {n} training samples")
+        if len(sizes) % epochs:
+            _throw("ArgumentError", f"{len(sizes)} steps do not split into {epochs} equal epochs")
+        self.steps = np.split(order - 1, np.cumsum(sizes)[:-1])
+        self.total_steps = len(self.steps)
+        self.steps_per_epoch = self.total_steps // epochs
+        self.epochs, self.n = epochs, n
+
+    def epoch(self, e):
+        return self.steps[e * self.steps_per_epoch:(e + 1) * self.steps_per_epoch]
+
+    def all_steps(self):
+        return list(self.steps)
+
+    @property
+    def in_data_order_one_by_one(self) -> bool:
+        """Every step one sample, every epoch the data's order: what the reference's tutorial kernel trains."""
+        return all(len(s) == 1 for s in self.steps) and np.array_equal(
+            np.concatenate(self.steps), np.tile(np.arange(self.n), self.epochs))
 
 
 def _train(run, progress, progress_every):
@@ -308,12 +386,21 @@ RNN_ACTIVATIONS, DENSE_ACTIVATIONS = _activations(FLUXPARITY_JL)
 received: dict = {}
 
 
+def _layer_arrays(kind, i, params) -> tuple:
+    """``layer_arrays``: ``layer_fields(kind)``, less a Dense's bias when ``params`` has no ``layers[i].bias``
+    (that Dense is built with ``bias = false``)."""
+    fields = LAYER_FIELDS[kind]
+    if kind == "dense" and f"layers[{i}].bias" not in params:
+        return fields[:1]
+    return fields
+
+
 def _layer(T, kind, activation, i, params):
     """``build_layer``: ``Array{T}(params["layers[i].<suffix>"])`` for each field, then the layer."""
     from fluxparity import models
 
     a = {suffix.removeprefix("cell."): _convert(params[f"layers[{i}].{suffix}"], T).astype(np.float64)
-         for suffix in LAYER_FIELDS[kind]}
+         for suffix in _layer_arrays(kind, i, params)}
     if kind in ("lstm", "gru", "gruv3") and activation:
         _throw("ArgumentError", f"layers[{i}] ({kind}) has no activation option, got {activation!r}")
     allowed = {"rnn": RNN_ACTIVATIONS, "dense": DENSE_ACTIVATIONS}.get(kind)
@@ -327,7 +414,7 @@ def _layer(T, kind, activation, i, params):
         return models.GRUParams(a["Wi"], a["Wh"], a["b"])
     if kind == "gruv3":
         return models.GRUv3Params(a["Wi"], a["Wh"], a["b"], a["Wh_htilde"])
-    return models.DenseParams(a["weight"], a["bias"], activation)
+    return models.DenseParams(a["weight"], a.get("bias"), activation)
 
 
 def _build_chain(T, kinds, activations, params):
@@ -343,7 +430,8 @@ def _build_chain(T, kinds, activations, params):
     for kind in kinds:
         if kind not in LAYER_FIELDS:
             _throw("ArgumentError", 'layer kind must be "rnn", "lstm", "gru", "gruv3" or "dense", got ' f"{kind!r}")
-    expected = sorted(f"layers[{i}].{suffix}" for i, kind in enumerate(kinds, 1) for suffix in LAYER_FIELDS[kind])
+    expected = sorted(f"layers[{i}].{suffix}" for i, kind in enumerate(kinds, 1)
+                      for suffix in _layer_arrays(kind, i, params))
     found = sorted(str(name) for name in params)
     if found != expected:
         _throw("ArgumentError", f"the layers need the arrays {', '.join(expected)}; got {', '.join(found)}")
@@ -355,37 +443,123 @@ def _build_chain(T, kinds, activations, params):
 
 
 @implements("train_chain")
-def train_chain(kinds, activations, dtype, epochs, lr, params, train_values, train_lengths, train_labels,
-                test_values, test_lengths, test_labels, probe_values, probe_lengths, progress=None,
+def train_chain(kinds, activations, dtype, epochs, lr, params, loss_name, readout, train_x, train_lengths, train_y,
+                test_x, test_lengths, test_y, probe_x, probe_lengths, order, batch_sizes, progress=None,
                 progress_every=1000, rule=None):
-    """FluxParity.train_chain(kinds, activations, dtype, epochs, lr, params::AbstractDict, <8 data arrays>;
-    rule, progress, progress_every) — julia/FluxParity.jl; the arguments arrive under its parameter names."""
+    """FluxParity.train_chain(kinds, activations, dtype, epochs, lr, params::AbstractDict, loss_name, readout,
+    <8 data arrays>, order, batch_sizes; rule, progress, progress_every) — julia/FluxParity.jl; the arguments
+    arrive under its parameter names. The run description is rebuilt from exactly these arguments (the data
+    in the layout the Julia code reads them in, the batches Julia would cut) and trained with the reference."""
     if BEHAVIOUR == "julia-error":
         _throw("DimensionMismatch", "layers[1].cell.Wh must be (16, 4)")
-    if rule is not None:
-        raise NotImplementedError("the fake Julia trains with the tutorial's Adam(lr) only")
-    data = (train_values, train_lengths, train_labels, test_values, test_lengths, test_labels, probe_values,
-            probe_lengths)
+    data = (train_x, train_lengths, train_y, test_x, test_lengths, test_y, probe_x, probe_lengths)
     received.clear()
     received.update(kinds=list(kinds), activations=list(activations), dtype=dtype, params_type=type(params),
-                    weights={n: (a.shape, a.dtype.name, a.flags.c_contiguous) for n, a in params.items()})
+                    weights={n: (a.shape, a.dtype.name, a.flags.c_contiguous) for n, a in params.items()},
+                    loss_name=loss_name, readout=readout, rule=rule,
+                    data={name: (np.array(a), a.dtype.name, a.flags.c_contiguous) for name, a in zip(
+                        ("train_x", "train_lengths", "train_y", "test_x", "test_lengths", "test_y", "probe_x",
+                         "probe_lengths", "order", "batch_sizes"), (*data, order, batch_sizes))})
     T = _element_type(dtype)
     _check_settings(epochs, lr, progress_every)
+    if loss_name not in LOSSES:  # loss_function(name)
+        _throw("ArgumentError", f"loss must be one of {', '.join(sorted(LOSSES))}, got {loss_name!r}")
+    if readout not in ("last", "all"):  # readout_function(name)
+        _throw("ArgumentError", f'readout must be "last" or "all", got {readout!r}')
     # [string(k) for k in kinds]: a PythonCall list's elements are Py objects, whose `string` is Python's str
     initial = _build_chain(T, [str(k) for k in kinds], [str(a) for a in activations], params)
+    dataset = _training_data(T, *data)
+    steps = _Steps(order, batch_sizes, dataset.n_train, int(epochs))
 
-    from fluxparity.models import flat_params
-    from fluxparity.optim import rule
+    from fluxparity.models import Chain, flat_params
+    from fluxparity.optim import rule as make_rule
     from fluxparity.run import RunSpec
 
-    # train_chain's tutorial training: abs(sum(ŷ .- y)) per sample, in order, Adam(lr)
-    run = RunSpec(initial, _dataset(T, *data), loss="abs_sum", rule=rule("Adam", eta=float(lr)), dtype=T.name,
-                  epochs=int(epochs))
+    if rule is not None and not isinstance(rule, OptimisersRule):
+        _throw("TypeError", f"in keyword argument rule, expected Union{{Nothing, Optimisers.AbstractRule}}, got {rule!r}")
+    trained_rule = make_rule("Adam", eta=float(lr)) if rule is None else rule.rule
+    try:
+        # shuffle=True only keeps the reference off its tutorial kernel, which trains the data's order one
+        # sample at a time: the batches trained are `steps` either way.
+        run = RunSpec(Chain(initial.layers, str(readout)), dataset, loss=str(loss_name), rule=trained_rule,
+                      dtype=T.name, epochs=int(epochs), batch_size=int(max(len(s) for s in steps.steps)),
+                      shuffle=not steps.in_data_order_one_by_one)
+    except ValueError as exc:  # what Julia would meet at the first forward pass or loss: sizes that do not fit
+        _throw("DimensionMismatch", str(exc))
+    run.__dict__["batches"] = steps  # RunSpec.batches is a cached_property: Julia's steps, not the seed's
     result = _train(run, progress, progress_every)
     trained = dict(flat_params(result.final_params))
     if BEHAVIOUR == "drop-weight":
         trained.popitem()
     return _outcome(result, params=trained)
+
+
+def _loss_names() -> tuple:
+    """The names of julia/FluxParity.jl's ``const LOSSES = Dict{String, Function}("abs_sum" => ..., ...)``."""
+    tree = julia_syntax.constants(FLUXPARITY_JL)["LOSSES"]
+    return tuple(julia_syntax.literal(pair.args[0]) for pair in tree.args[1:])
+
+
+LOSSES = _loss_names()
+BATCH_MAJOR_TO_FLUX = _permutation("BATCH_MAJOR_TO_FLUX")
+TARGETS_TO_FLUX = _permutation("TARGETS_TO_FLUX")
+
+
+class OptimisersRule:
+    """The Optimisers.jl rule ``optimisers_rule`` built: ``.rule`` is the fluxparity.optim Rule it stands for."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def __repr__(self):
+        return f"OptimisersRule({self.rule})"
+
+
+@implements("optimisers_rule")
+def optimisers_rule(d):
+    """julia/optimisers.jl ``optimisers_rule(d::AbstractDict)``: the rule of the dict form, every field given
+    (Julia throws on a missing or unknown field); read back by fluxparity.optim's own ``from_dict``."""
+    from fluxparity.optim import from_dict, to_dict
+
+    try:
+        rule = from_dict(d)
+    except ValueError as exc:
+        _throw("ArgumentError", str(exc))
+    if to_dict(rule) != d:  # a field missing (from_dict fills Optimisers.jl's default; Julia does not)
+        _throw("ArgumentError", f"{d.get('rule')} needs every field: got {sorted(d)}, "
+                                f"expected {sorted(to_dict(rule))}")
+    return OptimisersRule(rule)
+
+
+def _evaluate(tree):
+    """The value of a Julia literal as the worker's rule source writes it (fluxparity.optim.to_julia):
+    ``Dict{String,Any}("k" => v, ...)``, ``Any[...]``, strings, numbers, ``true``/``false``, ``Inf``, ``-x``."""
+    Node = julia_syntax.Node
+    if julia_syntax.literal(tree) is not None:
+        return julia_syntax.literal(tree)
+    if isinstance(tree, str):
+        if tree in ("true", "false"):
+            return tree == "true"
+        if tree == "Inf":
+            return float("inf")
+        try:
+            return int(tree)
+        except ValueError:
+            try:
+                return float(tree)
+            except ValueError:
+                _throw("UndefVarError", f"`{tree}` not defined")
+    if isinstance(tree, Node) and tree.head == "call-pre" and tree.args[0] == "-":
+        return -_evaluate(tree.args[1])
+    if isinstance(tree, Node) and tree.head == "ref" and tree.args[0] == "Any":
+        return [_evaluate(item) for item in tree.args[1:]]
+    if (isinstance(tree, Node) and tree.head == "call" and isinstance(tree.args[0], Node)
+            and tree.args[0].head == "curly" and tree.args[0].args[0] == "Dict"):
+        pairs = [arg for arg in tree.args[1:]]
+        if not all(isinstance(p, Node) and p.head == "call-i" and p.args[1] == "=>" for p in pairs):
+            raise NotImplementedError(f"the fake Julia evaluates Dict(k => v, ...) only, got {tree}")
+        return {_evaluate(p.args[0]): _evaluate(p.args[2]) for p in pairs}
+    raise NotImplementedError(f"the fake Julia does not evaluate {tree}")
 
 
 class JuliaValue:
@@ -422,7 +596,10 @@ class _Main:
             module, name = expression.args[0].args
             if not any(name in julia_syntax.definitions(path).get(module, {}) for path in self._included):
                 _throw("UndefVarError", f"`{name}` not defined in `{module}`")
-            return JuliaValue(code)
+            function = getattr(getattr(self, module, None), name, None)
+            if function is None:  # defined in the file, but this fake has no body for it
+                return JuliaValue(code)
+            return function(*(_evaluate(arg) for arg in expression.args[1:]))
         # the worker's describer: (type name, showerror text), and showerror starts with the type name
         return lambda exception: (exception.type_name, f"{exception.type_name}: {exception.message}")
 
