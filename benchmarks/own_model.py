@@ -1,7 +1,7 @@
 """A user's own model through ``compare`` (issue 19's speed rows): the torch leg against a bare PyTorch loop, and
 the NumPy reference leg against the torch leg.
 
-    python benchmarks/own_model.py          # 2000 samples x length 20, 5 epochs: ~15 s on 2 cores
+    python benchmarks/own_model.py          # 2000 samples x length 20, 5 epochs, best of 5: ~30 s on 2 cores
     python benchmarks/own_model.py --quick  # 100 x length 10, 1 epoch, no repeats: a smoke run
     python benchmarks/own_model.py --json   # one JSON object
 
@@ -13,7 +13,7 @@ then timed in this process (``compare`` would run the legs in worker processes; 
 The data: ``x`` (N, 20, 3) standard normal, ``y`` (N, 2) = the mean over time of ``x[..., 0]`` and of
 ``x[..., 1] * x[..., 2]``; no ``x_test``, so the test set is the training set.
 
-Timed (each the best of 3 after a warm-up round, the three interleaved so load from other processes hits
+Timed (each the best of 5 after a warm-up round, the three interleaved so load from other processes hits
 them alike):
 
 * ``own_model_torch``: the torch leg, ``TorchBackend(optimizer="torch", path="plain").train(run)``: builds
@@ -155,7 +155,7 @@ def measure(quick: bool = False) -> dict:
     from fluxparity.backends import _reference_models, _torch_models
     from fluxparity.optim import torch_mapping
 
-    samples, length, epochs, repeats = (100, 10, 1, 1) if quick else (2000, 20, 5, 3)
+    samples, length, epochs, repeats = (100, 10, 1, 1) if quick else (2000, 20, 5, 5)
     with tempfile.TemporaryDirectory() as tmp:
         data = synthetic_data(Path(tmp) / "own.npz", samples, length)
         argv = ["compare", "--backends", "torch,reference", "--model", MODEL, "--data", str(data),

@@ -26,7 +26,7 @@ Measured, in this order, each in this process unless said otherwise:
 
 Then ``assert-parity`` (``benchmarks/parity_assert.py``: issue 11's ``assert_parity`` over bare torch) and
 ``own-model`` (``benchmarks/own_model.py``: issue 19's rows, a user's LSTM through ``compare``: the torch leg
-over a bare PyTorch loop, the reference leg over the torch leg, measured interleaved, best of 3). The rows
+over a bare PyTorch loop, the reference leg over the torch leg, measured interleaved, best of 5). The rows
 above are the ``tutorial`` group; ``--only`` picks groups (the JSON then holds only their keys).
 
 Peak memory is ``ru_maxrss`` of this process (and, separately, of its largest finished child process)
