@@ -3,6 +3,7 @@
     python benchmarks/run.py            # the tutorial's size (1000 samples x 50 epochs): ~4-5 minutes on 2 cores
     python benchmarks/run.py --quick    # 100 samples x 5 epochs: a smoke run of every measurement (~40 s)
     python benchmarks/run.py --json     # one JSON object on stdout instead of the table
+    python benchmarks/run.py --only own-model   # only some groups of rows: tutorial, assert-parity, own-model
 
 Measured, in this order, each in this process unless said otherwise:
 
@@ -23,6 +24,11 @@ Measured, in this order, each in this process unless said otherwise:
   runs last, so the compiler's memory and worker processes do not weigh on the other rows; if it cannot
   compile (e.g. no C++ compiler), the reason is reported and everything else still is.
 
+Then ``assert-parity`` (``benchmarks/parity_assert.py``: issue 11's ``assert_parity`` over bare torch) and
+``own-model`` (``benchmarks/own_model.py``: issue 19's rows, a user's LSTM through ``compare``: the torch leg
+over a bare PyTorch loop, the reference leg over the torch leg, measured interleaved, best of 5). The rows
+above are the ``tutorial`` group; ``--only`` picks groups (the JSON then holds only their keys).
+
 Peak memory is ``ru_maxrss`` of this process (and, separately, of its largest finished child process)
 after each measurement: it only grows, so each value is the peak so far. A child started by fork+exec
 (e.g. a subprocess) counts the parent's pages until it execs, so "children" can echo this process's size. Nothing here is tuned for the
@@ -42,12 +48,23 @@ import time
 
 import numpy as np
 
-TARGETS = {  # from issue 4
+TARGETS = {  # issue 4 unless said
     "torch_fast_over_reference": 3.0,
     "sweep64_over_one_seed": 4.0,
     "compare_default_seconds": 15.0,
     "assert_parity_over_bare_torch": 1.5,  # issue 11: benchmarks/parity_assert.py
+    "own_model_torch_over_bare": 1.5,  # issue 19 item 9: benchmarks/own_model.py
+    "own_model_reference_over_torch": 3.0,  # issue 19 item 10
 }
+GROUPS = ("tutorial", "assert-parity", "own-model")
+
+
+def _groups(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(g.strip() for g in text.split(",") if g.strip()))
+    unknown = [g for g in chosen if g not in GROUPS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a comma list of {', '.join(GROUPS)}")
+    return chosen
 
 
 def peak_mb() -> tuple[float, float]:
@@ -69,7 +86,47 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=64, help="seeds in the big sweep (default 64)")
     parser.add_argument("--skip-compiled", action="store_true",
                         help="leave out the torch.compile row (its cold compile takes ~30 s)")
+    parser.add_argument("--only", type=_groups, default=GROUPS, metavar="GROUPS",
+                        help=f"comma list of the groups of rows to run: {', '.join(GROUPS)} (default: all)")
     args = parser.parse_args(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # parity_assert, own_model, _torch_compiled
+    result, table = tutorial(args) if "tutorial" in args.only else ({}, None)
+    if "assert-parity" in args.only:
+        from parity_assert import measure as measure_assert_parity
+
+        result.update(measure_assert_parity(args.quick))
+    if "own-model" in args.only:
+        from own_model import measure as measure_own_model
+
+        result.update(measure_own_model(args.quick))
+    result["groups"] = list(args.only)
+    result["targets"] = {key: limit for key, limit in TARGETS.items() if key in result}
+    result["targets_met"] = {key: bool(result[key] <= limit) for key, limit in result["targets"].items()}
+
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    if table is not None:
+        table(result)
+    print("\ntarget (issues 4, 11, 19)        measured      limit   met")
+    for key, limit in result["targets"].items():
+        print(f"{key:30s} {result[key]:10.2f} {limit:10.2f}   {'yes' if result['targets_met'][key] else 'NO'}")
+    if "own-model" in args.only:
+        print(f"\nown model: {result['own_model_case']}; best of {result['own_model_repeats']}, interleaved")
+        for key in ("own_model_torch_seconds", "own_model_torch_training_seconds", "own_model_torch_evaluation_seconds",
+                    "own_model_bare_seconds", "own_model_reference_seconds", "own_model_reference_training_seconds",
+                    "own_model_reference_evaluation_seconds"):
+            print(f"{key:40s} {result[key]:8.3f} s")
+        print(f"{'own_model_torch_training_over_bare':40s} {result['own_model_torch_training_over_bare']:8.2f}")
+        print(f"{'own_model_reference_training_over_torch_training':40s} "
+              f"{result['own_model_reference_training_over_torch_training']:8.2f}")
+        print(f"bare loop's step losses equal the torch leg's: {result['own_model_bare_equals_torch_leg']}; "
+              f"the torch leg's optimizer: {result['own_model_torch_optimizer']}")
+    return 0
+
+
+def tutorial(args) -> tuple[dict, object]:
+    """The tutorial's rows (the module docstring's list): their result keys, and a function printing their table."""
     samples, epochs = (100, 5) if args.quick else (1000, 50)
 
     from fluxparity.backends.pytorch import TorchBackend
@@ -152,7 +209,6 @@ def main(argv=None) -> int:
         compiled_error = "skipped (--skip-compiled)"
     else:
         try:  # torch.compile: private PyTorch APIs and a C++ compiler; a failure is a finding, not a crash
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
             from _torch_compiled import parity, train_compiled
 
             compiled = train_compiled(config, data, initial, unroll=10, repeats=3)
@@ -205,39 +261,32 @@ def main(argv=None) -> int:
         "compiled_max_abs_step_loss_difference": check.get("max_abs_step_loss_difference"),
         "compiled_differing_steps": check.get("differing_steps"),
         "compiled_equals_eager_with_ieee_sqrt": bool(check.get("equals_eager_with_ieee_sqrt", False)),
-        "targets": TARGETS,
     }
-    from parity_assert import measure as measure_assert_parity
 
-    result.update(measure_assert_parity(args.quick))
-    result["targets_met"] = {key: bool(result[key] <= limit) for key, limit in TARGETS.items()}
-
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"\n{samples} samples x {epochs} epochs, {os.cpu_count()} CPUs, {platform.platform()}")
-    print(f"{'measurement':18s} {'seconds':>9s} {'x reference':>12s} {'peak RSS MB':>12s} {'children MB':>12s}  what")
-    for name, (s, note) in rows.items():
-        own, kids = memory[name]
-        print(f"{name:18s} {s:9.3f} {s / ref:12.1f} {own:12.0f} {kids:12.0f}  {note}")
-    if compiled is None:
-        print(f"{'torch_compiled':18s} {'failed':>9s}  {compiled_error}")
-    print("\ntarget (issue 4)                 measured      limit   met")
-    for key, limit in TARGETS.items():
-        print(f"{key:30s} {result[key]:10.2f} {limit:10.2f}   {'yes' if result['targets_met'][key] else 'NO'}")
-        if key == "torch_fast_over_reference" and compiled:  # not a target row: not the product's path
+    def table(result: dict) -> None:
+        print(f"\n{samples} samples x {epochs} epochs, {os.cpu_count()} CPUs, {platform.platform()}")
+        print(f"{'measurement':18s} {'seconds':>9s} {'x reference':>12s} {'peak RSS MB':>12s} {'children MB':>12s}  what")
+        for name, (s, note) in rows.items():
+            own, kids = memory[name]
+            print(f"{name:18s} {s:9.3f} {s / ref:12.1f} {own:12.0f} {kids:12.0f}  {note}")
+        if compiled is None:
+            print(f"{'torch_compiled':18s} {'failed':>9s}  {compiled_error}")
+        print("\ntutorial, for information        measured")
+        if compiled:  # not a target row: not the product's path
             print(f"{'torch_compiled_over_reference':30s} {result['torch_compiled_over_reference']:10.2f}"
                   f"   (torch.compile of the whole loop, benchmarks/_torch_compiled.py, not the product path;"
                   f" {result['torch_fast_over_compiled']:.1f}x faster than torch_fast)")
-        elif key == "torch_fast_over_reference":
+        else:
             print(f"{'torch_compiled_over_reference':30s} {'failed':>10s}   ({compiled_error})")
-    print(f"{'torch_plain_over_fast':30s} {result['torch_plain_over_fast']:10.2f}")
-    print(f"{'torch_fast_over_reference_python':30s} {result['torch_fast_over_reference_python']:10.2f}"
-          "   (against the same reference kernel, interpreted)")
-    print(f"{'torch_fast_batch_per_model_over_reference':30s} {result['torch_fast_batch_per_model_over_reference']:10.2f}"
-          f"   (one model's share of a {args.seeds}-model batch)")
-    print(f"{'compare_plain_seconds':30s} {result['compare_plain_seconds']:10.2f}")
-    return 0
+        print(f"{'torch_plain_over_fast':30s} {result['torch_plain_over_fast']:10.2f}")
+        print(f"{'torch_fast_over_reference_python':30s} {result['torch_fast_over_reference_python']:10.2f}"
+              "   (against the same reference kernel, interpreted)")
+        print(f"{'torch_fast_batch_per_model_over_reference':30s} "
+              f"{result['torch_fast_batch_per_model_over_reference']:10.2f}"
+              f"   (one model's share of a {args.seeds}-model batch)")
+        print(f"{'compare_plain_seconds':30s} {result['compare_plain_seconds']:10.2f}")
+
+    return result, table
 
 
 if __name__ == "__main__":

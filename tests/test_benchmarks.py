@@ -72,3 +72,37 @@ def test_the_compiled_rows_bit_identity_check_runs_on_todays_chain():
     wi, wh, b = tutorial_weights(eager.final_params)
     run.final_params = with_tutorial_weights(eager.final_params, wi, wh, b + 1e-12)
     assert not compiled._same(run, eager)
+
+
+OWN_MODEL_SECONDS = ("own_model_torch_seconds", "own_model_torch_training_seconds", "own_model_bare_seconds",
+                     "own_model_reference_seconds", "own_model_reference_training_seconds")
+
+
+def test_the_own_model_rows_run_alone_and_their_ratios_come_from_the_measured_times(tmp_path):
+    # issue 19 items 9-10: the torch leg of compare on a user's LSTM over a bare PyTorch loop, the reference leg over
+    # the torch leg, in one run; --only runs them without the tutorial's rows. No speed is judged here.
+    result = quick_benchmark(tmp_path, "--only", "own-model")
+    assert result["groups"] == ["own-model"]
+    assert "compare_default_seconds" not in result and "assert_parity_over_bare_torch" not in result
+    for key in OWN_MODEL_SECONDS + ("own_model_torch_evaluation_seconds", "own_model_reference_evaluation_seconds"):
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert result["own_model_torch_over_bare"] == result["own_model_torch_seconds"] / result["own_model_bare_seconds"]
+    assert result["own_model_reference_over_torch"] == (result["own_model_reference_seconds"]
+                                                        / result["own_model_torch_seconds"])
+    assert result["own_model_torch_training_over_bare"] == (result["own_model_torch_training_seconds"]
+                                                            / result["own_model_bare_seconds"])
+    assert result["own_model_torch_training_seconds"] < result["own_model_torch_seconds"]  # evaluation subtracted
+    assert result["targets"] == {"own_model_torch_over_bare": 1.5, "own_model_reference_over_torch": 3.0}
+    assert set(result["targets_met"]) == set(result["targets"])
+    # the bare loop trains what the leg trains (the same step losses, bit for bit), and the leg used torch.optim.Adam
+    assert result["own_model_bare_equals_torch_leg"] is True
+    assert result["own_model_torch_optimizer"].startswith("torch.optim.Adam(")
+    assert "--model Chain(LSTM(3 => 16), Dense(16 => 2))" in result["own_model_case"]
+    assert "--batch-size 32" in result["own_model_case"] and "--dtype float32" in result["own_model_case"]
+
+
+def test_an_unknown_group_is_refused():
+    done = subprocess.run([sys.executable, str(RUN), "--only", "tutorial,speedy"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "'tutorial,speedy'" in done.stderr and "tutorial, assert-parity, own-model" in done.stderr

@@ -154,3 +154,24 @@ def test_huge_inputs_saturate_without_floating_point_errors():
         assert tanh_fast(huge64).tolist() == [1.0, -1.0, 1.0, -1.0]
         assert sigmoid_fast(huge32).tolist() == [1.0, 0.0, 1.0, 0.0]
         assert sigmoid_fast(huge64).tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_sigmoid_is_the_two_branch_formula_bit_for_bit():
+    # The exact sigmoid (the reference's, as torch.sigmoid) selects its numerator with max(t, x >= 0) instead of
+    # np.where (speed); it must give the bits of the two-branch formula 1/(1+t) | t/(1+t), t = exp(-|x|), written
+    # out here with np.where, signed zeros, infinities and NaN included.
+    from fluxparity.models._activations import sigmoid
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        x = np.concatenate([_grid(dtype), (rng.standard_normal(20_000) * 30).astype(dtype),
+                            np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 88.7, -88.7, 745.2, -745.2, 1e-40, -1e-40],
+                                     dtype=dtype)])
+        with np.errstate(under="ignore", over="ignore"):
+            t = np.exp(-np.abs(x))
+        one = dtype(1)
+        expected = np.where(x >= 0, one / (one + t), t / (one + t))
+        got = sigmoid(x)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got.view(np.uint32 if dtype == np.float32 else np.uint64),
+                                      expected.view(np.uint32 if dtype == np.float32 else np.uint64))

@@ -30,15 +30,39 @@ def flux_targets(ys, idx, dtype) -> np.ndarray:
     return np.ascontiguousarray(stacked if stacked.ndim == 2 else stacked.transpose(1, 0, 2)).astype(dtype)
 
 
-def _loss_sum(model, xs, ys, loss: str, dtype, fast: bool) -> float:
-    """Sum of the per-sample losses (each in ``dtype``), accumulated in float64; one batch per length."""
+def set_batches(xs, ys, dtype) -> list:
+    """A whole set as one ``(x (in, len, B), y)`` batch per sequence length (ascending), converted once: what
+    every evaluation of the set runs on."""
+    return [(flux_batch(xs, idx, dtype), flux_targets(ys, idx, dtype)) for idx in length_groups(xs).values()]
+
+
+def _loss_sum(model, batches, loss: str, fast: bool) -> float:
+    """Sum of the per-sample losses (each in the model's dtype), accumulated in float64, over a set's
+    :func:`set_batches`."""
     from ..models import outputs, per_sample_losses, readout
 
     total = 0.0
-    for length, idx in length_groups(xs).items():
-        y_hat = readout(outputs(model, flux_batch(xs, idx, dtype), fast=fast), model.readout)
-        total += per_sample_losses(loss, y_hat, flux_targets(ys, idx, dtype)).astype(np.float64).sum()
+    for x, y in batches:
+        y_hat = readout(outputs(model, x, fast=fast), model.readout)
+        total += per_sample_losses(loss, y_hat, y).astype(np.float64).sum()
     return float(total)
+
+
+class _TrainingBatches:
+    """Each step's ``(x (in, len, B), y)`` for an index array. When the samples share one length, each batch is
+    gathered (``np.take``) from the training set's arrays (its :func:`set_batches`, converted once): the same
+    values as converting the batch's samples at every step, without the per-step stacking. Samples of varying
+    length (batch size 1) are converted per step."""
+
+    def __init__(self, xs, ys, dtype, whole_set: list) -> None:
+        self.xs, self.ys, self.dtype = xs, ys, dtype
+        self.whole = whole_set[0] if len(whole_set) == 1 else None  # one length: samples 0..N-1 in order
+
+    def __call__(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        if self.whole is None:
+            return flux_batch(self.xs, idx, self.dtype), flux_targets(self.ys, idx, self.dtype)
+        x, y = self.whole
+        return np.take(x, idx, axis=-1), np.take(y, idx, axis=-1)  # the batch axis is last: (in, len, B), (out[, len], B)
 
 
 def _predictions(model, xs, dtype, fast: bool) -> np.ndarray:
@@ -66,17 +90,20 @@ def train_reference_model(run: RunSpec, fast: bool, progress: Optional[Progress]
     step_losses, epoch_test = np.zeros(batches.total_steps), np.zeros(epochs)
 
     start = time.perf_counter()
-    train_before = _loss_sum(model, data.train_x, data.train_y, run.loss, dtype, fast)
-    test_before = _loss_sum(model, data.test_x, data.test_y, run.loss, dtype, fast)
+    train_set, test_set = (set_batches(xs, ys, dtype) for xs, ys in ((data.train_x, data.train_y),
+                                                                      (data.test_x, data.test_y)))
+    batch_of = _TrainingBatches(data.train_x, data.train_y, dtype, train_set)
+    train_before = _loss_sum(model, train_set, run.loss, fast)
+    test_before = _loss_sum(model, test_set, run.loss, fast)
     for epoch in range(epochs):
         for i, idx in enumerate(batches.epoch(epoch)):
             current = with_flat_params(model, weights)
-            x, y = flux_batch(data.train_x, idx, dtype), flux_targets(data.train_y, idx, dtype)
+            x, y = batch_of(idx)
             loss, grads = value_and_grad(current, x, chain_loss(run.loss, y, model.readout), fast=fast)
             step_losses[epoch * per_epoch + i] = loss
             state, weights = optim.update(rule, state, weights, flat_params(grads))  # Optimisers.jl, in T
         trained = with_flat_params(model, weights)
-        epoch_test[epoch] = _loss_sum(trained, data.test_x, data.test_y, run.loss, dtype, fast)
+        epoch_test[epoch] = _loss_sum(trained, test_set, run.loss, fast)
         if progress is not None:
             progress((epoch + 1) * per_epoch, epochs * per_epoch)
     trained = with_flat_params(model, weights)

@@ -60,16 +60,40 @@ def chain_leg(run: RunSpec, dtype: torch.dtype) -> TorchLeg:
                     {"module": ", ".join(type(m).__name__ for m in module.layers), "path": "plain (batched autograd)"})
 
 
+def set_batches(xs, ys, dtype: torch.dtype) -> list:
+    """A whole set as one ``(x (len, B, in), y)`` batch per sequence length (ascending), converted once: what
+    every evaluation of the set runs on."""
+    return [(torch_batch(xs, idx, dtype), torch_targets(ys, idx, dtype)) for idx in length_groups(xs).values()]
+
+
 @torch.no_grad()
-def _loss_sum(predict, xs, ys, loss: str, dtype: torch.dtype) -> float:
-    """Sum of the per-sample losses (each in ``dtype``), accumulated in float64; one batch per length."""
+def _loss_sum(predict, batches, loss: str) -> float:
+    """Sum of the per-sample losses (each in the leg's dtype), accumulated in float64, over a set's
+    :func:`set_batches`."""
     from ..models import torch_per_sample_losses
 
     total = 0.0
-    for length, idx in length_groups(xs).items():
-        y_hat = predict(torch_batch(xs, idx, dtype))
-        total += float(torch_per_sample_losses(loss, y_hat, torch_targets(ys, idx, dtype)).to(torch.float64).sum())
+    for x, y in batches:
+        total += float(torch_per_sample_losses(loss, predict(x), y).to(torch.float64).sum())
     return total
+
+
+class _TrainingBatches:
+    """Each step's ``(x (len, B, in), y)`` for an index array. When the samples share one length, each batch is
+    gathered with ``index_select`` from the training set's tensors (its :func:`set_batches`, converted once):
+    the same values as converting the batch's samples at every step, without the per-step NumPy stacking.
+    Samples of varying length (batch size 1) are converted per step."""
+
+    def __init__(self, xs, ys, dtype: torch.dtype, whole_set: list) -> None:
+        self.xs, self.ys, self.dtype = xs, ys, dtype
+        self.whole = whole_set[0] if len(whole_set) == 1 else None  # one length: samples 0..N-1 in order
+
+    def __call__(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.whole is None:
+            return torch_batch(self.xs, idx, self.dtype), torch_targets(self.ys, idx, self.dtype)
+        x, y = self.whole
+        rows = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        return x.index_select(1, rows), y.index_select(y.ndim - 2, rows)  # the batch axis: (len, B, in), (.., B, out)
 
 
 @torch.no_grad()
@@ -97,17 +121,20 @@ def train_torch_model(run: RunSpec, make_optimizer, progress: Optional[Progress]
     step_losses, epoch_test = np.zeros(batches.total_steps), np.zeros(epochs)
 
     start = time.perf_counter()
-    train_before = _loss_sum(leg.predict, data.train_x, data.train_y, run.loss, dtype)
-    test_before = _loss_sum(leg.predict, data.test_x, data.test_y, run.loss, dtype)
+    train_set, test_set = (set_batches(xs, ys, dtype) for xs, ys in ((data.train_x, data.train_y),
+                                                                      (data.test_x, data.test_y)))
+    batch_of = _TrainingBatches(data.train_x, data.train_y, dtype, train_set)
+    train_before = _loss_sum(leg.predict, train_set, run.loss)
+    test_before = _loss_sum(leg.predict, test_set, run.loss)
     for epoch in range(epochs):
         for i, idx in enumerate(batches.epoch(epoch)):
-            x, y = torch_batch(data.train_x, idx, dtype), torch_targets(data.train_y, idx, dtype)
+            x, y = batch_of(idx)
             opt.zero_grad()
             loss = torch_loss(run.loss, leg.predict(x), y)
             leg.backward(loss)
             opt.step()
             step_losses[epoch * per_epoch + i] = loss.item()
-        epoch_test[epoch] = _loss_sum(leg.predict, data.test_x, data.test_y, run.loss, dtype)
+        epoch_test[epoch] = _loss_sum(leg.predict, test_set, run.loss)
         if progress is not None:
             progress((epoch + 1) * per_epoch, epochs * per_epoch)
     return RunResult.from_training(

@@ -103,7 +103,10 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(under="ignore"):
         t = np.exp(-np.abs(x))
     one = dtype.type(1)
-    return np.where(x >= 0, one / (one + t), t / (one + t)).astype(dtype)
+    # 1/(1+t) for x >= 0, t/(1+t) otherwise: the numerator is max(t, 1) = 1 or max(t, 0) = t (t is in [0, 1]; NaN
+    # stays NaN), one division of the same operands. The same bits as np.where(x >= 0, 1/(1+t), t/(1+t)), whose
+    # element-by-element select is slow on a mixed sign pattern (float32 (64, 2000): 1.26 ms -> 0.58 ms here).
+    return (np.maximum(t, (x >= 0).astype(dtype)) / (one + t)).astype(dtype, copy=False)
 
 
 def identity(x: np.ndarray) -> np.ndarray:
