@@ -203,9 +203,15 @@ class ReferenceBackend:
         # The kernel below serves only the tutorial's shape and Adam; any other run takes the general path
         # (any Chain, loss and batch size), whose optimiser is fluxparity.optim's NumPy arithmetic of the rule.
         if not (run.fits_tutorial_kernels and run.is_adam):
+            from threadpoolctl import threadpool_limits
+
             from ._reference_models import train_reference_model
 
-            return train_reference_model(run, fast=self.tanh == "fast", progress=progress)
+            # One BLAS thread, as the torch leg runs one thread (torch.set_num_threads(1)): the matrix products
+            # of a whole set then give the same sums on any number of cores, and a busy 2-core machine does
+            # not make two BLAS threads fight over one core (set losses took 6x longer: docs/performance.md).
+            with threadpool_limits(limits=1, user_api="blas"):
+                return train_reference_model(run, fast=self.tanh == "fast", progress=progress)
         config, data, initial = run, run.data, run.model
         dtype = np.dtype(config.dtype)
         activation = initial.layers[0].activation
