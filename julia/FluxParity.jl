@@ -574,7 +574,8 @@ function train_chain(
     # whose values are PythonCall `PyArray` views of C-order NumPy Float64 arrays; a PyArray indexes
     # as NumPy does (same shape), so the weights need no transpose. The data arrays are PyArrays too,
     # batch-major: `training_data` permutes them into Flux's layout. Everything is copied here, once, into
-    # Julia arrays of T (Flux's recurrent cells do not convert Float64 input).
+    # Julia arrays of T (Flux's recurrent cells do not convert Float64 input; and `Flux.setup` refuses a
+    # weight that is not a `DenseArray`, which a PyArray is not: docs/julia-names.md, `Optimisers.maywrite`).
     model = build_chain(
         T,
         [string(k) for k in kinds],
