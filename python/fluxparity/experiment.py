@@ -22,7 +22,7 @@ from .data import Dataset, generate_dataset
 from .models import Chain, init_chain, tutorial_chain
 from .optim import Rule, rule as make_rule, to_dict as rule_to_dict
 from .parallel import DEFAULT_WORKERS, ExperimentProgress, run_runs_concurrently
-from .run import DEFAULT_LR, RunSpec
+from .run import DEFAULT_LR, RunSpec, run_list
 
 ACTIVATIONS = ("identity", "tanh")  # the tutorial's two experiments
 DTYPES = ("float32", "float64")
@@ -145,12 +145,7 @@ def train_and_compare(runs: Sequence[RunSpec], backends: Mapping[str, object], *
     torch module as the torch leg: ``get_backend("torch", module_factory=build, batch_first=True, mapping=None)``
     (``build()`` returns a fresh ``nn.Module``; it receives ``(len, batch, in)`` or, batch_first, ``(batch, len,
     in)`` and returns every step or the last, ``(batch, out)``; see ``fluxparity.backends.pytorch.TorchBackend``)."""
-    runs = list(runs)
-    if not runs:
-        raise ValueError("runs: at least one fluxparity.run.RunSpec is needed")
-    for r in runs:
-        if not isinstance(r, RunSpec):
-            raise TypeError(f"runs: expected fluxparity.run.RunSpec items, got {type(r).__name__}")
+    runs = run_list(runs)
     for backend in backends.values():  # a backend that can find bad input cheaply says so before any training
         check = getattr(backend, "check_run", None)
         for r in runs if check is not None else ():

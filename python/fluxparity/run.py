@@ -164,3 +164,15 @@ class RunSpec:
                 "loss": self.loss, "optimizer": rule_to_dict(self.rule), "dtype": self.dtype,
                 "epochs": int(self.epochs), "batch_size": int(self.batch_size), "shuffle": bool(self.shuffle),
                 "seed": int(self.seed), "steps_per_epoch": self.batches.steps_per_epoch, "notes": dict(self.notes)}
+
+
+def run_list(runs) -> list:
+    """``list(runs)``, checked: at least one item, every one a :class:`RunSpec` (ValueError / TypeError naming
+    the argument ``runs``)."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("runs: at least one fluxparity.run.RunSpec is needed")
+    for r in runs:
+        if not isinstance(r, RunSpec):
+            raise TypeError(f"runs: expected fluxparity.run.RunSpec items, got {type(r).__name__}")
+    return runs

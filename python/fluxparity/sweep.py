@@ -32,7 +32,7 @@ from .data import generate_dataset
 from .experiment import ACTIVATIONS, DTYPES, scales_for
 from .models import flux_expression, tutorial_chain
 from .optim import Rule, rule as make_rule, to_dict as rule_to_dict
-from .run import DEFAULT_LR, RunSpec
+from .run import DEFAULT_LR, RunSpec, run_list
 from .parallel import DEFAULT_WORKERS, MIN_STEPS_FOR_WORKERS, relayed_progress, worker_progress
 from .report._json import finite_json
 
@@ -387,12 +387,7 @@ def sweep_runs(runs: Sequence[RunSpec], *, torch_optimizer: str = "torch", refer
     from .backends.reference import ReferenceBackend
     from .parallel import run_runs_concurrently
 
-    runs = list(runs)
-    if not runs:
-        raise ValueError("runs: at least one fluxparity.run.RunSpec is needed")
-    for r in runs:
-        if not isinstance(r, RunSpec):
-            raise TypeError(f"runs: expected fluxparity.run.RunSpec items, got {type(r).__name__}")
+    runs = run_list(runs)
     if torch_optimizer not in ("torch", "optimisers"):
         raise ValueError(f"torch_optimizer must be 'torch' or 'optimisers', got {torch_optimizer!r}")
     if reference_tanh not in ("exact", "fast"):
