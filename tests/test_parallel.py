@@ -124,3 +124,24 @@ def test_a_signal_received_by_another_thread_interrupts_the_wait_for_the_workers
     finally:
         finisher.cancel()
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_stopping_leaves_no_queue_feeder_thread_behind():
+    # A multiprocessing queue's feeder thread holds its queue. Still running at exit, it frees the queue in a
+    # daemon thread that the interpreter freezes part-way, so a semaphore of the queue is unlinked but never
+    # unregistered, and the resource tracker prints "leaked semaphore" warnings after "interrupted" (1 Ctrl-C
+    # storm in ~35 did: tests/test_group_signals.py). Stopping the pool and leaving the relay join them.
+    import time
+
+    from fluxparity import parallel
+
+    with parallel.relayed_progress(lambda *event: None) as pool_args:
+        relay_queue = pool_args["initargs"][0]
+        pool = parallel.spawn_pool(1, **pool_args)
+        call_queue = pool._call_queue
+        try:
+            pool.submit(time.sleep, 60)  # a task in the queue, as when a Ctrl-C stops a training
+        finally:
+            parallel.stop_pool(pool)
+        assert call_queue._thread is not None and not call_queue._thread.is_alive()
+    assert relay_queue._thread is not None and not relay_queue._thread.is_alive()

@@ -205,6 +205,30 @@ def stop_pool(pool) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
     except RuntimeError:  # stopped while it was starting (a signal during submit): nothing left to join
         pass
+    if call_queue is not None:
+        _release_queue(call_queue)
+
+
+# How long a queue's feeder thread may take to end once its queue is closed (it only has a sentinel to pass on).
+_FEEDER_JOIN_SECONDS = 5.0
+
+
+def _release_queue(queue) -> None:
+    """Close a multiprocessing ``queue`` and wait (at most :data:`_FEEDER_JOIN_SECONDS`) for its feeder thread.
+
+    The feeder thread holds the queue (through its error hook). Left running, it ends only at exit, on the
+    sentinel of the queue's exit finalizer, and frees the queue there: the finalizers of the queue's named
+    semaphores then run in that daemon thread, which the interpreter freezes part-way while the main thread
+    exits. A semaphore unlinked but never unregistered, or never unlinked, makes multiprocessing's resource
+    tracker print "leaked semaphore" warnings after the run's last line (1 Ctrl-C storm in ~35 did, issue 17
+    item 15). Joined here, the feeder is gone and the queue dies in the thread that drops it."""
+    try:
+        queue.close()
+    except (OSError, ValueError):
+        pass
+    feeder = getattr(queue, "_thread", None)
+    if feeder is not None and feeder is not threading.current_thread():
+        feeder.join(_FEEDER_JOIN_SECONDS)
 
 
 MAX_WARNINGS = 10  # distinct warnings kept per training (a diverging run repeats the same few)
@@ -300,6 +324,7 @@ def relayed_progress(on_steps: Optional[Callable], on_phase: Optional[Callable] 
     finally:
         queue.put(None)
         thread.join(timeout=5)
+        _release_queue(queue)
 
 
 def _train_pooled(key: tuple[int, str], backend, run: RunSpec) -> RunResult:
