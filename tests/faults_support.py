@@ -18,7 +18,11 @@ import time
 import uuid
 from pathlib import Path
 
-PYTHON_DIR = str(Path(__file__).resolve().parents[1] / "python")
+import fluxparity
+
+# The folder the tests import fluxparity from (python/ of this checkout, or the copy tests/mutation_recheck.sh
+# puts first on PYTHONPATH): the subprocesses run the same code as the test.
+PYTHON_DIR = str(Path(fluxparity.__file__).resolve().parents[1])
 MARKER_VARIABLE = "FLUXPARITY_TEST_MARKER"
 
 

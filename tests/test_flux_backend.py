@@ -692,3 +692,15 @@ def test_the_worker_reports_its_stages_before_the_first_step(fake_julia, tmp_pat
     assert "precompiles the first time" in phases[1]
     first_step = next(i for i, e in enumerate(events) if e[0] == "steps")
     assert all(e[0] == "steps" for e in events[first_step:])
+
+
+def test_the_worker_runs_as_its_documented_command_line(tmp_path):
+    # `python -m fluxparity.backends._flux_worker WORKDIR` (the usage it prints): no WORKDIR -> usage, exit 2;
+    # a WORKDIR -> the worker runs on it (here: no request.json, so it says so in WORKDIR/error.json, exit 1).
+    command = [sys.executable, "-m", "fluxparity.backends._flux_worker"]
+    bare = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 2 and "usage: python -m fluxparity.backends._flux_worker WORKDIR" in bare.stderr
+    ran = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 1, ran.stderr
+    error = json.loads((tmp_path / "error.json").read_text(encoding="utf-8"))
+    assert error["type"] == "FileNotFoundError" and "request.json" in error["message"]
