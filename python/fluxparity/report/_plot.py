@@ -44,7 +44,7 @@ def plot_loss_curves(experiment, path) -> None:
         bottom.grid(True, which="both", alpha=0.3)
         if len(run.results) > 1:
             bottom.legend()
-    fig.suptitle(f"fluxparity: {experiment.settings['samples']} samples, seed {experiment.settings['seed']}")
+    fig.suptitle(f"fluxparity: {experiment.data.n_train} samples, seed {experiment.settings['seed']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
