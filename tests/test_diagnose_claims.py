@@ -26,7 +26,7 @@ def test_a_transpose_seen_through_float32_rounding_is_still_named():
     assert "transposed" in transposed(w, port)
 
 
-@pytest.mark.parametrize("shape", [(1, 3), (3, 1), (2, 1)])
+@pytest.mark.parametrize("shape", [(1, 2), (1, 3), (3, 1), (2, 1)])
 def test_a_single_row_or_column_matrix_stored_transposed_is_named(shape):
     w = values(*shape)
     assert "transposed matrix" in transposed(w, w.T.copy())
