@@ -1,10 +1,10 @@
 """One array compared with its golden counterpart, and the message a failing comparison gives.
 
 The rule is ``torch.testing.assert_close``'s: ``|actual - expected| <= atol + rtol * |expected|`` element by
-element (NaN never passes). The message says more than ``assert_close`` does: the quantity, the parameter's
-Flux and torch names, the worst element with what its index means (gate and unit of a weight row; unit,
-time step and batch of an output), how many elements fail, and, when the pattern fits, the likely porting
-mistake (``_diagnose.likely_mistake``).
+element (NaN never passes; an infinity passes only against the same infinity). The message says more than
+``assert_close`` does: the quantity, the parameter's Flux and torch names, the worst element with what its
+index means (gate and unit of a weight row; unit, time step and batch of an output), how many elements fail,
+and, when the pattern fits, the likely porting mistake (``_diagnose.likely_mistake``).
 """
 
 from __future__ import annotations
@@ -106,15 +106,18 @@ def check_close(quantity: str, flux_name: str, torch_name: str, expected, actual
         return Mismatch(quantity, flux_name, torch_name, e64.shape, (), f"shape: expected {e64.shape}, got "
                         f"{a64.shape}", float("nan"), float("nan"), float("inf"), float("inf"), rtol, atol,
                         int(e64.size), int(e64.size), hint())
-    diff = np.abs(a64 - e64)
-    allowed = atol + rtol * np.abs(e64)
-    bad = ~(diff <= allowed)
-    if not bad.any():
-        return None
-    ratio = np.where(np.isnan(diff), np.inf, diff / np.where(allowed > 0, allowed, np.finfo(float).tiny))
-    worst = np.unravel_index(int(np.argmax(ratio)), e64.shape) if e64.ndim else ()
-    denom = np.maximum(np.abs(a64), np.abs(e64))
-    rel = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # inf - inf, 0 * inf: decided below
+        diff = np.abs(a64 - e64)
+        allowed = atol + rtol * np.abs(e64)
+        finite = np.isfinite(a64) & np.isfinite(e64)
+        bad = ~np.where(finite, diff <= allowed, a64 == e64)  # an infinity passes only against the same one
+        if not bad.any():
+            return None
+        scaled = diff / np.where(allowed > 0, allowed, np.finfo(float).tiny)
+        ratio = np.where(finite, scaled, np.where(bad, np.inf, 0.0))  # a non-finite failure is the worst
+        worst = np.unravel_index(int(np.argmax(ratio)), e64.shape) if e64.ndim else ()
+        denom = np.maximum(np.abs(a64), np.abs(e64))
+        rel = np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
     return Mismatch(
         quantity=quantity, flux_name=flux_name, torch_name=torch_name, shape=e64.shape,
         worst_index=tuple(int(i) for i in worst),
