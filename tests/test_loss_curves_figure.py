@@ -32,7 +32,7 @@ def _run(label, verdict, **results):
 
 
 def _experiment():
-    return NS(settings={"samples": 12, "seed": 7}, runs=[
+    return NS(settings={"samples": 12, "seed": 7}, data=NS(n_train=12), runs=[
         # two backends: one pair; epoch 2 agrees exactly (drawn at the floor)
         _run("tanh float64", "PASS", torch=_result(4.0, [2.0, 1.0]), reference=_result(4.0, [1.0, 1.0])),
         # one backend: no pair, no legend under it
@@ -140,7 +140,7 @@ def test_a_diverged_run_is_plotted_without_warnings(tmp_path, monkeypatch):
     saved = []
     real_savefig = Figure.savefig
     monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (saved.append(fig), real_savefig(fig, *a, **k))[1])
-    experiment = NS(settings={"samples": 4, "seed": 1}, runs=[
+    experiment = NS(settings={"samples": 4, "seed": 1}, data=NS(n_train=4), runs=[
         _run("tanh float32", "DIVERGED", torch=_result(1.0, [np.inf, np.inf]), flux=_result(1.0, [np.inf, 3.0]))])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
