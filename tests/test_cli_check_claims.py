@@ -259,3 +259,47 @@ def test_the_module_in_the_current_folder_wins_as_with_python_m(here, tmp_path, 
     finally:
         sys.modules.pop("scli_here", None)
     assert report(tmp_path / "r")["summary"] == {"passed": 3, "failed": 0}
+
+
+# ---------------------------------------------------------------------------------------------- the watchdog
+# For code that SIGALRM cannot reach (stuck in one C call, or blocking the signal), a watchdog thread writes the
+# report and ends the process with exit 2 (docs/testing.md). Here ``os._exit`` is replaced, so that this process
+# goes on; tests/test_check_user_code.py ends a real one.
+def test_the_watchdog_reports_and_ends_code_that_blocks_the_alarm(monkeypatch):
+    import threading
+
+    from fluxparity.testing import _cli
+
+    ended, fired = [], threading.Event()
+    monkeypatch.setattr(_cli.os, "_exit", lambda code: (ended.append(code), fired.set()))
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # the watchdog thread inherits it
+    try:
+        with pytest.raises(_cli._TimedOut):  # the alarm, pending while blocked, raises once the block is lifted
+            with _cli._Deadline(0.1, lambda: ended.append("report written"), grace=0.2):
+                fired.wait(10)
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                signal.pthread_sigmask(signal.SIG_BLOCK, set())  # a call into C: the pending handler runs after it
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    assert ended == ["report written", 2]
+
+
+def test_outside_the_main_thread_the_watchdog_alone_keeps_the_deadline(monkeypatch):
+    """No SIGALRM there (handlers are the main thread's): the watchdog fires at the deadline itself, not
+    ``grace`` later (here 1000 s later, which the 10 s wait below would not see)."""
+    import threading
+
+    from fluxparity.testing import _cli
+
+    ended, fired = [], threading.Event()
+    monkeypatch.setattr(_cli.os, "_exit", lambda code: (ended.append(code), fired.set()))
+    seen = []
+
+    def body():
+        with _cli._Deadline(0.1, lambda: ended.append("report written"), grace=1000):
+            seen.append(fired.wait(10))
+
+    worker = threading.Thread(target=body)
+    worker.start()
+    worker.join(30)
+    assert seen == [True] and ended == ["report written", 2]
