@@ -73,6 +73,17 @@ PORT = textwrap.dedent('''
         def forward(self, x):
             raise RuntimeError("the class forward must not run")
 
+    import signal, threading
+    WATCHDOG_DONE = threading.Event()
+
+    def deaf():  # blocks SIGALRM (as a C library might) until the watchdog has acted, then lets the alarm in
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            WATCHDOG_DONE.wait(60)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        return Port()
+
     def slow():  # 3 s (interruptible), then a right module: a --timeout of 0.3 s must end it first
         time.sleep(3)
         return Port()
@@ -303,3 +314,21 @@ def test_outside_the_main_thread_the_watchdog_alone_keeps_the_deadline(monkeypat
     worker.start()
     worker.join(30)
     assert seen == [True] and ended == ["report written", 2]
+
+
+def test_check_with_the_alarm_blocked_the_watchdog_writes_the_report_then_ends(here, tmp_path, monkeypatch):
+    import os
+
+    import scli_port
+
+    out, seen = tmp_path / "r", []
+
+    def exit_(code):  # what the process would leave behind at its end: the report as written, and the code
+        seen.append((code, report(out) if (out / "parity.json").exists() else None))
+        scli_port.WATCHDOG_DONE.set()
+
+    monkeypatch.setattr(os, "_exit", exit_)
+    assert check(here, out, "scli_port:deaf", "--timeout", "0.3") == 2  # (here the process goes on: 2 again)
+    assert len(seen) == 1 and seen[0][0] == 2
+    assert seen[0][1] is not None and seen[0][1]["error"] == (
+        "--module 'scli_port:deaf': still running after --timeout 0.3 s (stuck in C code; ended)")
