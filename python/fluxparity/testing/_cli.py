@@ -245,8 +245,9 @@ class _GuardedForward:
 
     def __init__(self, spec: str, module, forward) -> None:
         self.spec, self.module = spec, module
-        # the instance's own forward when it had one before the guard, else None: the class's, bound at call time
-        self.own = forward if getattr(forward, "__self__", None) is not module else None
+        # the instance's own forward when it had one before the guard (in its __dict__: a function, or a method
+        # such as ``self.forward = self.fast_forward``), else None: the class's, bound at call time
+        self.own = forward if "forward" in vars(module) else None
 
     def __call__(self, *args, **kwargs):
         import torch
@@ -402,6 +403,13 @@ def _layers(text: str, what: str, parse) -> list:
         raise _Usage(f"{what} {text!r}: expected items like {like}") from None
 
 
+def _recurrent_item(parts: list) -> tuple:
+    """``KIND:HIDDEN[:ACT]`` split at ':' -> ``(kind, hidden[, activation])`` for ``init_chain``."""
+    if len(parts) > 3:  # a fourth part would be dropped unread
+        raise ValueError(parts)
+    return (parts[0], int(parts[1]), *parts[2:])
+
+
 def _dense_item(parts: list) -> tuple:
     """``OUT[:ACT][:nobias]`` split at ':' -> ``(out, activation, bias)`` for ``init_chain``."""
     if len(parts) > 3:
@@ -424,7 +432,7 @@ def run_record(args) -> int:
                 raise _Usage(f"--{name} {getattr(args, name)}: must be at least 1")
         if args.loss not in models.LOSSES:
             raise _Usage(f"--loss {args.loss!r} is not one of {', '.join(models.LOSSES)}")
-        recurrent = _layers(args.layers, "--layers", lambda p: (p[0], int(p[1]), *p[2:3]))
+        recurrent = _layers(args.layers, "--layers", _recurrent_item)
         dense = _layers(args.dense, "--dense", _dense_item)
         if not args.out.parent.is_dir():
             raise _Usage(f"{args.out}: the folder {str(args.out.parent)!r} does not exist")
