@@ -406,3 +406,24 @@ class ZeroGradOnly:
 def test_an_optimizer_needs_both_zero_grad_and_step(every_step, optimizer):
     with pytest.raises(TypeError, match="optimizer must be an object with zero_grad\\(\\) and step\\(\\)"):
         assert_training_parity(every_step, module_of(every_step), optimizer)
+
+
+class TransposedHead(Named):
+    """The Dense weight stored (in, out): the shape reversed."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Parameter(torch.zeros(4, 2, dtype=F64))
+
+    def forward(self, x):
+        h, _ = self.enc(x)
+        return h[-1] @ self.proj + self.shift
+
+
+def test_a_transposed_weight_is_named_while_loading(tmp_path):
+    golden = make_golden(tmp_path / "g.npz", [("rnn", 4, "tanh")], ((2,),))
+    with pytest.raises(ParityError) as caught:
+        assert_forward_parity(golden, TransposedHead(), mapping=NAMED)
+    (m,) = caught.value.mismatches
+    assert (m.quantity, m.flux_name, m.torch_name) == ("loading the golden's weights", "layers[2].weight", "proj")
+    assert m.likely_mistake.startswith("a transposed matrix: the port has shape (4, 2), the golden (2, 4)")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import re
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
