@@ -500,7 +500,8 @@ def _training_hint(golden: Golden, r: _Run, losses: list, first_grads: dict, aft
             golden = dataclasses.replace(golden, losses=golden.losses[:steps],
                                          after_each={n: a[:steps] for n, a in golden.after_each.items()})
         return _recognise.explain_training(golden, after)
-    if not loss_ok:
+    if not loss_ok:  # what step 1 saw: the golden's weights again (the module holds the trained ones now)
+        r.load(tol)
         with torch.no_grad():
             return _explain_output(r, r.to_flux(r.run()))
     return None
