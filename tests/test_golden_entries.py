@@ -129,3 +129,49 @@ def test_a_non_finite_input_is_named_by_its_value_and_place(dtype):
 def test_an_input_of_text_is_refused_by_its_dtype():
     with pytest.raises(ValueError, match=r"^y must hold finite numbers only, got dtype <U1$"):
         reference_golden(_chain(), X, np.array([["a", "b", "c"]]))
+
+
+# Every array entry of a golden (docs/golden-format.md): a non-finite number or a wrong shape is refused by the
+# reader, naming that entry — a golden is the truth a port is checked against, so it must never hold NaN/inf or
+# an array the comparison would broadcast.
+ARRAY_ENTRIES = ["golden.x", "golden.y", "golden.output", "golden.loss_value", "golden.train.losses",
+                 "layers[1].cell.Wi", "layers[1].cell.b", "layers[2].weight"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", ARRAY_ENTRIES)
+def test_a_non_finite_number_in_any_array_entry_is_refused_and_named(tmp_path, golden, name, bad):
+    entries = golden_entries(golden)
+    changed = np.array(entries[name], copy=True)
+    changed.flat[-1] = bad
+    entries[name] = changed
+    assert _refused(_write(tmp_path / "g.npz", entries)).entry == name
+
+
+@pytest.mark.parametrize("name", ARRAY_ENTRIES)
+def test_an_array_entry_with_an_extra_axis_is_refused_and_named(tmp_path, golden, name):
+    entries = golden_entries(golden)
+    entries[name] = np.asarray(entries[name])[..., None]
+    assert _refused(_write(tmp_path / "g.npz", entries)).entry == name
+
+
+@pytest.mark.parametrize("name", ["golden.x", "layers[1].cell.Wi", "golden.train.losses"])
+def test_a_missing_entry_is_refused_naming_it_and_the_file(tmp_path, golden, name):
+    entries = golden_entries(golden)
+    del entries[name]
+    assert _refused(_write(tmp_path / "g.npz", entries)).entry == name  # _refused checks the path too
+
+
+@pytest.mark.parametrize("name", ["golden.loss_value", "golden.train.losses"])
+def test_the_losses_must_be_float64_whatever_the_models_dtype(tmp_path, golden, name):
+    entries = golden_entries(golden)  # docs/golden-format.md: loss_value and train.losses are float64
+    entries[name] = np.asarray(entries[name], dtype=np.float32)
+    assert _refused(_write(tmp_path / "g.npz", entries)).entry == name
+
+
+def test_every_stray_entry_is_listed_in_the_error(tmp_path, golden):
+    entries = golden_entries(golden)
+    entries["golden.notes"] = np.zeros(1)
+    entries["golden.extra"] = np.zeros(1)
+    error = _refused(_write(tmp_path / "g.npz", entries))
+    assert error.entry == "golden.notes" and sorted(error.unexpected) == ["golden.extra", "golden.notes"]
