@@ -42,8 +42,11 @@ def test_sigterm_and_sighup_end_the_run_like_ctrl_c(tmp_path, command, signum, c
         # now on this machine as loaded as it is, sizes the deadlines.
         deadline = ceiling_after(time.monotonic() - started)
         proc.send_signal(signum)
-        assert wait_exit(proc, deadline) == code, f"still running {deadline:.0f} s after the signal"
-        assert f"terminated ({signal.Signals(signum).name})" in proc.stderr.read().splitlines()
+        got = wait_exit(proc, deadline)
+        assert got is not None, f"still running {deadline:.0f} s after the signal"
+        err = proc.stderr.read()
+        assert got == code, f"exit code {got}, not {code}; its stderr ends:\n{err[-3000:]}"
+        assert f"terminated ({signal.Signals(signum).name})" in err.splitlines()
         assert wait_until(lambda: not marked_pids(marker), deadline), f"left behind: {marked_pids(marker)}"
         assert list(tmp_path.iterdir()) == []  # no report, no scratch, no lock
     finally:
