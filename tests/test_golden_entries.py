@@ -14,6 +14,8 @@ from fluxparity._npzio import NpzError
 from fluxparity.models import init_chain
 from fluxparity.testing._golden import golden_entries, load_golden, record_golden, reference_golden, save_golden
 
+from npz_support import refused, write_npz
+
 X = np.random.default_rng(1).standard_normal((2, 4, 3))  # (in, len, batch)
 Y = np.zeros((1, 3))  # (out, batch): readout last
 
@@ -29,19 +31,6 @@ def _codes(text: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def golden():
     return reference_golden(_chain(), X, Y, steps=2)
-
-
-def _write(path, entries):
-    with open(path, "wb") as f:
-        np.savez(f, **entries)
-    return path
-
-
-def _refused(path) -> NpzError:
-    with pytest.raises(NpzError) as error:
-        load_golden(path)
-    assert error.value.path == str(path)
-    return error.value
 
 
 # ------------------------------------------------------------------------------------------- what is recorded
@@ -81,7 +70,7 @@ def test_a_golden_of_weights_version_2_gives_every_dense_its_bias(tmp_path):
     g = reference_golden(_chain(bias=True), X, Y, steps=1)
     entries = {n: a for n, a in golden_entries(g).items() if not n.endswith(".use_bias")}
     entries["format"] = _codes("fluxparity-weights/2")
-    read = load_golden(_write(tmp_path / "g2.npz", entries))
+    read = load_golden(write_npz(tmp_path / "g2.npz", entries))
     assert read.chain.layers[1].has_bias and read.chain.layers[2].has_bias
     np.testing.assert_array_equal(read.chain.layers[1].bias, g.chain.layers[1].bias)
 
@@ -94,7 +83,7 @@ def test_a_dense_use_bias_that_is_not_true_or_false_is_named(tmp_path, golden, v
         del entries["layers[2].use_bias"]
     else:
         entries["layers[2].use_bias"] = _codes(value)
-    error = _refused(_write(tmp_path / "g.npz", entries))
+    error = refused(load_golden, write_npz(tmp_path / "g.npz", entries))
     assert error.entry == "layers[2].use_bias" and str(error).endswith(f"found {found}")
 
 
@@ -102,12 +91,12 @@ def test_a_dense_use_bias_that_is_not_true_or_false_is_named(tmp_path, golden, v
 def test_a_producer_that_is_not_an_object_with_a_name_is_refused(tmp_path, golden, producer):
     entries = golden_entries(golden)
     entries["golden.producer"] = _codes(producer)
-    assert _refused(_write(tmp_path / "g.npz", entries)).entry == "golden.producer"
+    assert refused(load_golden, write_npz(tmp_path / "g.npz", entries)).entry == "golden.producer"
 
 
 def test_layer_numbers_with_a_gap_are_refused(tmp_path, golden):
     entries = {n.replace("layers[3]", "layers[4]"): a for n, a in golden_entries(golden).items()}
-    error = _refused(_write(tmp_path / "g.npz", entries))
+    error = refused(load_golden, write_npz(tmp_path / "g.npz", entries))
     assert "layers [1, 2, 4]" in str(error)
 
 
@@ -145,33 +134,48 @@ def test_a_non_finite_number_in_any_array_entry_is_refused_and_named(tmp_path, g
     changed = np.array(entries[name], copy=True)
     changed.flat[-1] = bad
     entries[name] = changed
-    assert _refused(_write(tmp_path / "g.npz", entries)).entry == name
+    assert refused(load_golden, write_npz(tmp_path / "g.npz", entries)).entry == name
 
 
 @pytest.mark.parametrize("name", ARRAY_ENTRIES)
 def test_an_array_entry_with_an_extra_axis_is_refused_and_named(tmp_path, golden, name):
     entries = golden_entries(golden)
     entries[name] = np.asarray(entries[name])[..., None]
-    assert _refused(_write(tmp_path / "g.npz", entries)).entry == name
+    assert refused(load_golden, write_npz(tmp_path / "g.npz", entries)).entry == name
 
 
 @pytest.mark.parametrize("name", ["golden.x", "layers[1].cell.Wi", "golden.train.losses"])
 def test_a_missing_entry_is_refused_naming_it_and_the_file(tmp_path, golden, name):
     entries = golden_entries(golden)
     del entries[name]
-    assert _refused(_write(tmp_path / "g.npz", entries)).entry == name  # _refused checks the path too
+    assert refused(load_golden, write_npz(tmp_path / "g.npz", entries)).entry == name  # _refused checks the path too
 
 
 @pytest.mark.parametrize("name", ["golden.loss_value", "golden.train.losses"])
 def test_the_losses_must_be_float64_whatever_the_models_dtype(tmp_path, golden, name):
     entries = golden_entries(golden)  # docs/golden-format.md: loss_value and train.losses are float64
     entries[name] = np.asarray(entries[name], dtype=np.float32)
-    assert _refused(_write(tmp_path / "g.npz", entries)).entry == name
+    assert refused(load_golden, write_npz(tmp_path / "g.npz", entries)).entry == name
 
 
 def test_every_stray_entry_is_listed_in_the_error(tmp_path, golden):
     entries = golden_entries(golden)
     entries["golden.notes"] = np.zeros(1)
     entries["golden.extra"] = np.zeros(1)
-    error = _refused(_write(tmp_path / "g.npz", entries))
+    error = refused(load_golden, write_npz(tmp_path / "g.npz", entries))
     assert error.entry == "golden.notes" and sorted(error.unexpected) == ["golden.extra", "golden.notes"]
+
+
+@pytest.mark.parametrize("name, found", [("layers[2].activation", "no such entry"),  # a Dense without one
+                                         ("layers[1].activation", "it present"),  # a GRU with one
+                                         ("layers[7].activation", "it present")])  # no layer 7
+def test_activation_entries_follow_the_weights_format(tmp_path, golden, name, found):
+    # docs/golden-format.md: the weights part is a fluxparity-weights/3 file; a missing Dense activation is
+    # never read as identity (the Julia reader refuses it too)
+    entries = golden_entries(golden)
+    if found == "no such entry":
+        del entries[name]
+    else:
+        entries[name] = _codes("tanh")
+    error = refused(load_golden, write_npz(tmp_path / "g.npz", entries))
+    assert error.entry == name and str(error).endswith(f"found {found}")

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-from fluxparity._npzio import NpzError
 from fluxparity.models import init_chain, load_npz, save_npz
 from fluxparity.models._npz import file_entries
+
+from npz_support import refused, write_npz
 
 
 def entries(**override):
@@ -26,19 +27,6 @@ def entries(**override):
     return found
 
 
-def write(path, found):
-    with open(path, "wb") as f:
-        np.savez(f, **found)
-    return path
-
-
-def load_error(path) -> NpzError:
-    with pytest.raises(NpzError) as error:
-        load_npz(path)
-    assert str(path) in str(error.value)
-    return error.value
-
-
 def test_a_good_file_round_trips(tmp_path):
     chain = init_chain(2, [("lstm", 3)], [(1,)], seed=0, dtype=np.float64)
     save_npz(tmp_path / "w.npz", chain)
@@ -46,21 +34,21 @@ def test_a_good_file_round_trips(tmp_path):
 
 
 def test_a_missing_format_entry_is_named(tmp_path):
-    error = load_error(write(tmp_path / "w.npz", entries(format=None)))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", entries(format=None)))
     assert error.entry == "format" and "no such entry" in str(error)
 
 
 def test_a_wrong_Wh_shape_is_reported_as_Wh(tmp_path):
     found = entries()
     found["layers[1].cell.Wh"] = np.zeros((12, 4))  # 4 columns = hidden 4, so 16 rows expected
-    error = load_error(write(tmp_path / "w.npz", found))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", found))
     assert error.entry == "layers[1].cell.Wh" and "(16, 4)" in str(error)
 
 
 def test_a_transposed_dense_weight_is_reported_as_that_weight(tmp_path):
     found = entries()
     found["layers[2].weight"] = found["layers[2].weight"].T.copy()  # (3, 1) instead of (1, 3)
-    error = load_error(write(tmp_path / "w.npz", found))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", found))
     assert error.entry in ("layers[2].weight", "layers[2].bias", "layers[2]", None)
     assert "layers[2]" in str(error)
 
@@ -68,7 +56,7 @@ def test_a_transposed_dense_weight_is_reported_as_that_weight(tmp_path):
 def test_text_stored_as_a_numpy_string_is_named(tmp_path):
     found = entries()
     found["layers[1].kind"] = np.array("lstm")
-    error = load_error(write(tmp_path / "w.npz", found))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", found))
     assert error.entry == "layers[1].kind" and "uint8" in str(error)
 
 
@@ -77,46 +65,46 @@ def test_nan_and_inf_weights_are_refused(tmp_path, bad):
     found = entries()
     found["layers[1].cell.bias"] = found["layers[1].cell.bias"].copy()
     found["layers[1].cell.bias"][0] = bad
-    assert load_error(write(tmp_path / "w.npz", found)).entry == "layers[1].cell.bias"
+    assert refused(load_npz, write_npz(tmp_path / "w.npz", found)).entry == "layers[1].cell.bias"
 
 
 def test_float16_weights_are_refused(tmp_path):
     found = {n: (a.astype(np.float16) if a.dtype == np.float64 else a) for n, a in entries().items()}
-    assert "float16" in str(load_error(write(tmp_path / "w.npz", found)))
+    assert "float16" in str(refused(load_npz, write_npz(tmp_path / "w.npz", found)))
 
 
 def test_stray_and_missing_entries_are_listed_together(tmp_path):
     found = entries(**{"layers[1].cell.bias": None})
     found["notes"] = np.zeros(1)
-    error = load_error(write(tmp_path / "w.npz", found))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", found))
     assert error.missing == ("layers[1].cell.bias",) and error.unexpected == ("notes",)
 
 
 def test_mixed_float_dtypes_are_refused(tmp_path):
     found = entries()
     found["layers[2].bias"] = found["layers[2].bias"].astype(np.float32)
-    assert "one float dtype" in str(load_error(write(tmp_path / "w.npz", found)))
+    assert "one float dtype" in str(refused(load_npz, write_npz(tmp_path / "w.npz", found)))
 
 
 def test_an_unknown_kind_or_activation_is_named(tmp_path):
     found = entries()
     found["layers[1].kind"] = np.frombuffer(b"conv", dtype=np.uint8).copy()
-    assert load_error(write(tmp_path / "w.npz", found)).entry == "layers[1].kind"
+    assert refused(load_npz, write_npz(tmp_path / "w.npz", found)).entry == "layers[1].kind"
     found = entries()
     found["layers[2].activation"] = np.frombuffer(b"softplus", dtype=np.uint8).copy()
-    error = load_error(write(tmp_path / "w.npz", found))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", found))
     assert error.entry == "layers[2]" and "softplus" in str(error)
 
 
 def test_a_truncated_file_is_one_error(tmp_path):
-    path = write(tmp_path / "w.npz", entries())
+    path = write_npz(tmp_path / "w.npz", entries())
     path.write_bytes(path.read_bytes()[:-200])
-    load_error(path)
+    refused(load_npz, path)
 
 
 def test_a_huge_declared_array_fails_on_its_header(tmp_path):
     # LSTM(1 => 3): a Wi header declaring 5e8 rows in a file of a few kilobytes
-    good = write(tmp_path / "good.npz", entries())
+    good = write_npz(tmp_path / "good.npz", entries())
     header = io.BytesIO()
     npy_format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (500_000_000, 2)})
     header.write(b"\0" * 64)
@@ -125,7 +113,7 @@ def test_a_huge_declared_array_fails_on_its_header(tmp_path):
         for info in source.infolist():
             lying = info.filename == "layers[1].cell.Wi.npy"
             archive.writestr(info.filename, header.getvalue() if lying else source.read(info))
-    error = load_error(path)
+    error = refused(load_npz, path)
     assert error.entry == "layers[1].cell.Wi"
 
 
@@ -134,7 +122,7 @@ def test_version_1_head_shapes_are_checked_too(tmp_path):
           "kind": np.frombuffer(b"rnn", np.uint8).copy(), "activation": np.frombuffer(b"tanh", np.uint8).copy(),
           "cell.Wi": np.zeros((2, 1)), "cell.Wh": np.zeros((2, 2)), "cell.bias": np.zeros(2),
           "head.weight": np.zeros((2, 1)), "head.bias": np.zeros(1)}  # head.weight transposed: (2, 1) not (1, 2)
-    error = load_error(write(tmp_path / "w1.npz", v1))
+    error = refused(load_npz, write_npz(tmp_path / "w1.npz", v1))
     assert error.entry in ("head.bias", "head")
 
 

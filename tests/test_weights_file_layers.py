@@ -11,6 +11,8 @@ from fluxparity._npzio import Expect, NpzError, read_npz
 from fluxparity.models import init_chain, load_npz, save_npz
 from fluxparity.models._npz import file_entries
 
+from npz_support import refused, write_npz
+
 
 def _codes(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("ascii"), dtype=np.uint8).copy()
@@ -19,19 +21,6 @@ def _codes(text: str) -> np.ndarray:
 def _chain(bias=True):
     """GRU(2 => 3), Dense(3 => 2, relu[, bias = false]), Dense(2 => 1)."""
     return init_chain(2, [("gru", 3)], [(2, "relu", bias), (1,)], seed=5, dtype=np.float64)
-
-
-def _write(path, entries):
-    with open(path, "wb") as f:
-        np.savez(f, **entries)
-    return path
-
-
-def _error(path) -> NpzError:
-    with pytest.raises(NpzError) as error:
-        load_npz(path)
-    assert error.value.path == str(path) and str(error.value).startswith(f"{path}")
-    return error.value
 
 
 def _v1(**override):
@@ -56,14 +45,14 @@ def test_a_version_2_file_gives_every_dense_its_bias(tmp_path):
     chain = _chain()
     entries = {n: a for n, a in file_entries(chain).items() if not n.endswith(".use_bias")}
     entries["format"] = _codes("fluxparity-weights/2")
-    loaded = load_npz(_write(tmp_path / "w2.npz", entries))
+    loaded = load_npz(write_npz(tmp_path / "w2.npz", entries))
     assert [getattr(layer, "has_bias", None) for layer in loaded.layers] == [None, True, True]
     for name, array in chain.arrays().items():
         np.testing.assert_array_equal(loaded.arrays()[name], array, err_msg=name)
 
 
 def test_a_version_1_file_without_head_is_a_lone_cell_read_at_every_step(tmp_path):
-    loaded = load_npz(_write(tmp_path / "w1.npz", _v1()))
+    loaded = load_npz(write_npz(tmp_path / "w1.npz", _v1()))
     assert len(loaded.layers) == 1 and loaded.readout == "all"
     (cell,) = loaded.layers
     assert cell.kind == "rnn" and cell.activation == "tanh"
@@ -73,23 +62,23 @@ def test_a_version_1_file_without_head_is_a_lone_cell_read_at_every_step(tmp_pat
 
 # ---------------------------------------------------------------------------------------- what is refused
 def test_a_use_bias_entry_where_none_belongs_is_refused(tmp_path):
-    error = _error(_write(tmp_path / "w1.npz", _v1(**{"layers[1].use_bias": _codes("true")})))
+    error = refused(load_npz, write_npz(tmp_path / "w1.npz", _v1(**{"layers[1].use_bias": _codes("true")})))
     assert error.entry == "layers[1].use_bias"
     entries = file_entries(_chain())
     entries["layers[4].use_bias"] = _codes("true")  # a three-layer chain
-    assert _error(_write(tmp_path / "w3.npz", entries)).entry == "layers[4].use_bias"
+    assert refused(load_npz, write_npz(tmp_path / "w3.npz", entries)).entry == "layers[4].use_bias"
 
 
 def test_a_use_bias_other_than_true_or_false_is_named_with_its_value(tmp_path):
     entries = file_entries(_chain())
     entries["layers[2].use_bias"] = _codes("yes")
-    error = _error(_write(tmp_path / "w.npz", entries))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", entries))
     assert error.entry == "layers[2].use_bias" and "'yes'" in str(error)
 
 
 def test_layer_numbers_with_a_gap_are_refused(tmp_path):
     entries = {n.replace("layers[3]", "layers[4]"): a for n, a in file_entries(_chain()).items()}
-    error = _error(_write(tmp_path / "w.npz", entries))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", entries))
     assert "layer numbers [1, 2, 4]" in str(error)
 
 
@@ -102,7 +91,7 @@ def test_layer_numbers_with_a_gap_are_refused(tmp_path):
 def test_a_bad_dense_array_is_named_by_its_entry(tmp_path, name, bad, entry):
     entries = file_entries(_chain())
     entries[name] = bad
-    error = _error(_write(tmp_path / "w.npz", entries))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", entries))
     assert error.entry == entry
 
 
@@ -110,29 +99,29 @@ def test_a_bad_dense_array_is_named_by_its_entry(tmp_path, name, bad, entry):
 def test_a_missing_weight_matrix_is_listed_as_missing(tmp_path, gone):
     entries = file_entries(_chain())
     del entries[gone]
-    error = _error(_write(tmp_path / "w.npz", entries))
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", entries))
     assert error.missing == (gone,) and f"missing key(s): '{gone}'" in str(error)
 
 
 def test_layers_that_do_not_connect_name_the_file(tmp_path):
     entries = file_entries(_chain())
     entries["layers[2].weight"] = np.zeros((2, 5))  # the GRU before it has 3 outputs
-    assert "fit together" in str(_error(_write(tmp_path / "w.npz", entries)))
+    assert "fit together" in str(refused(load_npz, write_npz(tmp_path / "w.npz", entries)))
     head = {"head.weight": np.zeros((1, 5)), "head.bias": np.zeros(1)}  # the cell has 2 outputs
-    assert "fit together" in str(_error(_write(tmp_path / "w1.npz", _v1(**head))))
+    assert "fit together" in str(refused(load_npz, write_npz(tmp_path / "w1.npz", _v1(**head))))
 
 
 def test_a_version_1_cell_the_layer_refuses_is_named_cell(tmp_path):
-    error = _error(_write(tmp_path / "w1.npz", _v1(activation=_codes("softplus"))))
+    error = refused(load_npz, write_npz(tmp_path / "w1.npz", _v1(activation=_codes("softplus"))))
     assert error.entry == "cell" and "softplus" in str(error)
 
 
 def test_stray_and_missing_entries_are_both_in_the_message(tmp_path):
     entries = file_entries(_chain())
     entries["notes"] = np.zeros(1)
-    assert str(_error(_write(tmp_path / "w.npz", entries))).endswith("found unexpected key(s): 'notes'")
+    assert str(refused(load_npz, write_npz(tmp_path / "w.npz", entries))).endswith("found unexpected key(s): 'notes'")
     del entries["layers[3].bias"]
-    assert str(_error(_write(tmp_path / "w2.npz", entries))).endswith(
+    assert str(refused(load_npz, write_npz(tmp_path / "w2.npz", entries))).endswith(
         "found unexpected key(s): 'notes'; missing key(s): 'layers[3].bias'")
 
 
@@ -166,3 +155,33 @@ def test_an_error_text_over_400_characters_is_cut_in_the_middle():
     found = "a" * 200 + "b" + "c" * 200  # 401 characters
     message = str(NpzError("w.npz", None, "less", found))
     assert message == f"w.npz: expected less, found {'a' * 200} … {'c' * 200}"
+
+
+# ------------------------------------------------------------------ activation entries (the format says who has one)
+def _rnn_chain():
+    """RNN(2 => 3, relu), LSTM(3 => 2), Dense(2 => 1, tanh): one layer of each activation rule."""
+    return init_chain(2, [("rnn", 3, "relu"), ("lstm", 2)], [(1, "tanh")], seed=6, dtype=np.float64)
+
+
+@pytest.mark.parametrize("layer", [1, 3], ids=["rnn", "dense"])
+def test_an_rnn_or_dense_without_its_activation_is_refused_not_read_as_identity(tmp_path, layer):
+    # docs: every RNN and Dense layer names its activation; Julia's load_weights refuses a missing one too
+    entries = file_entries(_rnn_chain())
+    del entries[f"layers[{layer}].activation"]
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", entries))
+    assert error.entry == f"layers[{layer}].activation" and "no such entry" in str(error)
+
+
+@pytest.mark.parametrize("name", ["layers[2].activation", "layers[4].activation", "activation"])
+def test_an_activation_where_none_belongs_is_refused(tmp_path, name):
+    # layer 2 is an LSTM (no activation in the format), layer 4 does not exist, "activation" is version 1's
+    entries = {**file_entries(_rnn_chain()), name: _codes("tanh")}
+    error = refused(load_npz, write_npz(tmp_path / "w.npz", entries))
+    assert error.entry == name and "it present" in str(error)
+
+
+def test_the_activations_written_are_the_ones_read(tmp_path):
+    chain = _rnn_chain()
+    save_npz(tmp_path / "w.npz", chain)
+    back = load_npz(tmp_path / "w.npz")
+    assert [getattr(layer, "activation", None) for layer in back.layers] == ["relu", None, "tanh"]

@@ -139,7 +139,24 @@ def _layer_kinds(path, texts: dict, headers: dict) -> list[tuple[str, str, bool]
     stray = sorted(set(use_bias) - {f"layers[{i}].use_bias" for i in numbers})
     if stray:
         raise NpzError(path, stray[0], "no such entry (use_bias belongs to a layer layers[i])", "it present")
+    check_activations(path, texts, {i: kind for i, (_, kind, _) in zip(numbers, kinds)})
     return kinds
+
+
+def check_activations(path, texts: dict, kinds: dict[int, str]) -> None:
+    """Versions 2 and 3: every RNN and Dense layer ``i`` (``kinds``: layer number -> kind) has its
+    ``layers[i].activation``; an LSTM, GRU or GRUv3 layer, or a layer the file does not have, has none.
+    A missing activation is an error, never silently ``identity`` (Julia's ``load_weights`` refuses it too)."""
+    for i, kind in kinds.items():
+        name = f"layers[{i}].activation"
+        if kind in ("dense", "rnn") and name not in texts:
+            raise NpzError(path, name, f"ASCII text (every {kind} layer names its activation)", "no such entry")
+        if kind not in ("dense", "rnn") and name in texts:
+            raise NpzError(path, name, f"no such entry in a {kind} layer", "it present")
+    stray = sorted(n for n in texts if (n == "activation" or n.endswith(".activation"))
+                   and n not in {f"layers[{i}].activation" for i in kinds})
+    if stray:
+        raise NpzError(path, stray[0], "no such entry (activation belongs to a layer layers[i])", "it present")
 
 
 def _has_bias(path, texts: dict, i: int, kind: str, version: str) -> bool:
@@ -188,6 +205,7 @@ def _layer(kind: str, activation, arrays: dict, path, where: str):
     do not match Wh's) is reported as a file error naming the layer."""
     try:
         if kind == "dense":
+            # a version-1 head is an identity Dense without an activation entry
             return DenseParams(arrays.pop("weight"), arrays.pop("bias", None), activation or "identity", **arrays)
         cls = CELL_TYPES[kind]
         return cls(**arrays, activation=activation) if cls is RNNParams else cls(**arrays)

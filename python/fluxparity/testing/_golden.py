@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import models
 from .._npzio import Expect, NpzError, check_path, name_list, npz_headers, read_npz
-from ..models._npz import file_entries
+from ..models._npz import check_activations, file_entries
 from ..models._params import CELL_TYPES
 from ..optim import Rule, ReferenceOptimiser, from_dict, parse_spec, to_dict
 from ._files import write_atomically
@@ -225,8 +225,7 @@ def _chain(path, texts: dict, arrays: dict) -> models.Chain:
         own = {n[len(prefix):]: a for n, a in arrays.items() if n.startswith(prefix)}
         try:
             if kind == "dense":
-                layers.append(models.DenseParams(own.pop("weight"), own.pop("bias", None), activation or "identity",
-                                                 **own))
+                layers.append(models.DenseParams(own.pop("weight"), own.pop("bias", None), activation, **own))
             else:
                 cls = CELL_TYPES[kind]
                 layers.append(cls(**own, activation=activation) if kind == "rnn" else cls(**own))
@@ -303,6 +302,7 @@ def load_golden(path: PathLike) -> Golden:
     stray = sorted(n for n in texts if n.endswith(".use_bias") and n not in {f"layers[{i}].use_bias" for i in numbers})
     if stray:
         raise NpzError(path, stray[0], "no such entry (use_bias belongs to a layer layers[i])", "it present")
+    check_activations(path, texts, {i: texts[f"layers[{i}].kind"] for i in numbers})
     expected = {n: Expect(shape=(None,) if n.endswith((".bias", ".b")) else (None, None), dtypes=(dtype,),
                           finite=True) for n in weight_names}
     x_shape = _shape_of(path, headers, "golden.x")
