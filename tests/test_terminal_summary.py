@@ -33,7 +33,13 @@ def test_verdicts_are_coloured_on_a_colour_terminal(monkeypatch):
     colour_env(monkeypatch)
     experiment, quantity = failing_experiment()
     text = format_experiment(experiment, terminal=Terminal())
-    assert COLOURED.findall(text) == ["PASS", "FAIL", "FAILED", "FAIL"]  # two runs, a failed check, overall
+    # two runs, a failed check, the finding that names it ("* run: FAIL a vs b: ..."), overall
+    assert COLOURED.findall(text) == ["PASS", "FAIL", "FAILED", "FAIL", "FAIL"]
+    finding = next(line for line in text.splitlines() if line.startswith("* ") and " vs " in line)
+    assert COLOURED.search(finding).group(1) == "FAIL"
+    verbose = format_experiment(experiment, verbose=True, terminal=Terminal())
+    finding = next(line for line in verbose.splitlines() if line.startswith("* ") and f": {quantity}[" in line)
+    assert COLOURED.match(finding[2:]).group(1) == "FAIL"  # "* FAIL a vs b: ..." in the run's own section
     # a FAIL inside a sentence ("an outcome FAIL here says ...") is not a verdict
     assert "an outcome FAIL here" in text
 

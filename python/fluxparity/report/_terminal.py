@@ -39,6 +39,11 @@ def _marked(line: str, style: str = "") -> Text:
     return text
 
 
+def _finding(prefix: str, line: str) -> Text:
+    """A finding after its bullet (``"* "``, ``"* run: "``): a finding's leading FAIL is a verdict word too."""
+    return Text(prefix).append_text(_marked(line))
+
+
 def rich_table(table: Table) -> RichTable:
     """One of ``_tables``' tables as a rich table: first column left, numbers right, a result column coloured."""
     out = RichTable(title=Text(table.title, style="bold"), title_justify="left", box=_HEAD_RULE,
@@ -57,7 +62,7 @@ def _run(run, data, checks: str = "judged") -> list:
         t = tables[-1]
         t.rows = [row for row, c in zip(t.rows, run.parity.checks) if c.judged or c.quantity == "step_losses"]
     head = _marked(f"=== {run.config.label}: {run.parity.verdict.upper()} ===", "bold")
-    return [head, *(rich_table(t) for t in tables), *(_marked("* " + s) for s in findings(run, data))]
+    return [head, *(rich_table(t) for t in tables), *(_finding("* ", s) for s in findings(run, data))]
 
 
 def _experiment(experiment, verbose: bool) -> list:
@@ -72,7 +77,7 @@ def _experiment(experiment, verbose: bool) -> list:
     else:
         parts += [rich_table(t) for t in summary_tables(experiment)]
         parts.append(Group(*(_marked(line) for run in experiment.runs for line in verdict_lines(run, experiment.data))))
-        parts.append(Group(*(_marked(f"* {_short(run.config.label)}: {line}") for run in experiment.runs
+        parts.append(Group(*(_finding(f"* {_short(run.config.label)}: ", line) for run in experiment.runs
                              for line in findings(run, experiment.data, separation=False))))
     parts.append(_marked(f"Overall verdict: {experiment.verdict.upper()}", "bold"))
     return parts
