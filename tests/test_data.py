@@ -65,3 +65,12 @@ def test_pack_of_no_sequences_is_two_empty_arrays():
     values, lengths = pack([])
     assert values.shape == (0,) and values.dtype == np.float64
     assert lengths.shape == (0,) and lengths.dtype == np.int64
+
+
+def test_a_dataset_needs_at_least_one_probe_and_says_so():
+    # every report shows and compares the probes' predictions: none is refused when the data is built,
+    # not as NumPy's concatenate error after training
+    x, y = [np.ones((3, 1))], [np.ones(1)]
+    with pytest.raises(ValueError, match=r"no probe samples: give at least one \(probe_x, probe_y\)"):
+        Dataset(x, y, x, y, (), ())
+    assert Dataset(x, y, x, y, x, y).probe_names == ("probe 1",)

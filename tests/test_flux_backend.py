@@ -406,17 +406,6 @@ def test_variable_length_sequences_cross_zero_padded_with_their_lengths(tmp_path
     np.testing.assert_array_equal(got["batch_sizes"], np.ones(18))
 
 
-def test_a_run_without_probes_crosses_as_an_empty_batch_major_array(tmp_path, monkeypatch, capsys):
-    import dataclasses
-
-    run = general_run(tmp_path, "gru+dense, readout all, mse")
-    data = dataclasses.replace(run.data, probe_x=(), probe_y=(), probe_names=())
-    run = dataclasses.replace(run, data=data)
-    fake, result = run_worker_in_this_process(tmp_path / "work", monkeypatch, run)
-    assert fake.received["data"]["probe_x"][0].shape == (0, 4, 3) and result.probe_predictions.shape == (0,)
-    assert_same_run(result, ReferenceBackend(tanh="fast").train(run))
-
-
 @pytest.mark.parametrize("mistake, message", [
     ("0-based order", "ArgumentError: order must hold 1-based indices of the 23 training samples"),
     ("batches of another size", "DimensionMismatch: the batch sizes add up to"),

@@ -22,7 +22,7 @@ def _tuple_of_arrays(items) -> tuple:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Training, test and "probe" samples; probes are the inputs whose predictions the report shows.
+    """Training, test and "probe" samples; probes are the inputs whose predictions the report shows (at least one).
 
     ``train_x[i]``: ``(len_i, in)``; ``train_y[i]``: ``(out,)`` or ``(len_i, out)``; the same for test and probes.
     ``source``: ``"sum"`` (the tutorial's task) or the file the data came from. ``probe_names``: a short
@@ -49,6 +49,8 @@ class Dataset:
                 raise ValueError(f"{split}: {len(xs)} inputs but {len(ys)} targets")
         if not self.train_x:
             raise ValueError("the training set is empty")
+        if not self.probe_x:  # every report shows and compares the probes' predictions
+            raise ValueError("no probe samples: give at least one (probe_x, probe_y), e.g. the first test samples")
         widths = {x.shape[1] for s in ("train_x", "test_x", "probe_x") for x in getattr(self, s) if x.ndim == 2}
         if any(x.ndim != 2 for s in ("train_x", "test_x", "probe_x") for x in getattr(self, s)) or len(widths) != 1:
             raise ValueError("every input must be (len, in) with one input size for all samples")
