@@ -139,6 +139,34 @@ def test_an_unexpected_exception_is_one_line_and_exit_3(tmp_path, monkeypatch, c
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("signum, code, last", [(15, 143, "terminated (SIGTERM)"), (2, 130, "interrupted")])
+def test_an_error_while_stopping_after_a_signal_still_ends_as_the_signal(tmp_path, monkeypatch, capsys, signum,
+                                                                         code, last):
+    # The signal's exception can be replaced by one raised while the run stops (a pool that breaks as its
+    # workers are stopped): the exit code is still the signal's, and the other error is named, not hidden.
+    import signal
+
+    import fluxparity.experiment as experiment
+
+    def stopped(**kwargs):
+        try:
+            signal.raise_signal(signum)  # the CLI's handler raises here
+        finally:
+            raise BrokenProcessPool("a worker ended while the pool stopped (simulated)")
+
+    monkeypatch.setattr(experiment, "run_experiment", stopped)
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:  # after a signal main() leaves the handled signals ignored until the process exits: put them back
+        assert main(["compare", *PAIR, *TINY, "--out", str(tmp_path / "r")]) == code
+    finally:
+        for s, handler in kept.items():
+            signal.signal(s, handler)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2:] == ["fluxparity compare: while stopping: BrokenProcessPool: a worker ended while the pool "
+                          "stopped (simulated)", last]
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_broken_process_pool_at_submit_is_exit_3(tmp_path, monkeypatch, capsys):
     import fluxparity.parallel as parallel
 

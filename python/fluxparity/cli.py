@@ -40,25 +40,25 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _ignore_further_signals() -> None:
+def _ignore_further_signals(signum: int) -> None:
     """After the first SIGINT, SIGTERM or SIGHUP: a second one (a double Ctrl-C) must not interrupt the
     clean-up (stopping workers, removing a half-written report) and print a traceback."""
     global _signalled
-    _signalled = True
+    _signalled = signum
     for handled in (signal.SIGINT, *_HANDLED_SIGNALS):
         signal.signal(handled, signal.SIG_IGN)
 
 
-_signalled = False  # a handled signal arrived: the handlers stay "ignore" until the process has exited
+_signalled = 0  # the handled signal that arrived (0: none): the handlers stay "ignore" until the process has exited
 
 
 def _raise_terminated(signum, frame) -> None:
-    _ignore_further_signals()
+    _ignore_further_signals(signum)
     raise Terminated(signum)
 
 
 def _raise_interrupted(signum, frame) -> None:
-    _ignore_further_signals()
+    _ignore_further_signals(signum)
     raise KeyboardInterrupt
 
 
@@ -861,7 +861,7 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     global _signalled
-    _signalled = False
+    _signalled = 0
     args = build_parser().parse_args(argv)
     command = getattr(args, "handler", None) or {"compare": _compare, "sweep": _sweep, "doctor": _doctor,
                                                  "setup-julia": _setup_julia}[args.command]
@@ -871,7 +871,15 @@ def _main(argv) -> int:
     handlers = {signal.SIGINT: _raise_interrupted, **{s: _raise_terminated for s in _HANDLED_SIGNALS}}
     previous = {s: signal.signal(s, h) for s, h in handlers.items()} if in_main_thread else {}
     try:
-        return command(args)
+        try:
+            return command(args)
+        except Exception as exc:
+            if not _signalled:
+                raise
+            # The signal's exception was replaced by another one raised while the run stopped (or swallowed
+            # where Python discards exceptions, e.g. in a finalizer): the signal still decides the outcome.
+            _say(f"fluxparity {args.command}: while stopping: {type(exc).__name__}: {exc}")
+            raise (KeyboardInterrupt() if _signalled == signal.SIGINT else Terminated(_signalled)) from exc
     except UsageError as exc:
         _say(f"fluxparity {args.command}: error: {exc}")
         return EXIT_USAGE
