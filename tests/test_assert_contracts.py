@@ -79,6 +79,17 @@ def test_parity_json_names_every_assertion_its_golden_and_what_it_compared(tmp_p
     assert all(isinstance(r["seconds"], float) and r["seconds"] >= 0 for r in records)
 
 
+def test_training_alone_records_its_own_weights_check_under_its_name(tmp_path, recorder):
+    # assert_parity checks the weights once (in its forward assertion); assert_training_parity called alone
+    # records that check as its own
+    path = tmp_path / "g.npz"
+    golden = make_golden(path, [("gru", 3)], ((2,),), steps=2)
+    assert_training_parity(golden, models.build_module(golden.chain, dtype=F64), check_weights=True)
+    assert [(r["assertion"], r["golden"], r["compared"][:1]) for r in recorder.read()] == [
+        ("assert_training_parity", str(path), ["weights before loading"]),
+        ("assert_training_parity", str(path), ["loss before each of 2 steps"])]
+
+
 @pytest.mark.parametrize("check_weights", [False, True])
 def test_a_mapping_failure_is_one_recorded_mismatch_that_compares_no_values(tmp_path, recorder, check_weights):
     golden = make_golden(tmp_path / "g.npz", [("lstm", 3)], ((2,),))
@@ -235,6 +246,12 @@ def test_a_given_rtol_scales_the_float32_update_tolerance_from_float32s_default(
     # float32: UPDATE_RTOL 2e-3, default rtol 2e-3; rtol=4e-3 allows 4e-3 of max|update|: an honest port passes
     golden = make_golden(tmp_path / "g.npz", [("gru", 3)], ((2,),), dtype=np.float32, steps=2)
     assert_training_parity(golden, models.build_module(golden.chain, dtype=torch.float32), rtol=4e-3)
+    # an update 3e-3 of max|update| off: beyond float32's default (2e-3), inside rtol=4e-3 (float64's UPDATE_RTOL
+    # would allow 2e-9 x 2 = 4e-9 of it: far less); the 4 eps max|p| rounding term is under 1e-2 of what is planted (measured)
+    moved, name = _update_moved(golden, 3e-3)
+    with pytest.raises(ParityError, match="update over all 2 steps"):
+        assert_training_parity(moved, models.build_module(golden.chain, dtype=torch.float32))
+    assert_training_parity(moved, models.build_module(golden.chain, dtype=torch.float32), rtol=4e-3)
 
 
 def test_own_weights_are_not_checked_unless_asked_and_input_is_sequence_first_by_default(tmp_path):

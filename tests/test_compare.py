@@ -173,6 +173,23 @@ def test_zero_allowances_and_zero_values_report_finite_numbers():
     assert same.judged and same.rule == "" and same.atol == 0.0
 
 
+def test_max_rel_is_relative_at_any_magnitude():
+    # |0.5 - 0.25| / max(|0.5|, |0.25|) = 0.5, for values below 1 as above; 0 vs 0 counts as 0
+    check = compare_arrays("x", "a", [0.0, 0.5, 3.0], "b", [0.0, 0.25, 3.0], rtol=0.0)
+    assert check.max_rel == 0.5
+
+
+def test_a_diverged_run_is_compared_without_numpy_warnings():
+    # inf - inf (NaN) and a difference that overflows are results to report, not warnings printed over the
+    # progress display
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check = compare_arrays("x", "a", [np.inf, 1e308, 1.0], "b", [np.inf, -1e308, 1.0], rtol=1e-9)
+    assert not check.passed and check.first_divergent_step == 0 and np.isnan(check.max_abs)
+
+
 def test_empty_arrays_compare_as_equal():
     check = compare_arrays("x", "a", [], "b", [], rtol=1e-9)
     assert check.passed and check.first_divergent_step is None

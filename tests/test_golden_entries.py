@@ -179,3 +179,17 @@ def test_activation_entries_follow_the_weights_format(tmp_path, golden, name, fo
         entries[name] = _codes("tanh")
     error = refused(load_golden, write_npz(tmp_path / "g.npz", entries))
     assert error.entry == name and str(error).endswith(f"found {found}")
+
+
+def test_a_golden_read_back_knows_its_file(tmp_path, golden):
+    path = tmp_path / "g.npz"
+    save_golden(path, golden)
+    assert load_golden(path).path == str(path)
+
+
+def test_layers_that_do_not_fit_together_name_the_file(tmp_path, golden):
+    entries = golden_entries(golden)
+    for prefix in ("", "golden.grad.", "golden.train.after_last."):  # Dense(3 => 2) reads 4 inputs now
+        entries[prefix + "layers[2].weight"] = np.zeros((2, 4))
+    error = refused(load_golden, write_npz(tmp_path / "g.npz", entries))
+    assert error.entry == "layers" and str(error).endswith("found layers[2] takes 4 inputs, layers[1] gives 3")

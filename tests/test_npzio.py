@@ -165,3 +165,17 @@ def test_ascii_text_as_uint8_codes(tmp_path):
         read_npz(path, {"format": Expect.ascii(), "kind": Expect.ascii()})
     with pytest.raises(NpzError, match="entry 'format': expected ASCII text as a uint8 array of at most 4 codes"):
         read_npz(path, {"format": Expect.ascii(4)}, allow_unexpected=True)
+
+
+def test_ascii_text_is_at_most_256_codes_by_default_and_one_dimensional(tmp_path):
+    # docs: text entries are (n,) uint8 arrays of ASCII codes, n <= 256 unless a reader asks otherwise
+    path = tmp_path / "t.npz"
+    np.savez(path, ok=np.full(256, 0x61, np.uint8), long=np.full(257, 0x61, np.uint8),
+             square=np.full((2, 2), 0x61, np.uint8))
+    assert read_npz(path, {"ok": Expect.ascii()}, allow_unexpected=True) == {"ok": "a" * 256}
+    with pytest.raises(NpzError, match="entry 'long': expected ASCII text as a uint8 array of at most 256 codes"):
+        read_npz(path, {"long": Expect.ascii()}, allow_unexpected=True)
+    with pytest.raises(NpzError) as error:
+        read_npz(path, {"square": Expect.ascii()}, allow_unexpected=True)
+    assert error.value.entry == "square" and "(2, 2)" in str(error.value)
+
