@@ -89,6 +89,13 @@ def test_object_arrays_are_never_unpickled(tmp_path):
         read_npz(path, {"cell.Wi": Expect(None, ("float64",))})
 
 
+def test_records_are_never_read(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, **{"cell.Wi": np.zeros(3, dtype=[("a", "<f8"), ("b", "<f8")])})
+    with pytest.raises(NpzError, match="objects and records are never read"):
+        read_npz(path, {"cell.Wi": Expect(None, ("float64",))})
+
+
 def test_a_truncated_file_is_one_error(tmp_path):
     path = good(tmp_path / "w.npz")
     data = path.read_bytes()
