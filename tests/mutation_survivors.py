@@ -3,6 +3,10 @@
 Run in the staged copy after ``sh tests/mutation.sh`` (the script calls it): prints the score and every
 survivor with its class. A survivor that fits no class is printed as ``UNEXPLAINED``: it needs a test that
 kills it or an explanation in docs/mutation.md. Not a test module (pytest does not collect it).
+
+``--new-since LIST``: only the survivors whose names are not in LIST (an earlier output of this script, e.g.
+docs/mutation-survivors-widened.txt). It may run while mutmut is still running: a result file caught mid-write
+is read again.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import collections
 import re
 import subprocess
 import sys
+import time
 
 # (class, pattern on the mutated line or the original line) in order: the first match wins.
 CLASSES = [
@@ -47,7 +52,26 @@ def changed_lines(name: str) -> tuple[str, str]:
     return removed, added
 
 
-def main() -> int:
+def _changed_lines_retried(name: str) -> tuple[str, str]:
+    """``changed_lines``, read again (up to 5 times, 2 s apart) when mutmut was writing the result file."""
+    for attempt in range(5):
+        try:
+            return changed_lines(name)
+        except ValueError:  # json.JSONDecodeError: a .meta file caught mid-write
+            if attempt == 4:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
+def main(argv: list[str]) -> int:
+    known: set = set()
+    if argv[:1] == ["--new-since"] and len(argv) == 2:
+        with open(argv[1], encoding="utf-8") as f:
+            known = set(re.findall(r"^\s+(fluxparity\S+)\s", f.read(), re.M))
+    elif argv:
+        print("usage: python mutation_survivors.py [--new-since LIST]", file=sys.stderr)
+        return 2
     statuses = dict(line.strip().rsplit(": ", 1) for line in mutmut("results", "--all", "true").splitlines()
                     if ": " in line)
     counts = collections.Counter(statuses.values())
@@ -62,9 +86,9 @@ def main() -> int:
         print(f"  {module}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     by_class = collections.defaultdict(list)
     for name, status in sorted(statuses.items()):
-        if status != "survived":
+        if status != "survived" or name in known:
             continue
-        removed, added = changed_lines(name)
+        removed, added = _changed_lines_retried(name)
         label = next((c for c, pattern in CLASSES if pattern.search(removed) or pattern.search(added)), "UNEXPLAINED")
         by_class[label].append((name, added.strip()[:140]))
     for label, items in sorted(by_class.items()):
@@ -75,4 +99,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

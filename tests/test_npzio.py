@@ -144,6 +144,15 @@ def test_more_data_than_allowed_is_refused_before_reading(tmp_path):
         read_npz(path, {"x": Expect((None,), ("float64",))}, max_bytes=1000)
 
 
+def test_data_of_exactly_max_bytes_is_read(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, x=np.arange(125.0))  # 1000 bytes of float64
+    np.testing.assert_array_equal(read_npz(path, {"x": Expect((None,), ("float64",))}, max_bytes=1000)["x"],
+                                  np.arange(125.0))
+    with pytest.raises(NpzError, match="at most 999 bytes"):
+        read_npz(path, {"x": Expect((None,), ("float64",))}, max_bytes=999)
+
+
 def test_headers_are_listed_without_reading_data(tmp_path):
     headers = npz_headers(good(tmp_path / "w.npz"))
     assert list(headers) == ["cell.Wi", "cell.Wh", "kind"]
