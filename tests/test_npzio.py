@@ -195,3 +195,21 @@ def test_ascii_text_is_at_most_256_codes_by_default_and_one_dimensional(tmp_path
         read_npz(path, {"square": Expect.ascii()}, allow_unexpected=True)
     assert error.value.entry == "square" and "(2, 2)" in str(error.value)
 
+
+
+def test_the_byte_budget_counts_every_entry(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, a=np.zeros(75), b=np.ones(75))  # 600 bytes each: each within 1000, both together not
+    both = {"a": Expect((None,), ("float64",)), "b": Expect((None,), ("float64",))}
+    with pytest.raises(NpzError, match="at most 1000 bytes of data in the file"):
+        read_npz(path, both, max_bytes=1000)
+    assert read_npz(path, both, max_bytes=1200)["b"].sum() == 75.0  # exactly the budget
+
+
+def test_only_missing_or_only_stray_entries_are_refused_too(tmp_path):
+    path = good(tmp_path / "w.npz")
+    with pytest.raises(NpzError, match=r"missing key\(s\): 'cell.bias'$") as error:
+        read_npz(path, {**WEIGHTS, "cell.bias": Expect((4,), ("float64",))})
+    assert error.value.missing == ("cell.bias",) and error.value.unexpected == ()
+    with pytest.raises(NpzError, match=r"unexpected key\(s\): 'kind'$"):
+        read_npz(path, {n: e for n, e in WEIGHTS.items() if n != "kind"})
