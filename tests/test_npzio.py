@@ -213,3 +213,16 @@ def test_only_missing_or_only_stray_entries_are_refused_too(tmp_path):
     assert error.value.missing == ("cell.bias",) and error.value.unexpected == ()
     with pytest.raises(NpzError, match=r"unexpected key\(s\): 'kind'$"):
         read_npz(path, {n: e for n, e in WEIGHTS.items() if n != "kind"})
+
+
+def test_data_that_fails_its_crc_is_one_error_naming_the_file_and_entry(tmp_path):
+    path = tmp_path / "w.npz"
+    data = np.full(100_000, 1234.5)  # 800 kB: reading the header does not reach the end, where the CRC is checked
+    np.savez(path, x=data)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(data[-2:].tobytes(), len(raw) - 4096)  # stored, not compressed: the data as written
+    raw[at] ^= 0xFF  # one byte of the next-to-last element
+    path.write_bytes(bytes(raw))
+    with pytest.raises(NpzError) as error:
+        read_npz(path, {"x": Expect((None,), ("float64",))})
+    assert (error.value.path, error.value.entry) == (str(path), "x") and "expected readable data" in str(error.value)
