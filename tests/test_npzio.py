@@ -226,3 +226,11 @@ def test_data_that_fails_its_crc_is_one_error_naming_the_file_and_entry(tmp_path
     with pytest.raises(NpzError) as error:
         read_npz(path, {"x": Expect((None,), ("float64",))})
     assert (error.value.path, error.value.entry) == (str(path), "x") and "expected readable data" in str(error.value)
+
+
+def test_entries_after_a_text_entry_are_read_too(tmp_path):
+    path = good(tmp_path / "w.npz")
+    expected = {"kind": Expect.text(), "cell.Wi": WEIGHTS["cell.Wi"], "cell.Wh": WEIGHTS["cell.Wh"]}  # text first
+    out = read_npz(path, expected)
+    assert out["kind"] == "lstm" and list(out) == ["kind", "cell.Wi", "cell.Wh"]
+    np.testing.assert_array_equal(out["cell.Wh"], np.eye(4))
