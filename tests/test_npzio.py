@@ -164,8 +164,9 @@ def test_a_member_that_is_not_an_array_is_refused(tmp_path):
     path = good(tmp_path / "w.npz")
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("readme.txt", "hi")
-    with pytest.raises(NpzError, match="only .npy arrays"):
+    with pytest.raises(NpzError, match="only .npy arrays") as error:
         read_npz(path, WEIGHTS)
+    assert error.value.entry == "readme.txt"  # the member's whole name: it is not an array's
 
 
 def test_shape_wildcards(tmp_path):
@@ -234,3 +235,17 @@ def test_entries_after_a_text_entry_are_read_too(tmp_path):
     out = read_npz(path, expected)
     assert out["kind"] == "lstm" and list(out) == ["kind", "cell.Wi", "cell.Wh"]
     np.testing.assert_array_equal(out["cell.Wh"], np.eye(4))
+
+
+def test_npy_format_version_2_is_read_and_version_3_refused_by_name(tmp_path):
+    # NumPy writes version 2.0 when a header outgrows 64 kB; 3.0 (UTF-8 field names) is not read
+    array = np.arange(6.0).reshape(2, 3)
+    for version in ((2, 0), (3, 0)):
+        member = io.BytesIO()
+        npy_format.write_array(member, array, version=version)
+        with zipfile.ZipFile(tmp_path / f"v{version[0]}.npz", "w") as archive:
+            archive.writestr("w.npy", member.getvalue())
+    np.testing.assert_array_equal(read_npz(tmp_path / "v2.npz", {"w": Expect((2, 3), ("float64",))})["w"], array)
+    with pytest.raises(NpzError, match=r"unsupported .npy format version \(3, 0\)") as error:
+        read_npz(tmp_path / "v3.npz", {"w": Expect((2, 3), ("float64",))})
+    assert error.value.entry == "w"
