@@ -147,14 +147,14 @@ def check_activations(path, texts: dict, kinds: dict[int, str]) -> None:
     """Versions 2 and 3: every RNN and Dense layer ``i`` (``kinds``: layer number -> kind) has its
     ``layers[i].activation``; an LSTM, GRU or GRUv3 layer, or a layer the file does not have, has none.
     A missing activation is an error, never silently ``identity`` (Julia's ``load_weights`` refuses it too)."""
+    names = {i: f"layers[{i}].activation" for i in kinds}
     for i, kind in kinds.items():
-        name = f"layers[{i}].activation"
-        if kind in ("dense", "rnn") and name not in texts:
-            raise NpzError(path, name, f"ASCII text (every {kind} layer names its activation)", "no such entry")
-        if kind not in ("dense", "rnn") and name in texts:
-            raise NpzError(path, name, f"no such entry in a {kind} layer", "it present")
-    stray = sorted(n for n in texts if (n == "activation" or n.endswith(".activation"))
-                   and n not in {f"layers[{i}].activation" for i in kinds})
+        if kind in ("dense", "rnn") and names[i] not in texts:
+            raise NpzError(path, names[i], f"ASCII text (every {kind} layer names its activation)", "no such entry")
+        if kind not in ("dense", "rnn") and names[i] in texts:
+            raise NpzError(path, names[i], f"no such entry in a {kind} layer", "it present")
+    own = set(names.values())
+    stray = sorted(n for n in texts if (n == "activation" or n.endswith(".activation")) and n not in own)
     if stray:
         raise NpzError(path, stray[0], "no such entry (activation belongs to a layer layers[i])", "it present")
 
