@@ -97,7 +97,7 @@ def test_a_producer_that_is_not_an_object_with_a_name_is_refused(tmp_path, golde
 def test_layer_numbers_with_a_gap_are_refused(tmp_path, golden):
     entries = {n.replace("layers[3]", "layers[4]"): a for n, a in golden_entries(golden).items()}
     error = refused(load_golden, write_npz(tmp_path / "g.npz", entries))
-    assert "layers [1, 2, 4]" in str(error)
+    assert "layer numbers [1, 2, 4]" in str(error)
 
 
 # ----------------------------------------------------------------------------------- what reference_golden refuses

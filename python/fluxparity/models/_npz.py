@@ -82,7 +82,7 @@ def read_entries(path: PathLike) -> dict[str, np.ndarray]:
                   or n.endswith((".kind", ".activation", ".use_bias"))]
     texts = read_npz(path, {n: Expect.ascii() for n in text_names}, allow_unexpected=True)
     expected = {n: Expect.ascii() for n in text_names}
-    for prefix, kind, has_bias in _layer_kinds(path, texts, headers):
+    for prefix, kind, has_bias in layer_kinds(path, texts, headers):
         if kind == "dense":
             weight = headers.get(prefix + "weight")
             out = weight.shape[0] if weight is not None and len(weight.shape) == 2 else None
@@ -112,8 +112,10 @@ def read_entries(path: PathLike) -> dict[str, np.ndarray]:
     return entries
 
 
-def _layer_kinds(path, texts: dict, headers: dict) -> list[tuple[str, str, bool]]:
-    """``(array name prefix, kind, has a bias)`` per layer, from the text entries (version 1, 2 or 3)."""
+def layer_kinds(path, texts: dict, headers: dict) -> list[tuple[str, str, bool]]:
+    """``(array name prefix, kind, has a bias)`` per layer, from the text entries (version 1, 2 or 3), every
+    layer-level text entry checked (kinds, numbering, ``use_bias``, activations). The weights reader and the
+    golden reader (whose model part is a version 2 or 3 weights file) both read their layers here."""
     found = texts.get("format")
     use_bias = [n for n in texts if n.endswith(".use_bias")]
     if found == FORMAT_V1:
@@ -244,7 +246,7 @@ def load_npz(path: PathLike) -> Chain:
     if "readout" not in entries:
         raise NpzError(path, "readout", "ASCII text 'last' or 'all'", "no such entry")
     layers = []
-    for i, (prefix, kind, _) in enumerate(_layer_kinds(path, entries, entries), start=1):
+    for i, (prefix, kind, _) in enumerate(layer_kinds(path, entries, entries), start=1):
         arrays = {n[len(prefix):]: a for n, a in entries.items()
                   if n.startswith(prefix) and not isinstance(a, str)}
         layers.append(_layer(kind, entries.get(f"layers[{i}].activation"), arrays, path, f"layers[{i}]"))

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import models
 from .._npzio import Expect, NpzError, check_path, name_list, npz_headers, read_npz
-from ..models._npz import check_activations, file_entries
+from ..models._npz import file_entries, layer_kinds
 from ..models._params import CELL_TYPES
 from ..optim import Rule, ReferenceOptimiser, from_dict, parse_spec, to_dict
 from ._files import write_atomically
@@ -244,19 +244,6 @@ def _layer_arrays(kind: str, use_bias: bool = True) -> tuple:
     return CELL_TYPES[kind].array_names
 
 
-def _use_bias(path, texts: dict, i: int, kind: str) -> bool:
-    """Layer ``i``'s ``use_bias`` entry (weights format 3: every Dense has one; format 2 has none: True)."""
-    name = f"layers[{i}].use_bias"
-    if texts["format"] == WEIGHTS_FORMAT_V2 or kind != "dense":
-        if name in texts:
-            raise NpzError(path, name, f"no such entry (only a Dense of {models.FORMAT!r} has one)", "it present")
-        return True
-    if texts.get(name) not in ("true", "false"):
-        raise NpzError(path, name, "ASCII 'true' or 'false' (every Dense has one)",
-                       repr(texts[name]) if name in texts else "no such entry")
-    return texts[name] == "true"
-
-
 def load_golden(path: PathLike) -> Golden:
     """Read and check a golden file; every problem is one NpzError naming the file and the entry."""
     path = check_path("path", path)
@@ -289,31 +276,19 @@ def load_golden(path: PathLike) -> Golden:
     if not isinstance(texts["golden.producer"], dict) or "name" not in texts["golden.producer"]:
         raise NpzError(path, "golden.producer", 'a JSON object with a "name"', repr(texts["golden.producer"]))
     # Phase 2: every array, its shape fixed by the weights' headers and x's.
-    numbers = sorted(int(m.group(1)) for m in map(_KIND.match, headers) if m)
-    if not numbers or numbers != list(range(1, len(numbers) + 1)):
-        raise NpzError(path, "layers[i].kind", "layers numbered 1, 2, ...", f"layers {numbers}")
-    weight_names = []
-    for i in numbers:
-        kind = texts[f"layers[{i}].kind"]
-        if kind != "dense" and kind not in CELL_TYPES:
-            raise NpzError(path, f"layers[{i}].kind", "rnn, lstm, gru, gruv3 or dense", repr(kind))
-        prefix = f"layers[{i}]." if kind == "dense" else f"layers[{i}].cell."
-        weight_names += [prefix + n for n in _layer_arrays(kind, _use_bias(path, texts, i, kind))]
-    stray = sorted(n for n in texts if n.endswith(".use_bias") and n not in {f"layers[{i}].use_bias" for i in numbers})
-    if stray:
-        raise NpzError(path, stray[0], "no such entry (use_bias belongs to a layer layers[i])", "it present")
-    check_activations(path, texts, {i: texts[f"layers[{i}].kind"] for i in numbers})
+    layers = layer_kinds(path, texts, headers)
+    weight_names = [prefix + n for prefix, kind, has_bias in layers for n in _layer_arrays(kind, has_bias)]
     expected = {n: Expect(shape=(None,) if n.endswith((".bias", ".b")) else (None, None), dtypes=(dtype,),
                           finite=True) for n in weight_names}
     x_shape = _shape_of(path, headers, "golden.x")
     if len(x_shape) != 3:
         raise NpzError(path, "golden.x", "shape (in, len, batch)", f"shape {x_shape}")
     _, length, batch = x_shape
-    last_kind = texts[f"layers[{numbers[-1]}].kind"]
+    last_prefix, last_kind, _ = layers[-1]
     if last_kind == "dense":
-        out = _shape_of(path, headers, f"layers[{numbers[-1]}].weight")[0]
+        out = _shape_of(path, headers, last_prefix + "weight")[0]
     else:
-        out = _shape_of(path, headers, f"layers[{numbers[-1]}].cell.Wh")[-1]
+        out = _shape_of(path, headers, last_prefix + "Wh")[-1]
     last = texts["readout"] == "last"
     expected.update({
         "golden.x": Expect(shape=(None, length, batch), dtypes=(dtype,), finite=True),
