@@ -1,6 +1,7 @@
 """The header-checking .npz reader (issue 9, item 8): nothing is read before its header is checked."""
 
 import io
+import os
 import resource
 import time
 import zipfile
@@ -10,7 +11,7 @@ import pytest
 from numpy.lib import format as npy_format
 
 from faults_support import quick_enough
-from fluxparity._npzio import Expect, NpzError, npz_headers, read_npz
+from fluxparity._npzio import Expect, NpzError, npz_headers, open_regular_file, read_npz
 
 WEIGHTS = {"cell.Wi": Expect((4, 1), ("float32", "float64"), finite=True),
            "cell.Wh": Expect((4, 4), ("float32", "float64"), finite=True),
@@ -167,6 +168,29 @@ def test_a_member_that_is_not_an_array_is_refused(tmp_path):
     with pytest.raises(NpzError, match="only .npy arrays") as error:
         read_npz(path, WEIGHTS)
     assert error.value.entry == "readme.txt"  # the member's whole name: it is not an array's
+    assert str(error.value) == (f"{path}, entry 'readme.txt': expected only .npy arrays in the archive, "
+                                "found a member named 'readme.txt'")
+
+
+def test_an_entry_stored_twice_is_refused(tmp_path):
+    path = good(tmp_path / "w.npz")
+    buffer = io.BytesIO()
+    npy_format.write_array(buffer, np.zeros((4, 1)))
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("cell.Wi.npy", buffer.getvalue())
+    for read in (lambda: npz_headers(path), lambda: read_npz(path, WEIGHTS)):
+        with pytest.raises(NpzError) as error:
+            read()
+        assert error.value.entry == "cell.Wi"
+        assert str(error.value) == f"{path}, entry 'cell.Wi': expected each entry once, found it twice"
+
+
+def test_the_file_handed_out_is_back_in_blocking_mode(tmp_path):
+    """The open is non-blocking (so a FIFO cannot hang it); the regular file it returns reads as any file does."""
+    path = good(tmp_path / "w.npz")
+    with open_regular_file(path) as f:
+        assert os.get_blocking(f.fileno())
+        assert f.read() == path.read_bytes()
 
 
 def test_shape_wildcards(tmp_path):
