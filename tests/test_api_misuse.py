@@ -53,7 +53,12 @@ def test_a_bytes_path_is_a_type_error_naming_the_argument(tmp_path, golden):
     for call in (lambda: load_golden(name), lambda: models.load_npz(name),
                  lambda: record_golden(name, golden.chain, golden.x, golden.y),
                  lambda: save_golden(name, golden)):
-        with pytest.raises(TypeError, match=r"^path must be a file name \(str or pathlib.Path\), got bytes"):
+        with pytest.raises(TypeError, match=r"^path must be a file name \(str or pathlib.Path\), got bytes") as error:
             call()
+        assert len(name) > 60 and str(error.value).endswith(f"got bytes {name[:60]!r}")  # the value, cut to 60
+    for value, kind in ((5, "int"), (None, "NoneType"), ([1, 2], "list")):  # only bytes get their value shown
+        with pytest.raises(TypeError) as error:
+            load_golden(value)
+        assert str(error.value) == f"path must be a file name (str or pathlib.Path), got {kind}"
     with pytest.raises(TypeError, match="^golden must be a fluxparity.testing.Golden or a golden file's path"):
         assert_forward_parity(name, port())

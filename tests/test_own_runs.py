@@ -70,6 +70,10 @@ def test_batches_keep_the_last_partial_batch_and_shuffle_per_epoch_from_the_seed
         make_batches(5, 2, 1, shuffle=True)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         make_batches(5, 0, 1)
+    with pytest.raises(ValueError, match="^n must be a positive integer, got 0$"):
+        make_batches(0, 2, 1)
+    with pytest.raises(ValueError, match="^epochs must be a positive integer, got True$"):
+        make_batches(5, 2, True)
 
 
 def test_the_description_refuses_data_that_do_not_fit_the_model():
