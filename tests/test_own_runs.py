@@ -66,7 +66,7 @@ def test_batches_keep_the_last_partial_batch_and_shuffle_per_epoch_from_the_seed
     again = make_batches(7, 3, 2, shuffle=True, seed=4)
     assert all(np.array_equal(x, y) for x, y in zip(b.orders, again.orders))
     assert [i.tolist() for i in make_batches(5, 2, 1).epoch(0)] == [[0, 1], [2, 3], [4]]
-    with pytest.raises(ValueError, match="shuffle needs a seed"):
+    with pytest.raises(ValueError, match="^shuffle needs a seed: every leg must see the same permutation$"):
         make_batches(5, 2, 1, shuffle=True)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         make_batches(5, 0, 1)

@@ -47,11 +47,6 @@ class Batches:
         """Every step's index array, epoch after epoch."""
         return [b for e in range(self.epochs) for b in self.epoch(e)]
 
-    def to_dict(self) -> dict:
-        shuffled = any(not np.array_equal(o, np.arange(self.n)) for o in self.orders)
-        return {"batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch,
-                "partial_last_batch": self.n % self.batch_size != 0, "shuffled": shuffled}
-
 
 def make_batches(n: int, batch_size: int, epochs: int, *, shuffle: bool = False,
                  seed=None) -> Batches:

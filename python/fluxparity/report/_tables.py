@@ -33,10 +33,6 @@ def _sci(x: float) -> str:
     return f"{x:.2e}"
 
 
-def _seq(values) -> str:
-    return "[" + ",".join(f"{v:g}" for v in values) + "]"
-
-
 def prediction_names(data) -> list[str]:
     """A name per predicted number (``RunResult.probe_predictions``' order): the probe's, then the output."""
     names = []

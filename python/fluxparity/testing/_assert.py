@@ -431,13 +431,6 @@ def _run_steps(golden: Golden, r: _Run, module: nn.Module, optimizer, steps: int
     return losses, after, first_grads
 
 
-def train_steps(golden: Golden, r: _Run, module: nn.Module, optimizer=None) -> tuple[list, list]:
-    """K steps on the golden's ``(x, y)`` from its weights (already loaded): ``(the loss before each step,
-    [{flux name: value after the step}])`` — after every step when the golden has them, else after the last."""
-    losses, after, _ = _run_steps(golden, r, module, optimizer, golden.steps)
-    return losses, (after if golden.after_each is not None else after[-1:])
-
-
 def _update_check(quantity: str, slot: Slot, before_e, after_e, before_a, after_a, golden: Golden, rtol_u: float):
     """One array's update, ``after - before``, within ``rtol_u * max|Δexpected| + 4 eps max|p|``."""
     de = np.asarray(after_e, np.float64) - np.asarray(before_e, np.float64)
