@@ -127,7 +127,8 @@ def test_timeout_bounds_a_hanging_factory_or_forward(workdir, module):
     assert "--timeout 2 s" in report(out)["error"]
 
 
-def test_timeout_must_be_a_positive_number(workdir):
-    done, out = run(workdir, "myport:good", "--timeout", "-1")
-    assert done.returncode == 2 and "expected a positive number of seconds, got '-1'" in done.stderr
+@pytest.mark.parametrize("value", ["-1", "0", "abc", "nan", "1e9"])
+def test_timeout_must_be_a_positive_number(workdir, value):
+    done, out = run(workdir, "myport:good", "--timeout", value)
+    assert done.returncode == 2 and f"expected a positive number of seconds, got '{value}'" in done.stderr
     assert not out.exists()

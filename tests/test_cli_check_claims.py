@@ -88,11 +88,14 @@ PORT = textwrap.dedent('''
         time.sleep(3)
         return Port()
 
-    def slow_to_unwind():  # needs 1 s after the deadline to clean up (a finally block), then lets it go
+    UNWOUND = []
+
+    def slow_to_unwind():  # needs 1.5 s after the deadline to clean up, then lets it go
         try:
             time.sleep(3)
         except BaseException:
-            time.sleep(1)
+            time.sleep(1.5)  # the deadline fires once: no second alarm cuts this short
+            UNWOUND.append(True)
             raise
         return Port()
 ''')
@@ -143,6 +146,7 @@ def test_timeout_gives_code_a_grace_to_unwind_before_ending_the_process(here, tm
     # (not the watchdog's "stuck in C code", which would end this process)
     assert check(here, tmp_path / "r", "scli_port:slow_to_unwind", "--timeout", "0.3") == 2
     assert report(tmp_path / "r")["error"] == "--module 'scli_port:slow_to_unwind': gave up after --timeout 0.3 s"
+    assert sys.modules["scli_port"].UNWOUND == [True]  # its cleanup ran to the end
 
 
 def test_a_check_that_ends_in_time_passes_and_leaves_no_alarm(here, tmp_path):
