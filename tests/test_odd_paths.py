@@ -78,7 +78,6 @@ def test_the_check_command_refuses_a_fifo_golden_in_one_line(tmp_path):
     assert done.stderr.count("\n") == 1 and "a FIFO" in done.stderr
 
 
-
 def _in_process(reader: str):
     """The reader READERS names, imported here (for the cases whose open fails at once)."""
     from fluxparity.models import load_npz
